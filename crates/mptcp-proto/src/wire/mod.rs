@@ -4,3 +4,4 @@
 
 pub mod checksum;
 pub mod mptcp;
+pub mod tcp;
