@@ -4,6 +4,7 @@
 //! its own: time and random numbers come in from the caller, packets go in and out as
 //! bytes. The TUN runtime, the simulator and tests drive it the same way.
 
+pub mod buffer;
 pub mod cc;
 pub mod seq;
 pub mod time;
