@@ -6,6 +6,7 @@
 
 pub mod buffer;
 pub mod cc;
+pub mod mptcp;
 pub mod seq;
 pub mod time;
 pub mod wire;

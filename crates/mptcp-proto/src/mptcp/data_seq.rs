@@ -1,0 +1,1 @@
+//! Connection-level sequence state (being written).
