@@ -200,7 +200,7 @@ impl TxMappings {
     pub fn prune(&mut self, subflow_acked: u64, data_ack: Dsn) -> usize {
         let mut dropped = 0;
         while let Some(front) = self.maps.front() {
-            if front.offset_end() <= subflow_acked && front.dsn_end() <= data_ack {
+            if front.offset_end() <= subflow_acked && dsn_at_or_before(front.dsn_end(), data_ack) {
                 self.maps.pop_front();
                 dropped += 1;
             } else {
@@ -223,7 +223,14 @@ impl TxMappings {
     }
 }
 
-/// Iterator returned by [`TxMappings::unacked_ranges`].
+/// `a <= b` in the data sequence space, which wraps at 2^64 (the IDSN is random, so a
+/// connection may cross the wrap): `b` is less than 2^63 ahead of `a`.
+fn dsn_at_or_before(a: Dsn, b: Dsn) -> bool {
+    b.0.wrapping_sub(a.0) < 1 << 63
+}
+
+/// Iterator returned by [`TxMappings::unacked_ranges`]. A range that crosses the 2^64
+/// wrap has `end < start` numerically; its length is `end.0.wrapping_sub(start.0)`.
 #[derive(Clone, Debug)]
 pub struct UnackedRanges<'a> {
     maps: std::collections::vec_deque::Iter<'a, TxMapping>,
@@ -236,11 +243,15 @@ impl Iterator for UnackedRanges<'_> {
 
     fn next(&mut self) -> Option<Range<Dsn>> {
         for m in self.maps.by_ref() {
-            let start = m.dsn.max(self.data_ack);
             let end = m.payload_dsn_end();
-            if start >= end {
+            if dsn_at_or_before(end, self.data_ack) {
                 continue;
             }
+            let start = if dsn_at_or_before(self.data_ack, m.dsn) {
+                m.dsn
+            } else {
+                self.data_ack
+            };
             match &mut self.pending {
                 Some(run) if run.end == start => run.end = end,
                 Some(_) => return self.pending.replace(start..end),
@@ -364,6 +375,25 @@ mod tests {
         assert_eq!(ranges, vec![Dsn(104)..Dsn(120), Dsn(200)..Dsn(210)]);
         assert_eq!(tx.unacked_ranges(Dsn(210)).count(), 0);
         assert_eq!(tx.unacked_ranges(Dsn(0)).collect::<Vec<_>>().len(), 3);
+    }
+
+    #[test]
+    fn dsn_comparisons_survive_the_2_64_wrap() {
+        let mut tx = TxMappings::new();
+        tx.push(Dsn(u64::MAX - 4), 10); // DSNs MAX-4 ..= MAX, then 0 ..= 4
+        tx.for_transmit(0);
+        tx.push(Dsn(5), 10);
+        assert_eq!(tx.lookup(7).map(|m| m.dsn_at(7)), Some(Dsn(2)));
+        assert_eq!(
+            tx.unacked_ranges(Dsn(u64::MAX)).collect::<Vec<_>>(),
+            vec![Dsn(u64::MAX)..Dsn(15)]
+        );
+        assert_eq!(tx.prune(20, Dsn(3)), 0);
+        assert_eq!(tx.prune(20, Dsn(5)), 1);
+        assert_eq!(
+            tx.unacked_ranges(Dsn(5)).collect::<Vec<_>>(),
+            vec![Dsn(5)..Dsn(15)]
+        );
     }
 
     #[test]
