@@ -7,6 +7,7 @@
 pub mod buffer;
 pub mod cc;
 pub mod mptcp;
+pub mod sched;
 pub mod seq;
 pub mod time;
 pub mod wire;
