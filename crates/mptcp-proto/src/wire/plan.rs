@@ -17,6 +17,10 @@
 //! item can still ride along after a large one was left out. Sizes are those of the
 //! canonical emission layout ([`options_len`]), so a plan's options always emit. The
 //! planner does not allocate.
+//!
+//! Note for the path manager: an ADD_ADDR with an IPv6 address, a port and an HMAC is 30
+//! bytes, and timestamps take 12, so once timestamps are negotiated (RFC 7323 §3.2: then
+//! on every segment) such an ADD_ADDR never fits; announce that address without a port.
 
 use arrayvec::ArrayVec;
 
@@ -209,5 +213,234 @@ impl Planner<'_, '_> {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::seq::SeqNum;
+    use crate::wire::fuzzing::MPTCP_SAMPLES;
+    use crate::wire::tcp::{TcpFlags, TcpPacket, TcpRepr};
+    use MptcpPriority::{Deferrable, Essential};
+
+    const TS: Timestamps = Timestamps { tsval: 7, tsecr: 9 };
+    const DSS_ACK4: usize = 4; // 8 bytes
+    const DSS_MAP4: usize = 5; // 18 bytes
+    const DSS_FULL: usize = 6; // 28 bytes
+    const ADD_ADDR4: usize = 7; // 16 bytes
+    const ADD_ADDR6_PORT: usize = 8; // 30 bytes
+    const MP_PRIO: usize = 10; // 3 bytes
+    const MP_TCPRST: usize = 13; // 4 bytes
+
+    fn blocks(n: u32) -> ArrayVec<SackBlock, 4> {
+        (0..n)
+            .map(|i| SackBlock {
+                left: SeqNum(1000 * i),
+                right: SeqNum(1000 * i + 500),
+            })
+            .collect()
+    }
+
+    fn mptcp(
+        list: &[(MptcpPriority, usize)],
+    ) -> ArrayVec<(MptcpPriority, MptcpOption<'static>), 4> {
+        list.iter()
+            .map(|&(priority, sample)| {
+                let option =
+                    MptcpOption::parse(MPTCP_SAMPLES[sample]).expect("sample is well formed");
+                (priority, option)
+            })
+            .collect()
+    }
+
+    /// The plan's options emit to exactly `plan.len` bytes of options.
+    fn assert_emits(plan: &Plan<'_>) {
+        let repr = TcpRepr {
+            src_port: 1,
+            dst_port: 2,
+            seq: SeqNum(0),
+            ack: SeqNum(0),
+            flags: TcpFlags::ACK,
+            window: 0,
+            urgent: 0,
+            options: plan.options.clone(),
+            payload: &[],
+        };
+        let mut buf = [0u8; 60];
+        let src = core::net::IpAddr::from([10, 0, 0, 1]);
+        let n = repr
+            .emit(&mut TcpPacket::new_unchecked(&mut buf[..]), src, src, false)
+            .expect("a plan always emits");
+        assert_eq!(n, 20 + plan.len);
+    }
+
+    #[test]
+    fn full_dss_and_timestamps_leave_no_room_for_sack() {
+        // TS 12 (NOP NOP TS) + DSS 28 (8-byte ack, 8-byte DSN, checksum) = 40; a SACK option
+        // needs at least 12 (NOP NOP, kind, len, one block).
+        let request = OptionRequest {
+            timestamps: Some(TS),
+            sack_blocks: blocks(3),
+            mptcp: mptcp(&[(Essential, DSS_FULL)]),
+            ..OptionRequest::default()
+        };
+        let plan = plan(&request);
+        assert_eq!(plan.len, 40);
+        assert_eq!(plan.options.timestamps, Some(TS));
+        assert_eq!(plan.options.mptcp.len(), 1);
+        assert!(plan.options.sack_blocks.is_empty());
+        assert_eq!(
+            plan.omitted.as_slice(),
+            &[Omitted::SackBlocks {
+                requested: 3,
+                kept: 0
+            }]
+        );
+        assert_emits(&plan);
+    }
+
+    #[test]
+    fn sack_is_trimmed_to_what_fits() {
+        // TS 12 + DSS 8 = 20; 20 left: 4 + 8n <= 20 gives n = 2.
+        let request = OptionRequest {
+            timestamps: Some(TS),
+            sack_blocks: blocks(4),
+            mptcp: mptcp(&[(Essential, DSS_ACK4)]),
+            ..OptionRequest::default()
+        };
+        let plan = plan(&request);
+        assert_eq!(plan.len, 40);
+        assert_eq!(plan.options.sack_blocks, blocks(2));
+        assert_eq!(
+            plan.omitted.as_slice(),
+            &[Omitted::SackBlocks {
+                requested: 4,
+                kept: 2
+            }]
+        );
+        assert_emits(&plan);
+    }
+
+    #[test]
+    fn add_addr_waits_behind_sack_but_rides_when_there_is_room() {
+        // TS 12 + DSS 8 + SACK(2) 20 = 40: the 16-byte ADD_ADDR is deferred.
+        let mut request = OptionRequest {
+            timestamps: Some(TS),
+            sack_blocks: blocks(2),
+            mptcp: mptcp(&[(Essential, DSS_ACK4), (Deferrable, ADD_ADDR4)]),
+            ..OptionRequest::default()
+        };
+        let deferred = plan(&request);
+        assert_eq!(deferred.len, 40);
+        assert_eq!(deferred.options.mptcp.len(), 1);
+        assert_eq!(
+            deferred.omitted.as_slice(),
+            &[Omitted::Mptcp {
+                index: 1,
+                len: 16,
+                priority: Deferrable
+            }]
+        );
+        assert_emits(&deferred);
+        // Without SACK blocks: TS 12 + DSS 8 + ADD_ADDR 16 = 36.
+        request.sack_blocks.clear();
+        let sent = plan(&request);
+        assert!(sent.is_complete());
+        assert_eq!(sent.len, 36);
+        assert_eq!(sent.options.mptcp.len(), 2);
+        assert_emits(&sent);
+    }
+
+    #[test]
+    fn a_small_deferrable_option_fits_after_sack_was_dropped() {
+        // TS 12 + DSS 18 (padded with MPTCP options to 20) = 32: one SACK block (12) does
+        // not fit, but MP_PRIO does (18 + 3 = 21 bytes of MPTCP, padded to 24): 36.
+        let request = OptionRequest {
+            timestamps: Some(TS),
+            sack_blocks: blocks(2),
+            mptcp: mptcp(&[(Deferrable, MP_PRIO), (Essential, DSS_MAP4)]),
+            ..OptionRequest::default()
+        };
+        let plan = plan(&request);
+        assert_eq!(plan.len, 36);
+        assert_eq!(plan.options.mptcp.len(), 2);
+        assert_eq!(
+            plan.omitted.as_slice(),
+            &[Omitted::SackBlocks {
+                requested: 2,
+                kept: 0
+            }]
+        );
+        assert_emits(&plan);
+    }
+
+    #[test]
+    fn essential_mptcp_outranks_timestamps() {
+        // DSS 28 + MP_TCPRST 4 = 32; timestamps would make 44.
+        let request = OptionRequest {
+            timestamps: Some(TS),
+            mptcp: mptcp(&[(Essential, DSS_FULL), (Essential, MP_TCPRST)]),
+            ..OptionRequest::default()
+        };
+        let plan = plan(&request);
+        assert_eq!(plan.len, 32);
+        assert_eq!(plan.options.timestamps, None);
+        assert_eq!(plan.omitted.as_slice(), &[Omitted::Timestamps]);
+        assert_emits(&plan);
+    }
+
+    #[test]
+    fn ipv6_add_addr_with_port_never_fits_beside_timestamps() {
+        // 30 bytes of ADD_ADDR pad to 32; with TS 12 that is 44.
+        let request = OptionRequest {
+            timestamps: Some(TS),
+            mptcp: mptcp(&[(Deferrable, ADD_ADDR6_PORT)]),
+            ..OptionRequest::default()
+        };
+        let plan = plan(&request);
+        assert_eq!(plan.len, 12);
+        assert_eq!(
+            plan.omitted.as_slice(),
+            &[Omitted::Mptcp {
+                index: 0,
+                len: 30,
+                priority: Deferrable
+            }]
+        );
+    }
+
+    #[test]
+    fn syn_options_fit_by_construction() {
+        // MSS 4 + SACKOK TS 12 + NOP WS 4 + MP_CAPABLE 4 = 24.
+        let syn = OptionRequest {
+            mss: Some(1460),
+            window_scale: Some(7),
+            sack_permitted: true,
+            timestamps: Some(TS),
+            mptcp: mptcp(&[(Essential, 0)]),
+            ..OptionRequest::default()
+        };
+        let plan_syn = plan(&syn);
+        assert!(plan_syn.is_complete());
+        assert_eq!(plan_syn.len, 24);
+        assert_emits(&plan_syn);
+        // The largest handshake option, MP_JOIN SYN/ACK (16): 4 + 12 + 4 + 16 = 36.
+        let join = OptionRequest {
+            mptcp: mptcp(&[(Essential, 3)]),
+            ..syn
+        };
+        let plan_join = plan(&join);
+        assert!(plan_join.is_complete());
+        assert_eq!(plan_join.len, 36);
+        assert_emits(&plan_join);
+    }
+
+    #[test]
+    fn empty_request_gives_empty_plan() {
+        let plan = plan(&OptionRequest::default());
+        assert!(plan.is_complete());
+        assert_eq!(plan.len, 0);
+        assert_eq!(plan.options, TcpOptions::default());
     }
 }
