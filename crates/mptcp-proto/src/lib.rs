@@ -5,6 +5,7 @@
 //! bytes. The TUN runtime, the simulator and tests drive it the same way.
 
 pub mod cc;
+pub mod crypto;
 pub mod seq;
 pub mod time;
 pub mod wire;
