@@ -145,12 +145,10 @@ fn add_addr() -> impl Strategy<Value = MptcpOption<'static>> {
 
 fn others() -> impl Strategy<Value = MptcpOption<'static>> {
     prop_oneof![
-        (any::<bool>(), any::<Option<u8>>()).prop_map(|(backup, id)| MptcpOption::MpPrio(
-            MpPrio {
-                backup,
-                addr_id: id.map(AddrId),
-            }
-        )),
+        (any::<bool>(), any::<Option<u8>>()).prop_map(|(backup, id)| MptcpOption::MpPrio(MpPrio {
+            backup,
+            addr_id: id.map(AddrId),
+        })),
         any::<u64>().prop_map(|v| MptcpOption::MpFail(MpFail { dsn: Dsn(v) })),
         key().prop_map(|receiver_key| MptcpOption::MpFastclose(MpFastclose { receiver_key })),
         (0u8..16, any::<u8>()).prop_map(|(flags, reason)| MptcpOption::MpTcpRst(MpTcpRst {
@@ -193,13 +191,12 @@ fn valid_wire() -> impl Strategy<Value = Vec<u8>> {
                     let ack = [0u8, 0x01, 0x03][pick.index(3)];
                     let map = [0u8, 0x04, 0x0c][(low as usize) % 3];
                     let fin = low & 0x10;
-                    let mut len = 4
-                        + match ack {
+                    let mut len =
+                        4 + match ack {
                             0 => 0,
                             1 => 4,
                             _ => 8,
-                        }
-                        + match map {
+                        } + match map {
                             0 => 0,
                             4 => 10,
                             _ => 14,
@@ -253,7 +250,7 @@ proptest! {
 
     #[test]
     fn parse_never_panics_and_what_parses_re_emits(mut bytes in vec(any::<u8>(), 0..=60)) {
-        if bytes.len() >= 1 {
+        if !bytes.is_empty() {
             bytes[0] = 30;
         }
         if bytes.len() >= 2 {
