@@ -54,7 +54,8 @@ impl MptcpKey {
     }
 }
 
-// Keys are secrets: keep them out of logs unless someone asks with `{:x}` on purpose.
+// Hex, because keys are compared against packet dumps (tshark prints them in decimal
+// as `tcp.options.mptcp.sendkey`). Keys are secrets: log them only at trace level.
 impl fmt::Debug for MptcpKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "MptcpKey({:#018x})", self.0)
