@@ -4,7 +4,9 @@
 //! its own: time and random numbers come in from the caller, packets go in and out as
 //! bytes. The TUN runtime, the simulator and tests drive it the same way.
 
+pub mod buffer;
 pub mod cc;
+pub mod crypto;
 pub mod seq;
 pub mod time;
 pub mod wire;

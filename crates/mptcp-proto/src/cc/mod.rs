@@ -9,6 +9,66 @@ use core::fmt::Debug;
 
 use crate::time::{Duration, Instant};
 
+mod cubic;
+mod newreno;
+
+#[cfg(test)]
+mod fairness_tests;
+
+pub use cubic::Cubic;
+pub use newreno::NewReno;
+
+/// Which controller a subflow runs; the connection config holds one and builds a fresh
+/// controller per subflow. Coupled algorithms (LIA, OLIA, BALIA) join as new variants.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CcAlgorithm {
+    /// RFC 5681 with appropriate byte counting (RFC 3465).
+    NewReno,
+    /// RFC 9438, the default of Linux, Windows and Apple stacks.
+    #[default]
+    Cubic,
+}
+
+impl CcAlgorithm {
+    /// A controller for a subflow with sender MSS `mss` bytes. `initial_window` overrides
+    /// the RFC 6928 initial window (bytes); `None` uses [`initial_window`].
+    pub fn build(self, mss: u32, initial_window: Option<u64>) -> Box<dyn CongestionControl> {
+        match self {
+            CcAlgorithm::NewReno => Box::new(NewReno::new(mss, initial_window)),
+            CcAlgorithm::Cubic => Box::new(Cubic::new(mss, initial_window)),
+        }
+    }
+
+    /// The name the built controller reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            CcAlgorithm::NewReno => "newreno",
+            CcAlgorithm::Cubic => "cubic",
+        }
+    }
+}
+
+/// The initial window of RFC 6928 §2: `min(10 * MSS, max(2 * MSS, 14600))` bytes.
+pub fn initial_window(mss: u32) -> u64 {
+    let mss = u64::from(mss);
+    (10 * mss).min((2 * mss).max(14_600))
+}
+
+/// Slow start with appropriate byte counting (RFC 3465 §2.2, L = 2): grows `cwnd` by the
+/// bytes acknowledged, at most 2 MSS per ACK, and not past `ssthresh`. Returns the
+/// acknowledged bytes left over once `cwnd` reached `ssthresh`, which count towards
+/// congestion avoidance (0 when still below it).
+pub(crate) fn slow_start(cwnd: &mut u64, ssthresh: u64, bytes_acked: u64, mss: u32) -> u64 {
+    let limit = 2 * u64::from(mss);
+    let grow = bytes_acked.min(limit).min(ssthresh.saturating_sub(*cwnd));
+    *cwnd += grow;
+    if *cwnd < ssthresh {
+        0
+    } else {
+        bytes_acked - grow
+    }
+}
+
 /// What one subflow looks like to a coupled controller at the moment of a call.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct SubflowSnapshot {

@@ -1,0 +1,330 @@
+//! NewReno window arithmetic (RFC 5681 with RFC 3465 byte counting).
+//!
+//! The controller only sets `cwnd` and `ssthresh`. Loss recovery itself (fast
+//! retransmit, the RFC 6675 pipe or RFC 5681 window inflation and deflation, RFC 6582
+//! partial ACKs, the recovery point) belongs to the TCP engine, which tells the
+//! controller about ACKs, loss events and the end of recovery.
+
+use super::{AckEvent, CongestionControl, CongestionEvent, SubflowsSnapshot, initial_window};
+use crate::time::Instant;
+
+/// Uncoupled NewReno congestion control for one subflow.
+///
+/// ```
+/// use mptcp_proto::cc::{AckEvent, CongestionControl, CongestionEvent, NewReno, SubflowSnapshot, SubflowsSnapshot};
+/// use mptcp_proto::Instant;
+///
+/// let mut cc = NewReno::new(1_000, None);
+/// assert_eq!(cc.window(), 10_000); // RFC 6928
+/// let own = SubflowSnapshot::default();
+/// let sf = SubflowsSnapshot::single(&own);
+/// cc.on_congestion_event(Instant::ZERO, CongestionEvent::Loss, 10_000, &sf);
+/// assert_eq!((cc.window(), cc.ssthresh()), (5_000, 5_000));
+/// ```
+#[derive(Clone, Debug)]
+pub struct NewReno {
+    mss: u32,
+    cwnd: u64,
+    ssthresh: u64,
+    /// Bytes acknowledged in congestion avoidance since `cwnd` last grew (RFC 3465 §2.1).
+    ca_bytes_acked: u64,
+    /// The configured initial window, if it overrides RFC 6928.
+    configured_iw: Option<u64>,
+    /// Nothing has happened yet, so an MSS change may still recompute the initial window.
+    pristine: bool,
+    /// The retransmission timer fired and no new data has been acknowledged since.
+    in_timeout: bool,
+    /// `(cwnd, ssthresh)` before the last congestion event, for undoing it.
+    undo: Option<(u64, u64)>,
+}
+
+impl NewReno {
+    /// `initial_window` in bytes overrides the RFC 6928 initial window.
+    pub fn new(mss: u32, initial_window_bytes: Option<u64>) -> Self {
+        let mss = mss.max(1);
+        NewReno {
+            mss,
+            cwnd: initial_window_bytes.unwrap_or_else(|| initial_window(mss)),
+            ssthresh: u64::MAX,
+            ca_bytes_acked: 0,
+            configured_iw: initial_window_bytes,
+            pristine: true,
+            in_timeout: false,
+            undo: None,
+        }
+    }
+
+    fn mss(&self) -> u64 {
+        u64::from(self.mss)
+    }
+}
+
+impl CongestionControl for NewReno {
+    fn window(&self) -> u64 {
+        self.cwnd
+    }
+
+    fn ssthresh(&self) -> u64 {
+        self.ssthresh
+    }
+
+    fn on_ack(&mut self, _now: Instant, ack: &AckEvent, _subflows: &SubflowsSnapshot<'_>) {
+        self.pristine = false;
+        self.in_timeout = false;
+        // RFC 6675 / RFC 6582: the window does not grow during recovery; RFC 7661: nor
+        // on ACKs for a flight the application did not fill.
+        if ack.in_recovery || ack.app_limited || ack.bytes_acked == 0 {
+            return;
+        }
+        let mut acked = ack.bytes_acked;
+        if self.cwnd < self.ssthresh {
+            acked = super::slow_start(&mut self.cwnd, self.ssthresh, acked, self.mss);
+            if acked == 0 {
+                return;
+            }
+        }
+        // RFC 5681 §3.1 / RFC 3465 §2.1: once a window's worth of bytes has been
+        // acknowledged, grow by one MSS, i.e. one MSS per RTT.
+        self.ca_bytes_acked += acked;
+        if self.ca_bytes_acked >= self.cwnd {
+            self.ca_bytes_acked -= self.cwnd;
+            self.cwnd += self.mss();
+        }
+    }
+
+    fn on_congestion_event(
+        &mut self,
+        _now: Instant,
+        event: CongestionEvent,
+        prior_in_flight: u64,
+        _subflows: &SubflowsSnapshot<'_>,
+    ) {
+        self.pristine = false;
+        self.ca_bytes_acked = 0;
+        let mss = self.mss();
+        if event == CongestionEvent::Timeout && self.in_timeout {
+            // RFC 5681 §3.1: ssthresh is set only when a segment first times out; a
+            // backed-off retransmission timing out again leaves it alone.
+            self.cwnd = mss;
+            return;
+        }
+        self.undo = Some((self.cwnd, self.ssthresh));
+        // RFC 5681 §3.1 equation (4); RFC 3168 §6.1.2 reacts to ECN the same way.
+        self.ssthresh = (prior_in_flight / 2).max(2 * mss);
+        match event {
+            CongestionEvent::Loss | CongestionEvent::Ecn => self.cwnd = self.ssthresh,
+            CongestionEvent::Timeout => {
+                // RFC 5681 §3.1: the loss window is one full-sized segment.
+                self.cwnd = mss;
+                self.in_timeout = true;
+            }
+        }
+        tracing::trace!(
+            ?event,
+            cwnd = self.cwnd,
+            ssthresh = self.ssthresh,
+            "newreno: reduced"
+        );
+    }
+
+    fn on_spurious_congestion(&mut self, _now: Instant) {
+        // RFC 4015 §3 / RFC 5682: restore the window from before the false alarm; any
+        // growth since then is kept.
+        if let Some((cwnd, ssthresh)) = self.undo.take() {
+            self.cwnd = self.cwnd.max(cwnd);
+            self.ssthresh = self.ssthresh.max(ssthresh);
+            self.in_timeout = false;
+        }
+    }
+
+    fn set_mss(&mut self, mss: u32) {
+        self.mss = mss.max(1);
+        // Before any ACK the initial window still follows the (negotiated) MSS.
+        if self.pristine {
+            self.cwnd = self
+                .configured_iw
+                .unwrap_or_else(|| initial_window(self.mss));
+        }
+        self.cwnd = self.cwnd.max(self.mss());
+    }
+
+    fn name(&self) -> &'static str {
+        "newreno"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cc::SubflowSnapshot;
+
+    const MSS: u32 = 1_000;
+
+    fn ack(bytes: u64) -> AckEvent {
+        AckEvent {
+            bytes_acked: bytes,
+            prior_in_flight: 0,
+            rtt_sample: None,
+            srtt: None,
+            min_rtt: None,
+            mss: MSS,
+            in_recovery: false,
+            app_limited: false,
+        }
+    }
+
+    fn on_ack(cc: &mut NewReno, a: AckEvent) {
+        let own = SubflowSnapshot::default();
+        cc.on_ack(Instant::ZERO, &a, &SubflowsSnapshot::single(&own));
+    }
+
+    fn event(cc: &mut NewReno, e: CongestionEvent, in_flight: u64) {
+        let own = SubflowSnapshot::default();
+        cc.on_congestion_event(Instant::ZERO, e, in_flight, &SubflowsSnapshot::single(&own));
+    }
+
+    /// One RTT's worth of ACKs, each for `per_ack` bytes, covering the current window.
+    fn one_rtt(cc: &mut NewReno, per_ack: u64) {
+        let acks = cc.window() / per_ack;
+        for _ in 0..acks {
+            on_ack(cc, ack(per_ack));
+        }
+    }
+
+    #[test]
+    fn initial_window_follows_rfc_6928() {
+        assert_eq!(NewReno::new(1_460, None).window(), 14_600);
+        assert_eq!(NewReno::new(536, None).window(), 5_360);
+        assert_eq!(NewReno::new(9_000, None).window(), 18_000);
+        assert_eq!(NewReno::new(1_460, Some(4_000)).window(), 4_000);
+        assert_eq!(NewReno::new(1_460, None).ssthresh(), u64::MAX);
+    }
+
+    #[test]
+    fn slow_start_doubles_per_rtt_with_per_segment_and_delayed_acks() {
+        let mut cc = NewReno::new(MSS, None);
+        one_rtt(&mut cc, 1_000);
+        assert_eq!(cc.window(), 20_000);
+        one_rtt(&mut cc, 1_000);
+        assert_eq!(cc.window(), 40_000);
+        // Delayed ACKs (2 segments each) still double: L = 2 MSS.
+        one_rtt(&mut cc, 2_000);
+        assert_eq!(cc.window(), 80_000);
+    }
+
+    #[test]
+    fn a_stretch_ack_grows_slow_start_by_at_most_two_segments() {
+        let mut cc = NewReno::new(MSS, None);
+        on_ack(&mut cc, ack(10_000));
+        assert_eq!(cc.window(), 12_000);
+    }
+
+    #[test]
+    fn congestion_avoidance_grows_one_segment_per_rtt() {
+        let mut cc = NewReno::new(MSS, None);
+        event(&mut cc, CongestionEvent::Loss, 40_000);
+        assert_eq!((cc.window(), cc.ssthresh()), (20_000, 20_000));
+        one_rtt(&mut cc, 1_000);
+        assert_eq!(cc.window(), 21_000);
+        one_rtt(&mut cc, 1_000);
+        assert_eq!(cc.window(), 22_000);
+        // Half a window of ACKs is not enough for the next segment.
+        for _ in 0..11 {
+            on_ack(&mut cc, ack(1_000));
+        }
+        assert_eq!(cc.window(), 22_000);
+    }
+
+    #[test]
+    fn slow_start_hands_the_bytes_past_ssthresh_to_congestion_avoidance() {
+        let mut cc = NewReno::new(MSS, Some(19_000));
+        event(&mut cc, CongestionEvent::Loss, 40_000); // ssthresh 20_000
+        cc.cwnd = 19_500;
+        on_ack(&mut cc, ack(2_000));
+        assert_eq!((cc.window(), cc.ca_bytes_acked), (20_000, 1_500));
+    }
+
+    #[test]
+    fn loss_halves_the_flight_with_a_floor_of_two_segments() {
+        let mut cc = NewReno::new(MSS, None);
+        event(&mut cc, CongestionEvent::Loss, 30_000);
+        assert_eq!((cc.window(), cc.ssthresh()), (15_000, 15_000));
+        event(&mut cc, CongestionEvent::Ecn, 1_000);
+        assert_eq!((cc.window(), cc.ssthresh()), (2_000, 2_000));
+    }
+
+    #[test]
+    fn timeout_collapses_to_one_segment_and_repeats_keep_ssthresh() {
+        let mut cc = NewReno::new(MSS, None);
+        event(&mut cc, CongestionEvent::Timeout, 30_000);
+        assert_eq!((cc.window(), cc.ssthresh()), (1_000, 15_000));
+        // The backed-off retransmission times out too: in flight is now one segment.
+        event(&mut cc, CongestionEvent::Timeout, 1_000);
+        assert_eq!((cc.window(), cc.ssthresh()), (1_000, 15_000));
+        // Slow start resumes from the loss window.
+        on_ack(&mut cc, ack(1_000));
+        assert_eq!(cc.window(), 2_000);
+        event(&mut cc, CongestionEvent::Timeout, 2_000);
+        assert_eq!((cc.window(), cc.ssthresh()), (1_000, 2_000));
+    }
+
+    #[test]
+    fn no_growth_in_recovery_or_when_app_limited() {
+        let mut cc = NewReno::new(MSS, None);
+        on_ack(
+            &mut cc,
+            AckEvent {
+                in_recovery: true,
+                ..ack(1_000)
+            },
+        );
+        on_ack(
+            &mut cc,
+            AckEvent {
+                app_limited: true,
+                ..ack(1_000)
+            },
+        );
+        assert_eq!(cc.window(), 10_000);
+        event(&mut cc, CongestionEvent::Loss, 20_000);
+        for _ in 0..100 {
+            on_ack(
+                &mut cc,
+                AckEvent {
+                    in_recovery: true,
+                    ..ack(1_000)
+                },
+            );
+            on_ack(
+                &mut cc,
+                AckEvent {
+                    app_limited: true,
+                    ..ack(1_000)
+                },
+            );
+        }
+        assert_eq!((cc.window(), cc.ca_bytes_acked), (10_000, 0));
+    }
+
+    #[test]
+    fn spurious_loss_restores_the_previous_window_once() {
+        let mut cc = NewReno::new(MSS, None);
+        one_rtt(&mut cc, 1_000); // 20_000
+        event(&mut cc, CongestionEvent::Loss, 20_000);
+        assert_eq!((cc.window(), cc.ssthresh()), (10_000, 10_000));
+        cc.on_spurious_congestion(Instant::ZERO);
+        assert_eq!((cc.window(), cc.ssthresh()), (20_000, u64::MAX));
+        cc.on_spurious_congestion(Instant::ZERO);
+        assert_eq!((cc.window(), cc.ssthresh()), (20_000, u64::MAX));
+    }
+
+    #[test]
+    fn mss_change_before_any_ack_recomputes_the_initial_window() {
+        let mut cc = NewReno::new(536, None);
+        cc.set_mss(1_460);
+        assert_eq!(cc.window(), 14_600);
+        on_ack(&mut cc, ack(1_460));
+        cc.set_mss(1_000);
+        assert_eq!(cc.window(), 16_060);
+    }
+}
