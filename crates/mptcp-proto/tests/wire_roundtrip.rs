@@ -37,7 +37,10 @@ fn timestamps() -> impl Strategy<Value = Timestamps> {
 }
 
 fn priority() -> impl Strategy<Value = MptcpPriority> {
-    prop_oneof![Just(MptcpPriority::Essential), Just(MptcpPriority::Deferrable)]
+    prop_oneof![
+        Just(MptcpPriority::Essential),
+        Just(MptcpPriority::Deferrable)
+    ]
 }
 
 fn request() -> impl Strategy<Value = OptionRequest<'static>> {
@@ -49,16 +52,16 @@ fn request() -> impl Strategy<Value = OptionRequest<'static>> {
         vec(sack_block(), 0..=4),
         vec((priority(), mptcp_option()), 0..=4),
     )
-        .prop_map(|(mss, window_scale, sack_permitted, timestamps, sack, mptcp)| {
-            OptionRequest {
+        .prop_map(
+            |(mss, window_scale, sack_permitted, timestamps, sack, mptcp)| OptionRequest {
                 mss,
                 window_scale,
                 sack_permitted,
                 timestamps,
                 sack_blocks: sack.into_iter().collect(),
                 mptcp: mptcp.into_iter().collect(),
-            }
-        })
+            },
+        )
 }
 
 /// Any option set that fits, trimmed to 40 bytes by the planner.
@@ -68,14 +71,10 @@ fn fitting_options() -> impl Strategy<Value = TcpOptions<'static>> {
 
 fn addresses() -> impl Strategy<Value = (IpAddr, IpAddr)> {
     prop_oneof![
-        (any::<[u8; 4]>(), any::<[u8; 4]>()).prop_map(|(s, d)| (
-            IpAddr::V4(Ipv4Addr::from(s)),
-            IpAddr::V4(Ipv4Addr::from(d))
-        )),
-        (any::<[u8; 16]>(), any::<[u8; 16]>()).prop_map(|(s, d)| (
-            IpAddr::V6(Ipv6Addr::from(s)),
-            IpAddr::V6(Ipv6Addr::from(d))
-        )),
+        (any::<[u8; 4]>(), any::<[u8; 4]>())
+            .prop_map(|(s, d)| (IpAddr::V4(Ipv4Addr::from(s)), IpAddr::V4(Ipv4Addr::from(d)))),
+        (any::<[u8; 16]>(), any::<[u8; 16]>())
+            .prop_map(|(s, d)| (IpAddr::V6(Ipv6Addr::from(s)), IpAddr::V6(Ipv6Addr::from(d)))),
     ]
 }
 

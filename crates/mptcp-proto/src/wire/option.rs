@@ -13,7 +13,8 @@
 //! - an MPTCP option that `MptcpOption::parse` rejects.
 //!
 //! Unknown kinds with a well-formed length are yielded as [`TcpOption::Unknown`] (MUST-5:
-//! ignore options you do not implement).
+//! ignore options you do not implement), and so are MPTCP options of an unknown subtype
+//! (`Unknown { kind: 30, .. }`): a malformed known subtype is an error, a future one is not.
 
 use arrayvec::ArrayVec;
 
@@ -55,7 +56,8 @@ pub enum TcpOption<'a> {
     Sack(ArrayVec<SackBlock, 4>),
     Timestamps(Timestamps),
     Mptcp(MptcpOption<'a>),
-    /// A kind the stack does not implement: `data` is the bytes after kind and length.
+    /// A kind the stack does not implement, or kind 30 with an unknown MPTCP subtype:
+    /// `data` is the bytes after kind and length.
     Unknown {
         kind: u8,
         data: &'a [u8],
@@ -225,9 +227,13 @@ fn parse_one(kind: u8, option: &[u8]) -> Result<TcpOption<'_>, OptionError> {
                 tsecr: be32(&data[4..]),
             })
         }
-        kind::MPTCP => TcpOption::Mptcp(
-            MptcpOption::parse(option).map_err(|source| OptionError::Mptcp { len, source })?,
-        ),
+        kind::MPTCP => match MptcpOption::parse(option) {
+            Ok(parsed) => TcpOption::Mptcp(parsed),
+            // A subtype this stack does not know is ignored, like an unknown kind, so that
+            // future extensions do not get segments dropped (Linux does the same).
+            Err(MptcpError::UnknownSubtype(_)) => TcpOption::Unknown { kind, data },
+            Err(source) => return Err(OptionError::Mptcp { len, source }),
+        },
         kind => TcpOption::Unknown { kind, data },
     })
 }
@@ -454,6 +460,28 @@ mod tests {
                 "only the last item is an error"
             );
         }
+    }
+
+    #[test]
+    fn mptcp_options_parse_and_unknown_subtypes_are_kept_raw() {
+        // MP_CAPABLE SYN (v1, H), then subtype 0x9 (unassigned), then a DSS whose length
+        // does not match its flags (data ACK flag, 4 bytes short).
+        let area = [30, 4, 0x01, 0x01, 30, 3, 0x90, 30, 4, 0x20, 0x01];
+        let results = collect(&area);
+        assert!(matches!(results[0], Ok(TcpOption::Mptcp(_))));
+        assert_eq!(
+            results[1],
+            Ok(TcpOption::Unknown {
+                kind: 30,
+                data: &[0x90]
+            })
+        );
+        assert!(
+            matches!(&results[2], Err(OptionError::Mptcp { len: 4, .. })),
+            "{:?}",
+            results[2]
+        );
+        assert_eq!(results.len(), 3);
     }
 
     #[test]

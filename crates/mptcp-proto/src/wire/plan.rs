@@ -38,6 +38,24 @@ pub enum MptcpPriority {
     Deferrable,
 }
 
+impl MptcpPriority {
+    /// The usual class of an option, by subtype.
+    pub fn of(option: &MptcpOption<'_>) -> MptcpPriority {
+        match option {
+            MptcpOption::MpCapable(_)
+            | MptcpOption::MpJoin(_)
+            | MptcpOption::Dss(_)
+            | MptcpOption::MpFail(_)
+            | MptcpOption::MpFastclose(_)
+            | MptcpOption::MpTcpRst(_) => MptcpPriority::Essential,
+            MptcpOption::AddAddr(_)
+            | MptcpOption::RemoveAddr(_)
+            | MptcpOption::MpPrio(_)
+            | MptcpOption::Experimental(_) => MptcpPriority::Deferrable,
+        }
+    }
+}
+
 /// What a segment would like to carry.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OptionRequest<'a> {
@@ -434,6 +452,20 @@ mod tests {
         assert!(plan_join.is_complete());
         assert_eq!(plan_join.len, 36);
         assert_emits(&plan_join);
+    }
+
+    #[test]
+    fn priority_by_subtype() {
+        let classes: Vec<MptcpPriority> = MPTCP_SAMPLES
+            .iter()
+            .map(|bytes| MptcpPriority::of(&MptcpOption::parse(bytes).expect("well formed")))
+            .collect();
+        // Samples: 4 MP_CAPABLE/MP_JOIN, 3 DSS, 2 ADD_ADDR, REMOVE_ADDR, MP_PRIO, MP_FAIL,
+        // MP_FASTCLOSE, MP_TCPRST.
+        let mut expected = vec![Essential; 7];
+        expected.extend([Deferrable; 4]);
+        expected.extend([Essential; 3]);
+        assert_eq!(classes, expected);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! - a malformed option (see [`crate::wire::option`]) fails the whole parse with an error
 //!   naming it, so the caller drops the segment (RFC 9293 §3.1 MUST-7 asks only that an
 //!   illegal length not crash us; dropping is the conservative choice);
-//! - unknown kinds are ignored (MUST-5);
+//! - unknown kinds, and MPTCP options of an unknown subtype, are ignored (MUST-5);
 //! - a duplicated MSS, window scale, SACK-permitted, SACK or timestamps option: the first
 //!   one wins and later ones are ignored;
 //! - more than four MPTCP options is an error ([`TcpError::TooManyMptcpOptions`]);
