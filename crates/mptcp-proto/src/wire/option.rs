@@ -208,7 +208,7 @@ fn parse_one(kind: u8, option: &[u8]) -> Result<TcpOption<'_>, OptionError> {
         }
         kind::SACK => {
             let count = data.len() / SACK_BLOCK_LEN;
-            if data.len() % SACK_BLOCK_LEN != 0 || !(1..=4).contains(&count) {
+            if !data.len().is_multiple_of(SACK_BLOCK_LEN) || !(1..=4).contains(&count) {
                 return Err(OptionError::SackLength(len));
             }
             let blocks = data

@@ -563,7 +563,7 @@ impl<'a> TcpOptions<'a> {
         }
         // Pad to the 32-bit boundary the data offset needs; cannot overflow because 40 is
         // itself a multiple of 4.
-        while writer.at % 4 != 0 {
+        while !writer.at.is_multiple_of(4) {
             writer.area[writer.at] = kind::NOP;
             writer.at += 1;
         }
