@@ -142,7 +142,13 @@ fn replay_fuzz_corpus() {
             let data = std::fs::read(file.path()).expect("corpus file is readable");
             match name.to_str() {
                 Some("tcp_options") => fuzz_tcp_options(&data),
-                Some("ip_packet") => fuzz_ip_packet(&data),
+                Some("ip_packet") => {
+                    fuzz_ip_packet(&data);
+                    if file.file_name().to_string_lossy().starts_with("seed-") {
+                        let parsed = IpTcpRepr::parse(&data, true);
+                        assert!(parsed.is_ok(), "{:?}: {parsed:?}", file.path());
+                    }
+                }
                 _ => {
                     fuzz_tcp_options(&data);
                     fuzz_ip_packet(&data);
