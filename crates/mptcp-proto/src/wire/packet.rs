@@ -60,6 +60,43 @@ impl IpRepr {
 }
 
 /// One IP packet carrying one TCP segment.
+///
+/// ```
+/// use mptcp_proto::SeqNum;
+/// use mptcp_proto::wire::tcp::{TcpFlags, TcpOptions};
+/// use mptcp_proto::wire::{IpRepr, IpTcpRepr, Ipv4Repr, TcpRepr};
+///
+/// let packet = IpTcpRepr {
+///     ip: IpRepr::V4(Ipv4Repr {
+///         src_addr: [10, 0, 0, 1].into(),
+///         dst_addr: [10, 0, 0, 2].into(),
+///         protocol: 6,
+///         payload_len: 0, // filled in from the segment on emit
+///         ttl: 64,
+///         dscp: 0,
+///         ecn: 0,
+///         ident: 0,
+///         dont_frag: true,
+///     }),
+///     tcp: TcpRepr {
+///         src_port: 40000,
+///         dst_port: 80,
+///         seq: SeqNum(1),
+///         ack: SeqNum(0),
+///         flags: TcpFlags::SYN,
+///         window: 65535,
+///         urgent: 0,
+///         options: TcpOptions { mss: Some(1460), ..TcpOptions::default() },
+///         payload: b"",
+///     },
+/// };
+/// let mut buf = [0u8; 64];
+/// let len = packet.emit(&mut buf, true)?;
+/// assert_eq!(len, 20 + 24);
+/// let parsed = IpTcpRepr::parse(&buf[..len], true)?;
+/// assert_eq!(parsed.tcp, packet.tcp);
+/// # Ok::<(), mptcp_proto::wire::PacketError>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IpTcpRepr<'a> {
     pub ip: IpRepr,

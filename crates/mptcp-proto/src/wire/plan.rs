@@ -147,6 +147,30 @@ fn fits(request: &OptionRequest<'_>, chosen: &Chosen) -> bool {
 }
 
 /// Fits `request` into the option space (module docs give the priorities).
+///
+/// ```
+/// use mptcp_proto::wire::mptcp::MptcpOption;
+/// use mptcp_proto::wire::plan::{MptcpPriority, Omitted, OptionRequest, plan};
+/// use mptcp_proto::wire::tcp::Timestamps;
+///
+/// // A DSS with an 8-byte data ACK, an 8-byte DSN mapping and a checksum: 28 bytes.
+/// let dss = [30, 28, 0x20, 0x0f, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9,
+///            0, 0, 0, 1, 0x05, 0xa0, 0x12, 0x34];
+/// let dss = MptcpOption::parse(&dss).expect("well formed");
+/// let mut request = OptionRequest {
+///     timestamps: Some(Timestamps { tsval: 1, tsecr: 2 }),
+///     ..OptionRequest::default()
+/// };
+/// request.mptcp.push((MptcpPriority::of(&dss), dss));
+/// request.sack_blocks.push(mptcp_proto::wire::tcp::SackBlock {
+///     left: mptcp_proto::SeqNum(100),
+///     right: mptcp_proto::SeqNum(200),
+/// });
+/// let plan = plan(&request);
+/// // 12 (NOP NOP TS) + 28 (DSS) = 40: no room for a SACK block.
+/// assert_eq!(plan.len, 40);
+/// assert_eq!(plan.omitted.as_slice(), &[Omitted::SackBlocks { requested: 1, kept: 0 }]);
+/// ```
 pub fn plan<'a>(request: &OptionRequest<'a>) -> Plan<'a> {
     let mut planner = Planner {
         request,
