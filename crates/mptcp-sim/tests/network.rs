@@ -471,14 +471,15 @@ fn routers_forward_and_flows_share_a_bottleneck() {
         .iter()
         .map(|&d| sim.host::<Sink>(d).unwrap().packets)
         .collect();
-    assert_eq!(got[0] + got[1], stats.delivered_packets);
+    // The last packet off the bottleneck (at 9.99912 s) is still on its 1.12 ms last hop.
+    assert_eq!(got[0] + got[1], stats.delivered_packets - 1);
     for g in &got {
         assert!(*g > capacity_packets / 4, "unfair share {got:?}");
     }
     // Two router hops: TTL 64 arrives as 62; flows are accounted per 5-tuple.
     assert_eq!(sim.flows().len(), 2);
     let goodput: u64 = sim.flows().values().map(|f| f.goodput_bytes).sum();
-    assert_eq!(goodput, stats.delivered_packets * 1460);
+    assert_eq!(goodput, (got[0] + got[1]) * 1460);
 }
 
 #[test]
