@@ -27,7 +27,8 @@ fn minute(cfg: LinkConfig) -> u64 {
     );
     sim.add_host("a", &[a], Box::new(blaster)).unwrap();
     let sink = sim.add_host("b", &[b], Box::new(Sink::default())).unwrap();
-    sim.add_link("ab", a, b, cfg, LinkConfig::default()).unwrap();
+    sim.add_link("ab", a, b, cfg, LinkConfig::default())
+        .unwrap();
     sim.run_until(Instant::from_secs(61));
     sim.host::<Sink>(sink).unwrap().packets
 }

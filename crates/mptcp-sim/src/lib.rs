@@ -25,5 +25,5 @@ pub use link::{CapacityTrace, LinkConfig, LossModel, Rate, Reorder};
 pub use middlebox::{Middlebox, Verdict};
 pub use packet::FlowId;
 pub use record::{DropReason, FlowStats, LinkStats, NodeStats, Recorder, Series, SeriesId};
-// pub use scenario::Scenario;
+pub use scenario::{FlowKind, FlowSpec, HostSpec, LinkSpec, RouterSpec, Scenario, ScenarioError};
 pub use sim::{Direction, Directions, LinkId, SimError, Simulator};

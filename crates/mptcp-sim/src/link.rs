@@ -42,9 +42,9 @@ impl Rate {
 impl fmt::Debug for Rate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let bps = self.0;
-        if bps >= 1_000_000_000 && bps % 1_000_000 == 0 {
+        if bps >= 1_000_000_000 && bps.is_multiple_of(1_000_000) {
             write!(f, "{}gbit", bps as f64 / 1e9)
-        } else if bps >= 1_000_000 && bps % 1_000 == 0 {
+        } else if bps >= 1_000_000 && bps.is_multiple_of(1_000) {
             write!(f, "{}mbit", bps as f64 / 1e6)
         } else if bps >= 1_000 {
             write!(f, "{}kbit", bps as f64 / 1e3)
