@@ -17,6 +17,11 @@ use rand::{Rng, SeedableRng};
 use crate::middlebox::Middlebox;
 use crate::record::{DropReason, LinkStats};
 
+/// Nanoseconds in `d`, the engine's internal time unit (saturating).
+pub(crate) fn ns(d: Duration) -> u64 {
+    d.total_micros().saturating_mul(1_000)
+}
+
 /// A link rate in bits per second.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Rate(pub u64);
@@ -135,11 +140,8 @@ impl CapacityTrace {
         let any_capacity = steps.iter().any(|&(_, rate)| rate.0 > 0);
         Ok(CapacityTrace {
             any_capacity,
-            steps: steps
-                .into_iter()
-                .map(|(t, r)| (t.total_micros() * 1_000, r))
-                .collect(),
-            period_ns: period.map(|p| p.total_micros() * 1_000),
+            steps: steps.into_iter().map(|(t, r)| (ns(t), r)).collect(),
+            period_ns: period.map(ns),
         })
     }
 
@@ -152,8 +154,8 @@ impl CapacityTrace {
         let idx = self.steps.partition_point(|&(at, _)| at <= phase) - 1;
         let rate = self.steps[idx].1;
         let next = match (self.steps.get(idx + 1), self.period_ns) {
-            (Some(&(at, _)), _) => Some(base + at),
-            (None, Some(period)) => Some(base + period),
+            (Some(&(at, _)), _) => Some(base.saturating_add(at)),
+            (None, Some(period)) => Some(base.saturating_add(period)),
             (None, None) => None,
         };
         (rate, next)
@@ -230,6 +232,10 @@ impl LinkConfig {
                 let mut t = start_ns;
                 loop {
                     let (rate, next) = trace.rate_at(t);
+                    // At the saturated end of time a step can no longer advance.
+                    if next.is_some_and(|n| n <= t) {
+                        return None;
+                    }
                     let span = next.map(|n| n - t);
                     if rate.0 > 0 {
                         let dt = remaining.div_ceil(u128::from(rate.0));
@@ -367,7 +373,7 @@ impl DirState {
         if let Some(reorder) = self.config.reorder {
             for (_, extra) in copies.iter_mut().flatten() {
                 if self.rng.chance(reorder.probability) {
-                    *extra = reorder.extra_delay.total_micros() * 1_000;
+                    *extra = ns(reorder.extra_delay);
                     self.stats.reordered += 1;
                 }
             }

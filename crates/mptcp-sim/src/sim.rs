@@ -16,7 +16,7 @@ use mptcp_proto::{Duration, Instant};
 use rand::SeedableRng;
 
 use crate::host::{Context, Host, HostRng, NodeId};
-use crate::link::{DirState, LinkConfig};
+use crate::link::{DirState, LinkConfig, ns};
 use crate::middlebox::{Middlebox, Verdict};
 use crate::packet::{self, FlowId};
 use crate::record::{DropReason, FlowStats, LinkStats, NodeStats, Recorder, SeriesId};
@@ -464,7 +464,7 @@ impl Simulator {
     /// Schedule a link state change. Going down loses every queued and propagating
     /// packet and drops new ones until the link comes back up.
     pub fn schedule_link_state(&mut self, at: Instant, link: LinkId, which: Directions, up: bool) {
-        let at = (at.total_micros() * 1_000).max(self.now_ns);
+        let at = at.total_micros().saturating_mul(1_000).max(self.now_ns);
         for dir in directions(link, which) {
             self.schedule(at, Event::LinkState { dir, up });
         }
@@ -492,7 +492,7 @@ impl Simulator {
             .map(|dir| link_series(&mut self.recorder, &self.links, &self.nodes, dir))
             .collect();
         self.sampler = Some(Sampler {
-            interval_ns: interval.total_micros() * 1_000,
+            interval_ns: ns(interval),
             generation: self.sample_generation,
             prev_links: self.dirs.iter().map(|d| d.stats).collect(),
             link_series,
@@ -502,7 +502,7 @@ impl Simulator {
                 .map(|(id, f)| (*id, (f.goodput_bytes, f.payload_bytes)))
                 .collect(),
         });
-        let at = self.now_ns + interval.total_micros() * 1_000;
+        let at = self.now_ns.saturating_add(ns(interval));
         let generation = self.sample_generation;
         self.schedule(at, Event::Sample { generation });
     }
@@ -846,10 +846,13 @@ impl Simulator {
                 self.recycle(packet);
             }
             Ok(departure) => {
-                let base = self.now_ns + d.config.delay.total_micros() * 1_000;
+                let base = self.now_ns.saturating_add(ns(d.config.delay));
                 for (packet, extra) in departure.copies.into_iter().flatten() {
                     self.dirs[dir].in_flight += 1;
-                    self.schedule(base + extra, Event::Arrive { dir, epoch, packet });
+                    self.schedule(
+                        base.saturating_add(extra),
+                        Event::Arrive { dir, epoch, packet },
+                    );
                 }
             }
         }
@@ -985,7 +988,10 @@ impl Simulator {
         // Keep ticking only while something else can still happen, so a finished
         // simulation goes idle.
         if !self.events.is_empty() {
-            self.schedule(self.now_ns + interval, Event::Sample { generation });
+            self.schedule(
+                self.now_ns.saturating_add(interval),
+                Event::Sample { generation },
+            );
         }
     }
 }

@@ -668,3 +668,25 @@ fn sampling_records_throughput_queue_drops_and_flow_goodput() {
     let csv = String::from_utf8(csv).unwrap();
     assert!(csv.starts_with("time_s,value\n0.100000,"), "{csv}");
 }
+
+#[test]
+fn times_at_the_end_of_the_axis_saturate_instead_of_overflowing() {
+    let cfg = LinkConfig {
+        reorder: Some(Reorder {
+            probability: 1.0,
+            extra_delay: Duration::MAX,
+        }),
+        ..LinkConfig::new(Rate::mbit(12), Duration::MAX)
+    };
+    let (mut sim, _, dst, link) = pair(1, cfg, blaster(1500, None, 2));
+    sim.schedule_link_state(
+        Instant::from_micros(u64::MAX),
+        link,
+        Directions::Both,
+        false,
+    );
+    sim.set_sample_interval(Some(Duration::MAX));
+    sim.run_until(Instant::from_secs(10));
+    assert_eq!(sim.host::<Sink>(dst).unwrap().packets, 0);
+    assert_eq!(sim.link_stats(link, Direction::AToB).reordered, 2);
+}

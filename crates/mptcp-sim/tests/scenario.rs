@@ -328,3 +328,29 @@ fn missing_trace_file_is_an_io_error_naming_the_path() {
         other => panic!("{other:?}"),
     }
 }
+
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn arbitrary_text_is_an_error_not_a_panic(text in "\\PC{0,200}") {
+            let _ = text.parse::<Scenario>();
+        }
+
+        #[test]
+        fn damaged_example_files_are_errors_not_panics(
+            cut in any::<prop::sample::Index>(),
+            junk in "[\\[\\]=\"a-z0-9%., \n]{0,12}",
+        ) {
+            let text = std::fs::read_to_string(scenarios().join("two-paths.toml")).unwrap();
+            let at = cut.index(text.len());
+            let at = (0..=at).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+            let damaged = format!("{}{junk}{}", &text[..at], &text[at..]);
+            if let Ok(s) = Scenario::parse(&damaged, scenarios()) {
+                let _ = s.build(sinks);
+            }
+        }
+    }
+}
