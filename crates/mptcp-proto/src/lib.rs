@@ -6,7 +6,9 @@
 
 pub mod buffer;
 pub mod cc;
+pub mod crypto;
 pub mod mptcp;
+pub mod pm;
 pub mod sched;
 pub mod seq;
 pub mod time;

@@ -3,8 +3,9 @@
 use tracing::debug;
 
 use super::MAX_MAPPING_LEN;
+use crate::crypto::DssChecksum;
 use crate::seq::{Dsn, SeqNum};
-use crate::wire::checksum::Checksum;
+use crate::wire::mptcp::DssMapping;
 
 /// The most finite mappings one subflow keeps pending at once. Mappings leave when the
 /// subflow's in-order receive point passes them, so only mappings for data above a hole
@@ -33,6 +34,21 @@ pub struct ReceivedMapping {
     pub data_fin: bool,
     /// Present exactly when checksums were negotiated.
     pub checksum: Option<u16>,
+}
+
+impl ReceivedMapping {
+    /// The mapping of a parsed DSS option, its DSN expanded against `expected` (the
+    /// next expected DSN: [`crate::mptcp::data_seq::DataSeq::expand_peer_dsn`]'s
+    /// reference) when the option carried only 32 bits.
+    pub fn from_dss(mapping: &DssMapping, data_fin: bool, expected: Dsn) -> Self {
+        ReceivedMapping {
+            dsn: mapping.dsn.expand(expected),
+            subflow_seq: mapping.subflow_seq,
+            data_len: mapping.data_len,
+            data_fin,
+            checksum: mapping.checksum,
+        }
+    }
 }
 
 /// A finite mapping kept by [`RxMappings`].
@@ -453,13 +469,7 @@ fn clamp(avail: u64, remaining: usize) -> usize {
     usize::try_from(avail).map_or(remaining, |a| a.min(remaining))
 }
 
-/// Whether `received` is the DSS checksum of a mapping (RFC 8684 §3.3.1): the Internet
-/// checksum over the pseudo-header (DSN 64, relative subflow sequence 32, data-level
-/// length 16, checksum 16) and the payload. Summing the received value in its
-/// pseudo-header slot must give all ones.
-///
-/// Branch `mptcp-wire` has `crypto::DssChecksum`, not on main when this was written;
-/// switch to it when both are merged.
+/// Whether `received` is the DSS checksum of a mapping (RFC 8684 §3.3.1).
 fn checksum_ok(
     dsn: Dsn,
     subflow_seq: SeqNum,
@@ -467,13 +477,9 @@ fn checksum_ok(
     payload: &[u8],
     received: u16,
 ) -> bool {
-    let mut sum = Checksum::new();
-    sum.add_u64(dsn.0)
-        .add_u32(subflow_seq.0)
-        .add_u16(data_len)
-        .add_u16(received)
-        .add_bytes(payload);
-    sum.sum16() == 0xffff
+    DssChecksum::new(dsn, subflow_seq, data_len)
+        .add(payload)
+        .verify(received)
 }
 
 #[cfg(test)]
@@ -526,6 +532,27 @@ mod tests {
             sum = (sum & 0xffff) + (sum >> 16);
         }
         !(sum as u16)
+    }
+
+    #[test]
+    fn a_dss_mapping_converts_with_its_short_dsn_expanded() {
+        use crate::wire::mptcp::DsnWire;
+        let dss = DssMapping {
+            dsn: DsnWire::Short(0x10),
+            subflow_seq: SeqNum(7),
+            data_len: 9,
+            checksum: Some(0xbeef),
+        };
+        assert_eq!(
+            ReceivedMapping::from_dss(&dss, true, Dsn(0x4_ffff_fff0)),
+            ReceivedMapping {
+                dsn: Dsn(0x5_0000_0010),
+                subflow_seq: SeqNum(7),
+                data_len: 9,
+                data_fin: true,
+                checksum: Some(0xbeef),
+            }
+        );
     }
 
     #[test]
