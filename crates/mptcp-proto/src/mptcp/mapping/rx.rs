@@ -272,8 +272,11 @@ impl RxMappings {
         if infinite {
             debug!(offset, dsn = ?mapping.dsn, "infinite mapping: subflow falls back");
             self.infinite = Some((offset, mapping.dsn));
-            self.failed = false;
-            self.staging.clear();
+            if self.failed {
+                // The fallback after MP_FAIL (§3.7): take data again, unchecked.
+                self.failed = false;
+                self.staging.clear();
+            }
             return Ok(Inserted {
                 kind: InsertKind::Infinite,
                 data_fin: None,
