@@ -7,6 +7,7 @@
 pub mod buffer;
 pub mod cc;
 pub mod seq;
+pub mod tcp;
 pub mod time;
 pub mod wire;
 
