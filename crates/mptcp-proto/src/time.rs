@@ -167,7 +167,12 @@ impl SubAssign for Duration {
 
 impl fmt::Debug for Instant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{:06}s", self.micros / 1_000_000, self.micros % 1_000_000)
+        write!(
+            f,
+            "{}.{:06}s",
+            self.micros / 1_000_000,
+            self.micros % 1_000_000
+        )
     }
 }
 
@@ -216,6 +221,9 @@ mod tests {
         assert_eq!(format!("{:?}", Duration::from_micros(250)), "250us");
         assert_eq!(format!("{:?}", Duration::from_micros(2_500)), "2.500ms");
         assert_eq!(format!("{:?}", Duration::from_millis(1_500)), "1.500s");
-        assert_eq!(format!("{:?}", Instant::from_micros(1_000_001)), "1.000001s");
+        assert_eq!(
+            format!("{:?}", Instant::from_micros(1_000_001)),
+            "1.000001s"
+        );
     }
 }

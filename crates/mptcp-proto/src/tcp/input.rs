@@ -140,6 +140,24 @@ impl TcpConnection {
         let seg_len = u64::from(seg.segment_len());
         let seq_off = self.seq_offset(seg.seq);
 
+        // Simultaneous open (RFC 9293 §3.5 figure 8): the peer's SYN-ACK repeats the SYN
+        // we already took and acknowledges ours, which completes the handshake.
+        if self.state == TcpState::SynReceived
+            && f.syn()
+            && f.ack()
+            && !f.rst()
+            && seg.seq == self.irs
+            && seg.ack == self.snd_seq(0)
+        {
+            self.snd_wnd = u64::from(seg.window);
+            self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
+            self.snd_wl1 = seg.seq;
+            self.snd_wl2 = seg.ack;
+            owner.on_segment(seg);
+            self.handshake_complete(now);
+            self.ack_state = AckState::Now;
+            return Ok(());
+        }
         // A retransmitted SYN in SYN-RECEIVED: our SYN-ACK was lost, send it again.
         if self.state == TcpState::SynReceived && f.syn() && !f.ack() && seg.seq == self.irs {
             self.syn_pending = true;
