@@ -516,6 +516,7 @@ impl TcpConnection {
                 point: self.snd_nxt_max(),
             };
             self.stats.fast_recoveries += 1;
+            self.fast_retransmit_pending = true;
             self.tlp = None;
             self.tlp_at = None;
             self.congestion_event(now, CongestionEvent::Loss, prior_in_flight);
@@ -582,7 +583,11 @@ impl TcpConnection {
                     self.stats.bytes_received += accepted as u64;
                     self.unacked_bytes += accepted as u64;
                     self.push_event(TcpEvent::Readable);
-                    let every = u64::from(self.config.ack_every.max(1)) * u64::from(self.send_mss);
+                    self.rcv_mss = self
+                        .rcv_mss
+                        .max(data.len() as u64)
+                        .min(u64::from(self.config.mss));
+                    let every = u64::from(self.config.ack_every.max(1)) * self.rcv_mss;
                     if filled_hole || self.unacked_bytes >= every {
                         // RFC 5681 §4.2: ACK at once when a hole fills, and at least
                         // every second full-sized segment.

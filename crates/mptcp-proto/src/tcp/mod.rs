@@ -248,6 +248,9 @@ pub struct TcpConnection {
     fin_received: Option<u64>,
     /// Bytes received since the last ACK we sent.
     unacked_bytes: u64,
+    /// Largest payload received so far: what "full-sized" means for delayed ACKs
+    /// (the peer's MSS less its options, as Linux estimates it).
+    rcv_mss: u64,
     ack_state: AckState,
     /// RCV.NXT carried by the last ACK we sent (RFC 7323 Last.ACK.sent).
     last_ack_sent: u64,
@@ -283,6 +286,9 @@ pub struct TcpConnection {
     /// A RST to send: sequence number, and the ACK number when it carries one.
     rst_pending: Option<(SeqNum, Option<SeqNum>)>,
     tlp_pending: bool,
+    /// RFC 5681 §3.2 step 2 / RFC 6675 §5 (4.3): the first retransmission of a
+    /// recovery episode goes out at once, whatever cwnd and pipe say.
+    fast_retransmit_pending: bool,
     persist_probe_pending: bool,
     keepalive_probe_pending: bool,
     /// Challenge ACK rate limit (RFC 5961 §7): window start and count.
@@ -355,6 +361,7 @@ impl TcpConnection {
             pending_fin: None,
             fin_received: None,
             unacked_bytes: 0,
+            rcv_mss: 0,
             ack_state: AckState::Idle,
             last_ack_sent: 0,
             ws_ok: false,
@@ -377,6 +384,7 @@ impl TcpConnection {
             syn_sent_at: None,
             rst_pending: None,
             tlp_pending: false,
+            fast_retransmit_pending: false,
             persist_probe_pending: false,
             keepalive_probe_pending: false,
             challenge_window: now,
@@ -786,6 +794,18 @@ impl TcpConnection {
                 subflows: &self.siblings,
             };
             f(self.cc.as_mut(), &snap)
+        }
+    }
+
+    /// Bytes in flight for sending decisions. Without SACK, each duplicate ACK in fast
+    /// recovery means a segment left the network (RFC 5681 §3.2's window inflation).
+    fn effective_pipe(&self) -> u64 {
+        let pipe = self.sent.pipe();
+        match self.recovery {
+            Recovery::Fast { .. } if !self.sack_ok => {
+                pipe.saturating_sub(u64::from(self.dupacks) * u64::from(self.send_mss))
+            }
+            Recovery::Open | Recovery::Fast { .. } | Recovery::Timeout { .. } => pipe,
         }
     }
 

@@ -118,9 +118,10 @@ impl TcpConnection {
         // RFC 6675 §5 (NextSeg rule 1) / RFC 8985: repair losses first, while
         // cwnd - pipe allows.
         if let Some(idx) = self.sent.next_lost()
-            && self.cc.window() > self.sent.pipe()
+            && (self.fast_retransmit_pending || self.cc.window() > self.effective_pipe())
             && let Some(t) = self.retransmit(now, owner, idx)
         {
+            self.fast_retransmit_pending = false;
             return Some(t);
         }
         if self.tlp_pending {
@@ -279,7 +280,7 @@ impl TcpConnection {
         let fin_wanted = self.fin_queued;
         let win_room = (self.snd_una + self.snd_wnd).saturating_sub(self.snd_nxt);
         let cwnd_room = match mode {
-            Sending::Normal => self.cc.window().saturating_sub(self.sent.pipe()),
+            Sending::Normal => self.cc.window().saturating_sub(self.effective_pipe()),
             Sending::Probe => u64::MAX,
         };
         let (option_bytes, blocks) = self.option_budget(owner);
@@ -544,14 +545,16 @@ impl TcpConnection {
         wnd.min(0xffff) as u16
     }
 
-    /// A window update is worth a segment of its own: the offer grew a lot while the
-    /// window the peer knows is small (under half the buffer).
+    /// A window update is worth a segment of its own when the window the peer knows is
+    /// too small for it to send a full segment (under two MSS: it may be stalled on
+    /// it) and the offer can now grow past the SWS threshold.
     fn window_update_due<S: ReceiveSink + ?Sized>(&self, owner: &S) -> bool {
         if !self.state.can_receive_data() {
             return false;
         }
         let offered = self.rcv_adv.saturating_sub(self.rcv_nxt);
-        if offered >= self.config.recv_buffer as u64 / 2 {
+        let mss = self.rcv_mss.max(u64::from(self.send_mss));
+        if offered >= 2 * mss {
             return false;
         }
         self.window_candidate(owner, false) > self.rcv_adv

@@ -47,6 +47,11 @@ impl TcpConnection {
             self.tlp_at = None;
             if self.tlp.is_none() && !self.recovery.is_active() {
                 self.tlp_pending = true;
+                // RFC 8985 §7.3: the probe, not the RTO, answers this expiry; the RTO
+                // is re-armed from the probe.
+                if self.rto_at.is_some() {
+                    self.rto_at = Some(now + self.rtt.rto());
+                }
             }
         }
         if self.rto_at.is_some_and(|t| t <= now) {
@@ -192,9 +197,10 @@ impl TcpConnection {
         }
         let single = self.sent.len() == 1;
         let pto = now + probe_timeout(self.rtt.srtt(), single);
-        self.tlp_at = match self.rto_at {
-            Some(rto) if rto <= pto => None,
-            Some(_) | None => Some(pto),
-        };
+        // RFC 8985 §7.2: never later than the RTO would fire.
+        self.tlp_at = Some(match self.rto_at {
+            Some(rto) => pto.min(rto),
+            None => pto,
+        });
     }
 }

@@ -369,6 +369,8 @@ impl Pair {
             };
             let f = self.in_flight.swap_remove(i);
             self.deliver(f.to, f.segment);
+            // A real stack answers each packet as it is processed (one ACK each).
+            self.transmit_all();
         }
         let now = self.now;
         if self.client.poll_timeout().is_some_and(|d| d <= now) {
