@@ -8,6 +8,7 @@ pub mod buffer;
 pub mod cc;
 pub mod crypto;
 pub mod seq;
+pub mod tcp;
 pub mod time;
 pub mod wire;
 
