@@ -223,7 +223,8 @@ impl Pair {
         });
     }
 
-    fn run_apps(&mut self) {
+    /// Lets both applications write, read and collect events now.
+    pub fn run_apps(&mut self) {
         for side in [Side::Client, Side::Server] {
             let (sock, app) = match side {
                 Side::Client => (Some(&mut self.client), &mut self.client_app),
