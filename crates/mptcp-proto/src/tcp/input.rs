@@ -371,7 +371,7 @@ impl TcpConnection {
         // that updated it.
         let window = u64::from(seg.window) << self.snd_shift;
         let mut window_changed = false;
-        if self.snd_wl1 < seg.seq || (self.snd_wl1 == seg.seq && !(seg.ack < self.snd_wl2)) {
+        if self.snd_wl1 < seg.seq || (self.snd_wl1 == seg.seq && seg.ack.diff(self.snd_wl2) >= 0) {
             window_changed = window != self.snd_wnd;
             self.snd_wnd = window;
             self.snd_wl1 = seg.seq;
