@@ -6,6 +6,7 @@
 
 pub mod buffer;
 pub mod cc;
+pub mod crypto;
 pub mod seq;
 pub mod tcp;
 pub mod time;

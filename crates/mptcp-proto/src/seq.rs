@@ -147,14 +147,13 @@ impl fmt::Display for Dsn {
     }
 }
 
-/// The u64 whose low 32 bits are `low` and which is nearest to `reference` (ties go
-/// forward). Works across the 2^64 wrap as well, modulo 2^64.
+/// The u64 whose low 32 bits are `low` and which is nearest to `reference` (a value
+/// exactly 2^31 away resolves backwards). Works across the 2^64 wrap, modulo 2^64.
 const fn expand_low_bits(low: u32, reference: u64) -> u64 {
     let delta = low.wrapping_sub(reference as u32) as i32;
     // `delta` is the signed 32-bit step from the reference's low bits to `low`; the
     // nearest expansion is the reference moved by exactly that step.
-    let expanded = reference.wrapping_add(delta as i64 as u64);
-    expanded
+    reference.wrapping_add(delta as i64 as u64)
 }
 
 #[cfg(test)]
@@ -180,7 +179,7 @@ mod tests {
         let a = SeqNum(0);
         let b = SeqNum(0x8000_0000);
         assert_eq!(a.partial_cmp(&b), None);
-        assert!(!(a < b) && !(a > b) && a != b);
+        assert!(a.partial_cmp(&b).is_none() && b.partial_cmp(&a).is_none() && a != b);
     }
 
     #[test]

@@ -1,14 +1,29 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! A deterministic network simulator for testing and studying (Multipath) TCP.
+//!
+//! Hosts are sans-IO endpoints ([`Host`]) that exchange raw IPv4/IPv6 packets over
+//! links with a rate, a propagation delay, a drop-tail queue and optional impairments
+//! (random and bursty loss, reordering, duplication, corruption, outages, capacity
+//! traces, middleboxes). Routers forward by static routes, so flows can share a
+//! bottleneck. Time is virtual and every random draw comes from streams derived from
+//! one seed: the same seed gives the same run, packet for packet.
+//!
+//! Scenarios can be built in code ([`Simulator`]) or loaded from TOML ([`Scenario`]).
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+pub mod host;
+pub mod link;
+pub mod middlebox;
+pub mod packet;
+pub mod record;
+mod routing;
+pub mod scenario;
+mod sim;
+pub mod testing;
+pub mod units;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub use host::{Context, Host, HostRng, NodeId};
+pub use link::{CapacityTrace, LinkConfig, LossModel, Rate, Reorder};
+pub use middlebox::{Middlebox, Verdict};
+pub use packet::FlowId;
+pub use record::{DropReason, FlowStats, LinkStats, NodeStats, Recorder, Series, SeriesId};
+pub use scenario::{FlowKind, FlowSpec, HostSpec, LinkSpec, RouterSpec, Scenario, ScenarioError};
+pub use sim::{Direction, Directions, LinkId, SimError, Simulator};
