@@ -22,7 +22,8 @@ fn active_close_goes_through_fin_wait_and_time_wait_for_the_configured_2msl() {
     p.handshake();
     p.client_app.outbox = pattern(3000, 1);
     p.client_app.close_when_done = true;
-    assert!(p.run_until(Instant::from_secs(5), |p| p.server().state() == TcpState::CloseWait));
+    assert!(p.run_until(Instant::from_secs(5), |p| p.server().state()
+        == TcpState::CloseWait));
     p.run_apps();
     assert!(p.server_app.inbox == pattern(3000, 1));
     // The client's FIN rode on its last data segment.
@@ -30,21 +31,30 @@ fn active_close_goes_through_fin_wait_and_time_wait_for_the_configured_2msl() {
         .sent_by(Side::Client)
         .find(|s| s.segment.has(TcpFlags::FIN))
         .expect("client FIN");
-    assert_eq!(fin.segment.payload.len(), 3000 - 1448 - 1448 + 0);
-    assert!(p.run_until(Instant::from_secs(5), |p| p.client.state() == TcpState::FinWait2));
+    assert_eq!(fin.segment.payload.len(), 3000 - 1448 - 1448);
+    assert!(p.run_until(Instant::from_secs(5), |p| p.client.state()
+        == TcpState::FinWait2));
     // The server closes after reading everything.
     p.server_mut().close();
     assert_eq!(p.server().state(), TcpState::LastAck);
-    assert!(p.run_until(Instant::from_secs(5), |p| p.client.state() == TcpState::TimeWait));
+    assert!(p.run_until(Instant::from_secs(5), |p| p.client.state()
+        == TcpState::TimeWait));
     let entered = p.now;
-    assert!(p.run_until(Instant::from_secs(5), |p| p.server().state() == TcpState::Closed));
+    assert!(p.run_until(Instant::from_secs(5), |p| p.server().state()
+        == TcpState::Closed));
     assert_eq!(p.now - entered, DELAY);
-    assert!(p.run_until(Instant::from_secs(10), |p| p.client.state() == TcpState::Closed));
+    assert!(p.run_until(Instant::from_secs(10), |p| p.client.state()
+        == TcpState::Closed));
     assert_eq!(p.now - entered, Duration::from_secs(2));
     p.run_apps();
     assert_eq!(
         p.events(Side::Client),
-        vec![TcpEvent::Connected, TcpEvent::Writable, TcpEvent::PeerClosed, TcpEvent::Closed]
+        vec![
+            TcpEvent::Connected,
+            TcpEvent::Writable,
+            TcpEvent::PeerClosed,
+            TcpEvent::Closed
+        ]
     );
     assert_eq!(p.events(Side::Server).last(), Some(&TcpEvent::Closed));
     assert!(p.events(Side::Server).contains(&TcpEvent::PeerClosed));
@@ -57,12 +67,15 @@ fn simultaneous_close_passes_through_closing_on_both_sides() {
     p.client.close();
     p.server_mut().close();
     assert_eq!(p.client.state(), TcpState::FinWait1);
-    assert!(p.run_until(Instant::from_secs(1), |p| p.client.state() == TcpState::Closing
+    assert!(p.run_until(Instant::from_secs(1), |p| p.client.state()
+        == TcpState::Closing
         && p.server().state() == TcpState::Closing));
-    assert!(p.run_until(Instant::from_secs(1), |p| p.client.state() == TcpState::TimeWait
+    assert!(p.run_until(Instant::from_secs(1), |p| p.client.state()
+        == TcpState::TimeWait
         && p.server().state() == TcpState::TimeWait));
     let t = p.now;
-    assert!(p.run_until(Instant::from_secs(10), |p| p.client.state() == TcpState::Closed
+    assert!(p.run_until(Instant::from_secs(10), |p| p.client.state()
+        == TcpState::Closed
         && p.server().state() == TcpState::Closed));
     assert_eq!(p.now - t, Duration::from_secs(2));
 }
@@ -72,7 +85,8 @@ fn retransmitted_fin_in_time_wait_is_acked_and_restarts_the_timer() {
     let mut p = Pair::new(short_time_wait(), short_time_wait(), DELAY);
     p.handshake();
     p.client.close();
-    assert!(p.run_until(Instant::from_secs(1), |p| p.client.state() == TcpState::FinWait2));
+    assert!(p.run_until(Instant::from_secs(1), |p| p.client.state()
+        == TcpState::FinWait2));
     p.server_mut().close();
     // The client's ACK of the server's FIN is lost: the server retransmits its FIN.
     let drop_from = p.sent_by(Side::Client).count();
@@ -83,9 +97,11 @@ fn retransmitted_fin_in_time_wait_is_acked_and_restarts_the_timer() {
             Action::Deliver
         }
     });
-    assert!(p.run_until(Instant::from_secs(1), |p| p.client.state() == TcpState::TimeWait));
+    assert!(p.run_until(Instant::from_secs(1), |p| p.client.state()
+        == TcpState::TimeWait));
     let entered = p.now;
-    assert!(p.run_until(Instant::from_secs(10), |p| p.server().state() == TcpState::Closed));
+    assert!(p.run_until(Instant::from_secs(10), |p| p.server().state()
+        == TcpState::Closed));
     let refin = p
         .sent_by(Side::Server)
         .filter(|s| s.segment.has(TcpFlags::FIN))
@@ -93,7 +109,8 @@ fn retransmitted_fin_in_time_wait_is_acked_and_restarts_the_timer() {
         .collect::<Vec<_>>();
     assert_eq!(refin.len(), 2, "FIN sent and retransmitted once");
     let resent = refin[1] + DELAY;
-    assert!(p.run_until(Instant::from_secs(20), |p| p.client.state() == TcpState::Closed));
+    assert!(p.run_until(Instant::from_secs(20), |p| p.client.state()
+        == TcpState::Closed));
     // TIME-WAIT restarted when the retransmitted FIN arrived.
     assert_eq!(p.now, resent + Duration::from_secs(2));
     assert!(p.now > entered + Duration::from_secs(2));
@@ -105,12 +122,16 @@ fn rst_at_rcv_nxt_resets_the_connection() {
     p.handshake();
     p.server_mut().abort();
     assert_eq!(p.server().state(), TcpState::Closed);
-    assert!(p.run_until(Instant::from_secs(1), |p| p.client.state() == TcpState::Closed));
+    assert!(p.run_until(Instant::from_secs(1), |p| p.client.state()
+        == TcpState::Closed));
     p.run_apps();
     let rst = p.sent_by(Side::Server).last().expect("RST").segment.clone();
     assert_eq!(rst.flags, TcpFlags::RST);
     assert_eq!(rst.seq, SERVER_ISS + 1);
-    assert_eq!(p.events(Side::Client), vec![TcpEvent::Connected, TcpEvent::Reset, TcpEvent::Closed]);
+    assert_eq!(
+        p.events(Side::Client),
+        vec![TcpEvent::Connected, TcpEvent::Reset, TcpEvent::Closed]
+    );
 }
 
 #[test]
@@ -128,7 +149,11 @@ fn in_window_rst_not_at_rcv_nxt_gets_a_challenge_ack_and_the_connection_survives
     p.inject(Side::Client, rst.clone());
     p.step();
     assert_eq!(p.client.state(), TcpState::Established);
-    let replies: Vec<Segment> = p.sent_by(Side::Client).skip(before).map(|s| s.segment.clone()).collect();
+    let replies: Vec<Segment> = p
+        .sent_by(Side::Client)
+        .skip(before)
+        .map(|s| s.segment.clone())
+        .collect();
     assert_eq!(replies.len(), 1);
     assert_eq!(replies[0].flags, TcpFlags::ACK);
     assert_eq!(replies[0].ack, SERVER_ISS + 1);

@@ -58,7 +58,11 @@ fn impossible_flag_combinations_are_dropped_without_reply() {
         let mut seg = base.clone();
         seg.flags = flags;
         let r = p.client.handle_segment(p.now, &seg.repr());
-        assert_eq!(r, Err(TcpDrop::InvalidFlags { flags: flags.0 }), "{flags:?}");
+        assert_eq!(
+            r,
+            Err(TcpDrop::InvalidFlags { flags: flags.0 }),
+            "{flags:?}"
+        );
     }
     p.run_idle(Instant::from_secs(2));
     assert_eq!(p.log.len(), before);
@@ -98,7 +102,11 @@ fn ack_of_unsent_data_is_dropped_and_answered() {
     // The payload was not delivered with a bogus ACK.
     assert_eq!(p.client.readable(), 0);
     let now = p.now;
-    assert!(p.client.poll_transmit(now).is_some_and(|t| t.segment.flags == TcpFlags::ACK));
+    assert!(
+        p.client
+            .poll_transmit(now)
+            .is_some_and(|t| t.segment.flags == TcpFlags::ACK)
+    );
 }
 
 #[test]
@@ -208,16 +216,25 @@ fn zero_window_is_probed_with_backoff_and_a_window_update_resumes() {
     // Probe periods start at the RTO (200 ms) and double: 0.2, 0.4, 0.8, 1.6, 3.2, 6.4 s...
     assert!(probes.len() >= 5, "probes at {probes:?}");
     for w in probes.windows(3) {
-        assert_eq!((w[2] - w[1]).total_micros(), 2 * (w[1] - w[0]).total_micros());
+        assert_eq!(
+            (w[2] - w[1]).total_micros(),
+            2 * (w[1] - w[0]).total_micros()
+        );
     }
     assert_eq!(p.client.stats().zero_window_probes as usize, probes.len());
     assert_eq!(p.client.stats().retransmits, 0);
     // The application reads: a window update reopens the flow at once.
     p.server_app.auto_read = true;
     let t = p.now;
-    assert!(p.run_until(Instant::from_secs(40), |p| p.server_app.inbox.len() == data.len()));
+    assert!(
+        p.run_until(Instant::from_secs(40), |p| p.server_app.inbox.len()
+            == data.len())
+    );
     assert!(p.server_app.inbox == data);
-    assert!(p.now - t < Duration::from_secs(1), "resumed by the update, not a probe");
+    assert!(
+        p.now - t < Duration::from_secs(1),
+        "resumed by the update, not a probe"
+    );
 }
 
 #[test]
@@ -244,7 +261,10 @@ fn keepalive_probes_an_idle_peer_and_gives_up() {
     p.run_idle(Instant::from_secs(200));
     p.run_apps();
     assert_eq!(p.client.state(), TcpState::Closed);
-    assert!(p.events(Side::Client).ends_with(&[TcpEvent::TimedOut, TcpEvent::Closed]));
+    assert!(
+        p.events(Side::Client)
+            .ends_with(&[TcpEvent::TimedOut, TcpEvent::Closed])
+    );
     let probes: Vec<Instant> = p
         .sent_by(Side::Client)
         .filter(|s| s.at >= gone && s.segment.flags == TcpFlags::ACK)
@@ -271,7 +291,7 @@ fn bookkeeping_stays_bounded_by_the_window_during_a_long_lossy_transfer() {
     let mut n = 0u64;
     p.filter = Box::new(move |s| {
         n += 1;
-        if s.from == Side::Client && n % 37 == 0 {
+        if s.from == Side::Client && n.is_multiple_of(37) {
             Action::Drop
         } else {
             Action::Deliver

@@ -64,7 +64,9 @@ fn run_seed(seed: u64, sc: &Scenario, up_len: usize, down_len: usize) {
     let done = p.run_until(limit, |p| {
         p.client.state() == TcpState::Closed
             || (p.client.state() == TcpState::TimeWait
-                && p.server.as_ref().is_some_and(|s| s.state() == TcpState::Closed))
+                && p.server
+                    .as_ref()
+                    .is_some_and(|s| s.state() == TcpState::Closed))
     });
     let server_inbox = &p.server_app.inbox;
     assert!(
@@ -85,8 +87,18 @@ fn run_seed(seed: u64, sc: &Scenario, up_len: usize, down_len: usize) {
         server_inbox.len(),
         up.len()
     );
-    assert!(p.client_app.inbox == down, "seed {seed}: download corrupted");
-    if std::env::var("TCP_DEBUG").is_ok() { eprintln!("seed {seed} t={:?} client {:?}\nserver {:?}", p.now, p.client.stats(), p.server().stats()); }
+    assert!(
+        p.client_app.inbox == down,
+        "seed {seed}: download corrupted"
+    );
+    if std::env::var("TCP_DEBUG").is_ok() {
+        eprintln!(
+            "seed {seed} t={:?} client {:?}\nserver {:?}",
+            p.now,
+            p.client.stats(),
+            p.server().stats()
+        );
+    }
     assert!(
         p.events(Side::Client).contains(&TcpEvent::PeerClosed)
             && p.events(Side::Server).contains(&TcpEvent::PeerClosed),
