@@ -15,7 +15,6 @@ use tcp_util::*;
 /// An owner that records what the engine hands it.
 #[derive(Default)]
 struct Recorder {
-    data: Vec<u8>,
     delivered: Vec<(u64, usize)>,
     options_seen: usize,
     fin_at: Option<u64>,
@@ -260,17 +259,18 @@ fn a_fin_arriving_before_a_hole_fills_is_taken_once_the_hole_fills() {
     assert_eq!(c.received_offset(), 150);
 }
 
-fn arb_segment() -> impl Strategy<
-    Value = (
-        u8,
-        i64,
-        i64,
-        u16,
-        Vec<u8>,
-        Vec<(i64, i64)>,
-        Option<(u32, u32)>,
-    ),
-> {
+/// flags, seq offset, ack offset, window, payload, SACK blocks, timestamps.
+type ArbSegment = (
+    u8,
+    i64,
+    i64,
+    u16,
+    Vec<u8>,
+    Vec<(i64, i64)>,
+    Option<(u32, u32)>,
+);
+
+fn arb_segment() -> impl Strategy<Value = ArbSegment> {
     (
         any::<u8>(),
         prop_oneof![-3000i64..3000, any::<i32>().prop_map(i64::from)],
