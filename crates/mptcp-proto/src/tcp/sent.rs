@@ -52,7 +52,6 @@ pub struct Delivered {
     pub end: u64,
     pub xmit_time: Instant,
     pub xmits: u32,
-    pub bytes: u64,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -66,6 +65,10 @@ pub struct SentQueue {
     pipe: u64,
     sacked_bytes: u64,
     sacked_segments: u64,
+    /// Segments examined by SACK and RACK processing (to test that per-ACK work does
+    /// not grow with the data in flight).
+    #[cfg(test)]
+    visited: u64,
 }
 
 impl SentQueue {
@@ -75,10 +78,6 @@ impl SentQueue {
 
     pub fn len(&self) -> usize {
         self.segs.len()
-    }
-
-    pub fn front(&self) -> Option<&SentSegment> {
-        self.segs.front()
     }
 
     pub fn back(&self) -> Option<&SentSegment> {
@@ -94,17 +93,13 @@ impl SentQueue {
         self.pipe
     }
 
+    #[cfg(test)]
     pub fn sacked_bytes(&self) -> u64 {
         self.sacked_bytes
     }
 
     pub fn sacked_segments(&self) -> u64 {
         self.sacked_segments
-    }
-
-    /// The SACK scoreboard (ranges above SND.UNA).
-    pub fn sacked_ranges(&self) -> &RangeSet {
-        &self.sacked
     }
 
     /// Index of the segment holding `offset`.
@@ -260,7 +255,6 @@ impl SentQueue {
                     end: seg.end,
                     xmit_time: seg.xmit_time,
                     xmits: seg.xmits,
-                    bytes: seg.len(),
                 });
             }
         }
@@ -317,6 +311,10 @@ impl SentQueue {
                 if seg.start >= b {
                     break;
                 }
+                #[cfg(test)]
+                {
+                    self.visited += 1;
+                }
                 i += 1;
                 if seg.sacked || !self.sacked.covers(seg.start, seg.end) {
                     continue;
@@ -335,7 +333,6 @@ impl SentQueue {
                     end: seg.end,
                     xmit_time: seg.xmit_time,
                     xmits: seg.xmits,
-                    bytes: seg.len(),
                 });
             }
         }
@@ -355,6 +352,10 @@ impl SentQueue {
     ) -> (u64, Option<Instant>) {
         let mut marked = 0;
         while let Some(&(start, t)) = self.tsorted.front() {
+            #[cfg(test)]
+            {
+                self.visited += 1;
+            }
             let Some(i) = self.find(start) else {
                 self.tsorted.pop_front();
                 continue;
@@ -455,10 +456,26 @@ mod tests {
     fn partial_ack_trims_the_front_segment() {
         let mut q = queue_of(2);
         assert_eq!(q.ack_until(50, |_| {}), 50);
-        assert_eq!(q.front().map(|s| (s.start, s.end)), Some((50, 100)));
+        assert_eq!(q.get(0).map(|s| (s.start, s.end)), Some((50, 100)));
         assert_eq!(q.pipe(), 150);
         assert!(q.mark_lost(0));
         assert_eq!(q.next_lost(), Some(0));
+    }
+
+    #[test]
+    fn per_ack_work_does_not_grow_with_the_data_in_flight() {
+        // 2,000 segments in flight, the first lost; each ACK repeats a SACK block that
+        // covers everything received so far, as a real receiver does.
+        let n = 2_000u64;
+        let mut q = queue_of(n);
+        for k in 1..n {
+            q.sack(100, (k + 1) * 100, |_| {});
+            let _ = q.rack_detect(t(3_000), t(k), (k + 1) * 100, Duration::from_secs(10));
+        }
+        assert_eq!(q.sacked_segments(), n - 1);
+        // Each segment is marked once and each ACK looks at O(1) more: linear in n,
+        // where rescanning the block would be n^2 / 2 = 2,000,000.
+        assert!(q.visited <= 3 * n, "visited {}", q.visited);
     }
 
     #[test]
