@@ -78,11 +78,19 @@ fn exchange(client_ip: &str, server: SocketAddr, up_len: usize, down_len: usize)
     assert_eq!(c.bytes_out, s.bytes_in);
     assert_eq!((c.total_dropped(), s.total_dropped()), (0, 0));
     assert_eq!(
-        (c.connections_opened, c.connections_accepted, c.connections_removed),
+        (
+            c.connections_opened,
+            c.connections_accepted,
+            c.connections_removed
+        ),
         (1, 0, 1)
     );
     assert_eq!(
-        (s.connections_opened, s.connections_accepted, s.connections_removed),
+        (
+            s.connections_opened,
+            s.connections_accepted,
+            s.connections_removed
+        ),
         (0, 1, 1)
     );
     assert_eq!((c.resets_sent, s.resets_sent), (0, 0));
@@ -137,7 +145,10 @@ fn same_inputs_give_the_same_packets() {
     };
     let (a, b) = (run(), run());
     assert!(a.len() > 30, "{} packets", a.len());
-    assert!(a == b, "two identical runs put different packets on the wire");
+    assert!(
+        a == b,
+        "two identical runs put different packets on the wire"
+    );
 }
 
 #[test]
@@ -273,20 +284,35 @@ fn packets_for_broadcast_multicast_or_foreign_addresses_are_dropped_silently() {
     pair.server.listen(addr("0.0.0.0:80")).expect("free");
     let now = pair.now;
     let cases = [
-        ("10.0.0.1:5000", "255.255.255.255:80", DropReason::InvalidAddress),
+        (
+            "10.0.0.1:5000",
+            "255.255.255.255:80",
+            DropReason::InvalidAddress,
+        ),
         ("10.0.0.1:5000", "224.0.0.1:80", DropReason::InvalidAddress),
         ("0.0.0.0:5000", "10.0.0.2:80", DropReason::InvalidAddress),
         ("10.0.0.1:5000", "10.0.0.3:80", DropReason::NotForUs),
     ];
     for (src, dst, reason) in cases {
         let syn = packet(addr(src), addr(dst), TcpFlags::SYN, 1, 0, b"");
-        assert_eq!(pair.server.handle_packet(now, &syn), Err(reason), "{src} -> {dst}");
+        assert_eq!(
+            pair.server.handle_packet(now, &syn),
+            Err(reason),
+            "{src} -> {dst}"
+        );
     }
     let mut buf = [0u8; 1600];
     assert_eq!(pair.server.poll_transmit(now, &mut buf), None);
     assert_eq!(pair.server.connection_count(), 0);
     // The wildcard listener takes SYNs for the configured address.
-    let syn = packet(addr("10.0.0.1:5000"), addr("10.0.0.2:80"), TcpFlags::SYN, 1, 0, b"");
+    let syn = packet(
+        addr("10.0.0.1:5000"),
+        addr("10.0.0.2:80"),
+        TcpFlags::SYN,
+        1,
+        0,
+        b"",
+    );
     assert_eq!(pair.server.handle_packet(now, &syn), Ok(()));
     assert_eq!(pair.server.connection_count(), 1);
 }
@@ -316,8 +342,14 @@ fn specific_listener_wins_over_the_wildcard_and_accepts_land_on_the_right_one() 
     );
     assert_eq!(t_one.local, addr("10.0.0.2:80"));
     assert_eq!(t_any.local, addr("10.0.0.9:80"));
-    assert_eq!(t_one.remote, pair.client.addresses(to_one).expect("live").local);
-    assert_eq!(t_any.remote, pair.client.addresses(to_any).expect("live").local);
+    assert_eq!(
+        t_one.remote,
+        pair.client.addresses(to_one).expect("live").local
+    );
+    assert_eq!(
+        t_any.remote,
+        pair.client.addresses(to_any).expect("live").local
+    );
     assert_eq!(pair.server.state(a_one), Ok(TcpState::Established));
 }
 
@@ -355,7 +387,11 @@ fn backlog_bounds_unaccepted_connections_and_the_dropped_syn_is_retried() {
     );
     // The third client's retransmitted SYN now finds room.
     pair.run_until(Duration::from_secs(3), |p| {
-        p.server_events.iter().filter(|e| matches!(e, Event::Incoming(_))).count() == 3
+        p.server_events
+            .iter()
+            .filter(|e| matches!(e, Event::Incoming(_)))
+            .count()
+            == 3
     });
     let third = pair.server.accept(l).expect("ready after retransmission");
     assert_eq!(
@@ -388,9 +424,21 @@ fn abort_sends_a_reset_the_peer_reports_it_and_both_handles_go_stale() {
             Event::Connection(a, TcpEvent::Closed),
         ]
     );
-    assert_eq!(pair.client.state(h), Err(EndpointError::UnknownConnection(h)));
-    assert_eq!(pair.server.state(a), Err(EndpointError::UnknownConnection(a)));
-    assert_eq!((pair.client.connection_count(), pair.server.connection_count()), (0, 0));
+    assert_eq!(
+        pair.client.state(h),
+        Err(EndpointError::UnknownConnection(h))
+    );
+    assert_eq!(
+        pair.server.state(a),
+        Err(EndpointError::UnknownConnection(a))
+    );
+    assert_eq!(
+        (
+            pair.client.connection_count(),
+            pair.server.connection_count()
+        ),
+        (0, 0)
+    );
 }
 
 #[test]
@@ -416,7 +464,10 @@ fn a_stale_handle_is_rejected_even_after_its_slot_is_reused() {
     assert_eq!(pair.client.read(old, &mut buf), stale);
     assert_eq!(pair.client.close(old), stale.map(|_: usize| ()));
     assert_eq!(pair.client.abort(old), stale.map(|_: usize| ()));
-    assert_eq!(pair.client.state(old), Err(EndpointError::UnknownConnection(old)));
+    assert_eq!(
+        pair.client.state(old),
+        Err(EndpointError::UnknownConnection(old))
+    );
     assert!(pair.client.conn_stats(old).is_err());
     assert!(pair.client.addresses(old).is_err());
     assert_eq!(pair.client.state(new), Ok(TcpState::SynSent));

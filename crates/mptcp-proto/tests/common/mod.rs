@@ -105,8 +105,10 @@ impl Pair {
         };
         for _ in 0..copies {
             self.order += 1;
-            self.queue
-                .insert((self.now + self.delay, self.order), (from.other(), bytes.clone()));
+            self.queue.insert(
+                (self.now + self.delay, self.order),
+                (from.other(), bytes.clone()),
+            );
         }
     }
 
