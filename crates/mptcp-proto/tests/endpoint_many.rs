@@ -157,4 +157,18 @@ fn connections_take_turns_in_poll_transmit() {
         }
     }
     assert_eq!(order, expected);
+
+    // The endpoint's deadline is the earliest of its connections' (kept per touched
+    // connection, never by scanning), before and after timers fire.
+    for _ in 0..3 {
+        let earliest = handles
+            .iter()
+            .filter_map(|&h| pair.client.socket(h).ok()?.poll_timeout())
+            .min();
+        assert!(earliest.is_some());
+        assert_eq!(pair.client.poll_timeout(), earliest);
+        let at = earliest.expect("armed");
+        pair.client.handle_timeout(at);
+        while pair.client.poll_transmit(at, &mut buf).is_some() {}
+    }
 }
