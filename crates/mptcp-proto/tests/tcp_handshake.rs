@@ -36,7 +36,10 @@ fn three_way_handshake_negotiates_mss_window_scale_sack_and_timestamps() {
     assert_eq!(synack.segment.mss, Some(1200));
     assert_eq!(synack.segment.window_scale, Some(5));
     let syn_ts = syn.segment.timestamps.expect("SYN timestamps");
-    assert_eq!(synack.segment.timestamps.map(|t| t.tsecr), Some(syn_ts.tsval));
+    assert_eq!(
+        synack.segment.timestamps.map(|t| t.tsecr),
+        Some(syn_ts.tsval)
+    );
 
     let ack = &p.log[2];
     assert_eq!(ack.at, Instant::from_millis(20));
@@ -88,12 +91,23 @@ fn no_window_scale_from_the_peer_means_unscaled_windows_both_ways() {
     let mut syn = p.log[0].segment.clone();
     syn.window_scale = None;
     let mut q = Pair::new(config(), config(), Duration::from_millis(5));
-    q.filter = Box::new(|s| if s.index == 0 && s.from == Side::Client { Action::Drop } else { Action::Deliver });
+    q.filter = Box::new(|s| {
+        if s.index == 0 && s.from == Side::Client {
+            Action::Drop
+        } else {
+            Action::Deliver
+        }
+    });
     q.step();
     q.inject(Side::Server, syn);
     q.step();
     q.step();
-    let synack = q.sent_by(Side::Server).next().expect("SYN-ACK").segment.clone();
+    let synack = q
+        .sent_by(Side::Server)
+        .next()
+        .expect("SYN-ACK")
+        .segment
+        .clone();
     assert_eq!(synack.window_scale, None);
     assert_eq!(q.server().connection().window_shifts(), (0, 0));
 }
@@ -117,7 +131,10 @@ fn data_flows_both_ways_byte_exact() {
     // Every data segment respects the MSS minus the 12 option bytes of timestamps.
     assert!(p.log.iter().all(|s| s.segment.payload.len() <= 1448));
     // The last ACK frees the rest of the send buffer one one-way delay later.
-    assert!(p.run_until(p.now + Duration::from_millis(50), |p| p.client.send_queue() == 0));
+    assert!(
+        p.run_until(p.now + Duration::from_millis(50), |p| p.client.send_queue()
+            == 0)
+    );
 }
 
 #[test]
@@ -129,10 +146,16 @@ fn syn_retransmits_back_off_and_give_up_after_max_syn_retries() {
     let mut p = Pair::new(cfg, config(), Duration::from_millis(10));
     p.filter = Box::new(|_| Action::Drop);
     p.run_idle(Instant::from_secs(100));
-    let times: Vec<u64> = p.sent_by(Side::Client).map(|s| s.at.total_millis()).collect();
+    let times: Vec<u64> = p
+        .sent_by(Side::Client)
+        .map(|s| s.at.total_millis())
+        .collect();
     assert_eq!(times, vec![0, 1_000, 3_000, 7_000]);
     assert_eq!(p.client.state(), TcpState::Closed);
-    assert_eq!(p.events(Side::Client), vec![TcpEvent::TimedOut, TcpEvent::Closed]);
+    assert_eq!(
+        p.events(Side::Client),
+        vec![TcpEvent::TimedOut, TcpEvent::Closed]
+    );
 }
 
 #[test]
@@ -165,19 +188,22 @@ fn simultaneous_open_completes_on_both_sides() {
     let mut b = TcpSocket::connect(config(), server_addr(), client_addr(), now, SeqNum(9_000));
     let syn_a = Segment::from_repr(&a.poll_transmit(now).expect("SYN a").segment);
     let syn_b = Segment::from_repr(&b.poll_transmit(now).expect("SYN b").segment);
-    a.handle_segment(now, &syn_b.repr()).expect("a takes b's SYN");
-    b.handle_segment(now, &syn_a.repr()).expect("b takes a's SYN");
+    a.handle_segment(now, &syn_b.repr())
+        .expect("a takes b's SYN");
+    b.handle_segment(now, &syn_a.repr())
+        .expect("b takes a's SYN");
     assert_eq!(a.state(), TcpState::SynReceived);
     let sa_a = Segment::from_repr(&a.poll_transmit(now).expect("SYN-ACK a").segment);
     let sa_b = Segment::from_repr(&b.poll_transmit(now).expect("SYN-ACK b").segment);
     assert_eq!(sa_a.flags, TcpFlags::SYN | TcpFlags::ACK);
     assert_eq!(sa_a.seq, SeqNum(100));
     assert_eq!(sa_a.ack, SeqNum(9_001));
-    a.handle_segment(now, &sa_b.repr()).expect("a takes SYN-ACK");
-    b.handle_segment(now, &sa_a.repr()).expect("b takes SYN-ACK");
+    a.handle_segment(now, &sa_b.repr())
+        .expect("a takes SYN-ACK");
+    b.handle_segment(now, &sa_a.repr())
+        .expect("b takes SYN-ACK");
     assert_eq!(a.state(), TcpState::Established);
     assert_eq!(b.state(), TcpState::Established);
 }
 
 use mptcp_proto::seq::SeqNum;
-

@@ -42,7 +42,10 @@ fn one_loss_in_a_window_recovers_by_fast_retransmit_without_rto() {
         });
         let data = pattern(10 * 1448, 7);
         p.client_app.outbox = data.clone();
-        assert!(p.run_until(Instant::from_secs(10), |p| p.server_app.inbox.len() == data.len()));
+        assert!(
+            p.run_until(Instant::from_secs(10), |p| p.server_app.inbox.len()
+                == data.len())
+        );
         assert_eq!(p.server_app.inbox, data);
         let st = p.client.stats();
         assert_eq!(st.retransmits, 1, "{cc:?}: exactly one retransmission");
@@ -50,7 +53,10 @@ fn one_loss_in_a_window_recovers_by_fast_retransmit_without_rto() {
         assert_eq!(st.fast_recoveries, 1, "{cc:?}");
         assert_eq!(st.fast_retransmits, 1, "{cc:?}");
         assert_eq!(st.tlp_count, 0, "{cc:?}");
-        let retx: Vec<&Sent> = client_data(&p).into_iter().filter(|s| s.segment.seq == CLIENT_ISS + 1 + 3 * 1448).collect();
+        let retx: Vec<&Sent> = client_data(&p)
+            .into_iter()
+            .filter(|s| s.segment.seq == CLIENT_ISS + 1 + 3 * 1448)
+            .collect();
         assert_eq!(retx.len(), 2, "the lost segment and its one retransmission");
         // Retransmitted one RTT after the original: the SACKs for later segments
         // arrive 40 ms after they were sent, and three SACKed segments trigger RACK
@@ -80,16 +86,25 @@ fn one_loss_without_sack_recovers_on_the_third_duplicate_ack() {
     });
     let data = pattern(10 * 1448, 8);
     p.client_app.outbox = data.clone();
-    assert!(p.run_until(Instant::from_secs(10), |p| p.server_app.inbox.len() == data.len()));
+    assert!(
+        p.run_until(Instant::from_secs(10), |p| p.server_app.inbox.len()
+            == data.len())
+    );
     assert_eq!(p.server_app.inbox, data);
     let st = p.client.stats();
-    assert_eq!((st.retransmits, st.rto_count, st.fast_recoveries), (1, 0, 1));
+    assert_eq!(
+        (st.retransmits, st.rto_count, st.fast_recoveries),
+        (1, 0, 1)
+    );
     // The server sent one duplicate ACK per out-of-order segment: 7 of them.
     let acks_of_hole = p
         .sent_by(Side::Server)
         .filter(|s| s.segment.ack == CLIENT_ISS + 1 + 2 * 1448)
         .count();
-    assert_eq!(acks_of_hole, 8, "one ACK for the two in-order segments' tail, seven duplicates");
+    assert_eq!(
+        acks_of_hole, 8,
+        "one ACK for the two in-order segments' tail, seven duplicates"
+    );
 }
 
 #[test]
@@ -99,7 +114,10 @@ fn tail_loss_is_recovered_by_a_probe_not_an_rto() {
     // The last two of five segments are lost: no SACK can reveal them.
     let (a, b) = (nth_data_index(3), nth_data_index(4));
     p.filter = Box::new(move |s| {
-        if s.from == Side::Client && (s.index == a || s.index == b) && s.at < Instant::from_millis(100) {
+        if s.from == Side::Client
+            && (s.index == a || s.index == b)
+            && s.at < Instant::from_millis(100)
+        {
             Action::Drop
         } else {
             Action::Deliver
@@ -108,7 +126,10 @@ fn tail_loss_is_recovered_by_a_probe_not_an_rto() {
     let data = pattern(5 * 1448, 9);
     p.client_app.outbox = data.clone();
     let sent_at = Instant::from_millis(60);
-    assert!(p.run_until(Instant::from_secs(10), |p| p.server_app.inbox.len() == data.len()));
+    assert!(
+        p.run_until(Instant::from_secs(10), |p| p.server_app.inbox.len()
+            == data.len())
+    );
     assert_eq!(p.server_app.inbox, data);
     let st = p.client.stats();
     assert_eq!(st.tlp_count, 1);
@@ -142,7 +163,8 @@ fn rto_doubles_on_repeated_loss() {
     let start = p.now;
     // Every client data segment is lost until 10 s.
     p.filter = Box::new(|s| {
-        if s.from == Side::Client && !s.segment.payload.is_empty() && s.at < Instant::from_secs(10) {
+        if s.from == Side::Client && !s.segment.payload.is_empty() && s.at < Instant::from_secs(10)
+        {
             Action::Drop
         } else {
             Action::Deliver
@@ -157,7 +179,15 @@ fn rto_doubles_on_repeated_loss() {
     let ms = |v: u64| Duration::from_millis(v);
     assert_eq!(
         times,
-        vec![ms(0), ms(200), ms(600), ms(1_400), ms(3_000), ms(6_200), ms(12_600)]
+        vec![
+            ms(0),
+            ms(200),
+            ms(600),
+            ms(1_400),
+            ms(3_000),
+            ms(6_200),
+            ms(12_600)
+        ]
     );
     let st = p.client.stats();
     assert_eq!(st.rto_count, 6);
@@ -234,7 +264,10 @@ fn reordered_segment_does_not_cause_a_retransmission() {
     });
     let data = pattern(4 * 1448, 5);
     p.client_app.outbox = data.clone();
-    assert!(p.run_until(Instant::from_secs(5), |p| p.server_app.inbox.len() == data.len()));
+    assert!(
+        p.run_until(Instant::from_secs(5), |p| p.server_app.inbox.len()
+            == data.len())
+    );
     p.run_idle(Instant::from_secs(5));
     assert_eq!(p.server_app.inbox, data);
     // One SACKed segment is below DupThresh, and the reordering window (min_rtt/4 =

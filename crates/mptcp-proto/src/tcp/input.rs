@@ -164,6 +164,13 @@ impl TcpConnection {
             return Ok(());
         }
 
+        // Fourth check, moved first by RFC 5961 §4.2: a SYN in a synchronized state gets
+        // a (rate-limited) challenge ACK "irrespective of the sequence number".
+        if f.syn() && !f.rst() {
+            self.challenge_ack(now);
+            return Err(TcpDrop::UnexpectedSyn);
+        }
+
         // RFC 7323 §5.3 R1: PAWS, before the sequence check. RSTs are exempt (§5.2).
         if self.ts_ok
             && !f.rst()
@@ -237,12 +244,6 @@ impl TcpConnection {
                 TcpState::Closed | TcpState::SynSent => {}
             }
             return Ok(());
-        }
-
-        // Fourth check: SYN in a synchronized state (RFC 5961 §4.2): challenge ACK.
-        if f.syn() {
-            self.challenge_ack(now);
-            return Err(TcpDrop::UnexpectedSyn);
         }
 
         // Fifth check: the ACK bit.
@@ -370,7 +371,7 @@ impl TcpConnection {
         // that updated it.
         let window = u64::from(seg.window) << self.snd_shift;
         let mut window_changed = false;
-        if self.snd_wl1 < seg.seq || (self.snd_wl1 == seg.seq && !(seg.ack < self.snd_wl2)) {
+        if self.snd_wl1 < seg.seq || (self.snd_wl1 == seg.seq && seg.ack.diff(self.snd_wl2) >= 0) {
             window_changed = window != self.snd_wnd;
             self.snd_wnd = window;
             self.snd_wl1 = seg.seq;

@@ -477,9 +477,10 @@ impl TcpConnection {
     /// available from the owner. The owner must not offer more data afterwards.
     pub fn close(&mut self) {
         match self.state {
-            TcpState::SynSent => self.enter_closed(None),
-            // RFC 9293 §3.10.4: in SYN-RECEIVED the FIN waits for the handshake.
-            TcpState::SynReceived => self.fin_queued = true,
+            // RFC 9293 §3.10.4: in SYN-RECEIVED the FIN waits for the handshake. In
+            // SYN-SENT the RFC deletes the connection; we let data written before the
+            // close still go out (as a queued SEND would), and `abort` cancels.
+            TcpState::SynSent | TcpState::SynReceived => self.fin_queued = true,
             TcpState::Established => {
                 self.fin_queued = true;
                 self.set_state(TcpState::FinWait1);

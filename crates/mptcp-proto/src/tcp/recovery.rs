@@ -162,7 +162,6 @@ mod tests {
             end,
             xmit_time: Instant::from_millis(sent_ms),
             xmits,
-            bytes: 100,
         }
     }
 

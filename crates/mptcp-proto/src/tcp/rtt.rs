@@ -85,10 +85,6 @@ impl RttEstimator {
         self.backoff = 0;
     }
 
-    pub fn backoff(&self) -> u32 {
-        self.backoff
-    }
-
     pub fn srtt(&self) -> Option<Duration> {
         self.srtt
     }

@@ -52,7 +52,6 @@ pub struct Delivered {
     pub end: u64,
     pub xmit_time: Instant,
     pub xmits: u32,
-    pub bytes: u64,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -77,10 +76,6 @@ impl SentQueue {
         self.segs.len()
     }
 
-    pub fn front(&self) -> Option<&SentSegment> {
-        self.segs.front()
-    }
-
     pub fn back(&self) -> Option<&SentSegment> {
         self.segs.back()
     }
@@ -94,17 +89,13 @@ impl SentQueue {
         self.pipe
     }
 
+    #[cfg(test)]
     pub fn sacked_bytes(&self) -> u64 {
         self.sacked_bytes
     }
 
     pub fn sacked_segments(&self) -> u64 {
         self.sacked_segments
-    }
-
-    /// The SACK scoreboard (ranges above SND.UNA).
-    pub fn sacked_ranges(&self) -> &RangeSet {
-        &self.sacked
     }
 
     /// Index of the segment holding `offset`.
@@ -260,7 +251,6 @@ impl SentQueue {
                     end: seg.end,
                     xmit_time: seg.xmit_time,
                     xmits: seg.xmits,
-                    bytes: seg.len(),
                 });
             }
         }
@@ -335,7 +325,6 @@ impl SentQueue {
                     end: seg.end,
                     xmit_time: seg.xmit_time,
                     xmits: seg.xmits,
-                    bytes: seg.len(),
                 });
             }
         }
@@ -455,7 +444,7 @@ mod tests {
     fn partial_ack_trims_the_front_segment() {
         let mut q = queue_of(2);
         assert_eq!(q.ack_until(50, |_| {}), 50);
-        assert_eq!(q.front().map(|s| (s.start, s.end)), Some((50, 100)));
+        assert_eq!(q.get(0).map(|s| (s.start, s.end)), Some((50, 100)));
         assert_eq!(q.pipe(), 150);
         assert!(q.mark_lost(0));
         assert_eq!(q.next_lost(), Some(0));

@@ -186,11 +186,15 @@ impl Pair {
     }
 
     pub fn server(&self) -> &TcpSocket {
-        self.server.as_ref().expect("server exists after the SYN arrived")
+        self.server
+            .as_ref()
+            .expect("server exists after the SYN arrived")
     }
 
     pub fn server_mut(&mut self) -> &mut TcpSocket {
-        self.server.as_mut().expect("server exists after the SYN arrived")
+        self.server
+            .as_mut()
+            .expect("server exists after the SYN arrived")
     }
 
     pub fn socket(&mut self, side: Side) -> Option<&mut TcpSocket> {
@@ -223,7 +227,8 @@ impl Pair {
         });
     }
 
-    fn run_apps(&mut self) {
+    /// Lets both applications write, read and collect events now.
+    pub fn run_apps(&mut self) {
         for side in [Side::Client, Side::Server] {
             let (sock, app) = match side {
                 Side::Client => (Some(&mut self.client), &mut self.client_app),
@@ -259,7 +264,10 @@ impl Pair {
             loop {
                 let now = self.now;
                 let segment = match side {
-                    Side::Client => self.client.poll_transmit(now).map(|t| Segment::from_repr(&t.segment)),
+                    Side::Client => self
+                        .client
+                        .poll_transmit(now)
+                        .map(|t| Segment::from_repr(&t.segment)),
                     Side::Server => match self.server.as_mut() {
                         Some(s) => s.poll_transmit(now).map(|t| Segment::from_repr(&t.segment)),
                         None => None,
@@ -338,7 +346,10 @@ impl Pair {
     /// The next time something happens, if anything will.
     fn next_time(&self) -> Option<Instant> {
         let mut t = self.in_flight.iter().map(|f| f.deliver_at).min();
-        for s in [Some(&self.client), self.server.as_ref()].into_iter().flatten() {
+        for s in [Some(&self.client), self.server.as_ref()]
+            .into_iter()
+            .flatten()
+        {
             if let Some(d) = s.poll_timeout() {
                 t = Some(t.map_or(d, |t| t.min(d)));
             }
@@ -356,17 +367,14 @@ impl Pair {
             return false;
         };
         self.now = self.now.max(t);
-        loop {
-            let Some(i) = self
-                .in_flight
-                .iter()
-                .enumerate()
-                .filter(|(_, f)| f.deliver_at <= self.now)
-                .min_by_key(|(_, f)| (f.deliver_at, f.order))
-                .map(|(i, _)| i)
-            else {
-                break;
-            };
+        while let Some(i) = self
+            .in_flight
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.deliver_at <= self.now)
+            .min_by_key(|(_, f)| (f.deliver_at, f.order))
+            .map(|(i, _)| i)
+        {
             let f = self.in_flight.swap_remove(i);
             self.deliver(f.to, f.segment);
             // A real stack answers each packet as it is processed (one ACK each).
@@ -403,7 +411,10 @@ impl Pair {
 
     pub fn established(&self) -> bool {
         self.client.state() == TcpState::Established
-            && self.server.as_ref().is_some_and(|s| s.state() == TcpState::Established)
+            && self
+                .server
+                .as_ref()
+                .is_some_and(|s| s.state() == TcpState::Established)
     }
 
     /// Runs the handshake to completion (panics if it does not complete within 10 s).
