@@ -1,0 +1,373 @@
+//! Interop against the Linux kernel's TCP and MPTCP over a real TUN device in network
+//! namespaces (topology in tests/netns/mod.rs). Needs root; skipped otherwise, failed
+//! under CI.
+//!
+//! Each transfer runs both directions at once on one connection, and checks length and
+//! SHA-256 of what arrived against what was sent. Goodput is printed (run with
+//! `--nocapture` to see it).
+
+mod netns;
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use mptcp_tun::{AsyncMptcpStream, MptcpStream, Stack};
+use netns::{Netns, OUR_ADDR, PEER_ADDR, require_root};
+use sha2::{Digest, Sha256};
+use socket2::{Domain, Protocol, Socket, Type};
+
+const MB: usize = 1 << 20;
+
+/// What one direction of a transfer saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Digest32 {
+    len: usize,
+    sha: [u8; 32],
+}
+
+/// Writes `total` bytes of a seeded pseudo-random stream, then half-closes.
+fn send_stream(mut w: impl Write, total: usize, seed: u64, shutdown: impl FnOnce()) -> Digest32 {
+    let mut state = seed | 1;
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut hash = Sha256::new();
+    let mut left = total;
+    while left > 0 {
+        let n = left.min(chunk.len());
+        for word in chunk[..n].chunks_mut(8) {
+            // xorshift64: cheap, and every byte differs between seeds.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let bytes = state.to_le_bytes();
+            word.copy_from_slice(&bytes[..word.len()]);
+        }
+        w.write_all(&chunk[..n]).expect("write");
+        hash.update(&chunk[..n]);
+        left -= n;
+    }
+    shutdown();
+    Digest32 {
+        len: total,
+        sha: hash.finalize().into(),
+    }
+}
+
+/// Reads to end of stream.
+fn recv_stream(mut r: impl Read) -> Digest32 {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut hash = Sha256::new();
+    let mut len = 0;
+    loop {
+        let n = r.read(&mut buf).expect("read");
+        if n == 0 {
+            break;
+        }
+        hash.update(&buf[..n]);
+        len += n;
+    }
+    Digest32 {
+        len,
+        sha: hash.finalize().into(),
+    }
+}
+
+fn goodput(label: &str, bytes: usize, elapsed: Duration) {
+    let mbit = bytes as f64 * 8.0 / elapsed.as_secs_f64() / 1e6;
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    eprintln!(
+        "GOODPUT {label} ({profile}): {} MB in {:.2} s = {mbit:.0} Mbit/s",
+        bytes / MB,
+        elapsed.as_secs_f64()
+    );
+}
+
+/// Runs both directions at once: our stream and a kernel stream, each sending `size`
+/// bytes with its own seed. Asserts both arrive intact.
+fn full_duplex(label: &str, ours: MptcpStream, kernel: TcpStream, size: usize) {
+    let kernel_rx = kernel.try_clone().expect("clone kernel socket");
+    let start = Instant::now();
+    let (sent_by_us, got_by_kernel, sent_by_kernel, got_by_us) = std::thread::scope(|s| {
+        let us_tx = s.spawn(|| {
+            let d = send_stream(&ours, size, 0x5eed_0001, || {
+                ours.shutdown(Shutdown::Write).expect("our shutdown")
+            });
+            (d, start.elapsed())
+        });
+        let k_tx = s.spawn(|| {
+            let d = send_stream(&kernel, size, 0x5eed_0002, || {
+                kernel.shutdown(Shutdown::Write).expect("kernel shutdown")
+            });
+            (d, start.elapsed())
+        });
+        let k_rx = s.spawn(|| {
+            let d = recv_stream(&kernel_rx);
+            (d, start.elapsed())
+        });
+        let us_rx = recv_stream(&ours);
+        let us_rx_time = start.elapsed();
+        (
+            us_tx.join().expect("our sender"),
+            k_rx.join().expect("kernel receiver"),
+            k_tx.join().expect("kernel sender"),
+            (us_rx, us_rx_time),
+        )
+    });
+    assert_eq!(
+        got_by_kernel.0, sent_by_us.0,
+        "{label}: our stream -> kernel"
+    );
+    assert_eq!(
+        got_by_us.0, sent_by_kernel.0,
+        "{label}: kernel -> our stream"
+    );
+    assert_eq!(got_by_us.0.len, size);
+    goodput(&format!("{label} ours->kernel"), size, got_by_kernel.1);
+    goodput(&format!("{label} kernel->ours"), size, got_by_us.1);
+}
+
+fn start_stack(ns: &Netns, pcap: Option<std::path::PathBuf>) -> Stack {
+    ns.in_ours(move || {
+        let mut b = Stack::builder().address(OUR_ADDR);
+        if let Some(p) = pcap {
+            b = b.pcap_path(p);
+        }
+        b.build().expect("stack starts")
+    })
+}
+
+fn kernel_socket(mptcp: bool) -> Socket {
+    let proto = if mptcp {
+        Protocol::MPTCP
+    } else {
+        Protocol::TCP
+    };
+    Socket::new(Domain::IPV4, Type::STREAM, Some(proto)).expect("kernel socket")
+}
+
+fn kernel_connect(ns: &Netns, to: SocketAddr, mptcp: bool) -> io::Result<TcpStream> {
+    ns.in_peer(move || {
+        let s = kernel_socket(mptcp);
+        s.connect_timeout(&to.into(), Duration::from_secs(10))?;
+        Ok(s.into())
+    })
+}
+
+fn kernel_listen(ns: &Netns, at: SocketAddr, mptcp: bool) -> TcpListener {
+    ns.in_peer(move || {
+        let s = kernel_socket(mptcp);
+        s.set_reuse_address(true).expect("SO_REUSEADDR");
+        s.bind(&at.into()).expect("kernel bind");
+        s.listen(16).expect("kernel listen");
+        s.into()
+    })
+}
+
+/// Kernel client (plain TCP or MPTCP) -> our listener.
+fn kernel_client_run(tag: &str, mptcp: bool, size: usize) {
+    let ns = Netns::new(tag);
+    let stack = start_stack(&ns, None);
+    let listener = stack.bind(SocketAddr::new(OUR_ADDR, 5001)).expect("bind");
+    let ns_ref = &ns;
+    let (ours, kernel) = std::thread::scope(|s| {
+        let k = s.spawn(move || kernel_connect(ns_ref, SocketAddr::new(OUR_ADDR, 5001), mptcp));
+        let (ours, peer) = listener.accept().expect("accept");
+        assert_eq!(peer.ip(), PEER_ADDR);
+        (
+            ours,
+            k.join()
+                .expect("kernel connect thread")
+                .expect("kernel connect"),
+        )
+    });
+    assert_eq!(
+        ours.local_addr().expect("local"),
+        SocketAddr::new(OUR_ADDR, 5001)
+    );
+    assert_eq!(
+        ours.peer_addr().expect("peer"),
+        kernel.local_addr().expect("kernel local")
+    );
+    full_duplex(tag, ours, kernel, size);
+}
+
+/// Our client -> kernel listener (plain TCP or MPTCP).
+fn our_client_run(tag: &str, mptcp: bool, size: usize) {
+    let ns = Netns::new(tag);
+    let stack = start_stack(&ns, None);
+    let listener = kernel_listen(&ns, SocketAddr::new(PEER_ADDR, 5002), mptcp);
+    let ours = stack
+        .connect(SocketAddr::new(PEER_ADDR, 5002))
+        .expect("connect");
+    let (kernel, from) = listener.accept().expect("kernel accept");
+    assert_eq!(from, ours.local_addr().expect("local"));
+    assert_eq!(
+        ours.peer_addr().expect("peer"),
+        SocketAddr::new(PEER_ADDR, 5002)
+    );
+    full_duplex(tag, ours, kernel, size);
+}
+
+#[test]
+fn kernel_tcp_client_to_our_listener_100mb_each_way() {
+    if require_root("kernel_tcp_client_to_our_listener_100mb_each_way") {
+        kernel_client_run("kc", false, 100 * MB);
+    }
+}
+
+#[test]
+fn our_client_to_kernel_tcp_listener_100mb_each_way() {
+    if require_root("our_client_to_kernel_tcp_listener_100mb_each_way") {
+        our_client_run("oc", false, 100 * MB);
+    }
+}
+
+/// RFC 8684 §3.1: our SYN-ACK carries no MP_CAPABLE, so the kernel's MPTCP socket falls
+/// back to plain TCP; the application on either side notices nothing.
+#[test]
+fn kernel_mptcp_client_falls_back_to_tcp_with_our_listener() {
+    if require_root("kernel_mptcp_client_falls_back_to_tcp_with_our_listener") {
+        kernel_client_run("km", true, 100 * MB);
+    }
+}
+
+/// Our SYN has no MP_CAPABLE: the kernel's MPTCP listener accepts it as plain TCP.
+#[test]
+fn our_client_to_kernel_mptcp_listener_is_plain_tcp() {
+    if require_root("our_client_to_kernel_mptcp_listener_is_plain_tcp") {
+        our_client_run("om", true, 100 * MB);
+    }
+}
+
+#[test]
+fn connect_to_a_closed_kernel_port_is_refused() {
+    if !require_root("connect_to_a_closed_kernel_port_is_refused") {
+        return;
+    }
+    let ns = Netns::new("rf");
+    let stack = start_stack(&ns, None);
+    let err = stack
+        .connect(SocketAddr::new(PEER_ADDR, 5999))
+        .expect_err("nobody listens on 5999");
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err}");
+}
+
+#[test]
+fn binding_a_port_twice_is_addr_in_use() {
+    if !require_root("binding_a_port_twice_is_addr_in_use") {
+        return;
+    }
+    let ns = Netns::new("ai");
+    let stack = start_stack(&ns, None);
+    let _first = stack
+        .bind(SocketAddr::new(OUR_ADDR, 5003))
+        .expect("first bind");
+    let err = stack
+        .bind(SocketAddr::new(OUR_ADDR, 5003))
+        .expect_err("second bind");
+    assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
+}
+
+/// The peer resets an established connection: our next read reports ConnectionReset.
+#[test]
+fn kernel_reset_surfaces_as_connection_reset() {
+    if !require_root("kernel_reset_surfaces_as_connection_reset") {
+        return;
+    }
+    let ns = Netns::new("rs");
+    let stack = start_stack(&ns, None);
+    let listener = kernel_listen(&ns, SocketAddr::new(PEER_ADDR, 5004), false);
+    let mut ours = stack
+        .connect(SocketAddr::new(PEER_ADDR, 5004))
+        .expect("connect");
+    let (kernel, _) = listener.accept().expect("kernel accept");
+    // SO_LINGER 0 makes close() send a RST.
+    socket2::SockRef::from(&kernel)
+        .set_linger(Some(Duration::ZERO))
+        .expect("SO_LINGER");
+    drop(kernel);
+    let mut buf = [0u8; 16];
+    let err = ours.read(&mut buf).expect_err("read after RST");
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{err}");
+}
+
+/// The async API against a kernel listener: 8 MB each way.
+#[test]
+fn async_client_to_kernel_listener() {
+    if !require_root("async_client_to_kernel_listener") {
+        return;
+    }
+    let ns = Netns::new("as");
+    let stack = start_stack(&ns, None);
+    let listener = kernel_listen(&ns, SocketAddr::new(PEER_ADDR, 5005), false);
+    let size = 8 * MB;
+    let kernel_side = std::thread::spawn(move || {
+        let (kernel, _) = listener.accept().expect("kernel accept");
+        let rx = kernel.try_clone().expect("clone");
+        let reader = std::thread::spawn(move || recv_stream(&rx));
+        let sent = send_stream(&kernel, size, 7, || {
+            kernel.shutdown(Shutdown::Write).expect("shutdown")
+        });
+        (sent, reader.join().expect("kernel reader"))
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .expect("tokio runtime");
+    let (sent_by_us, got_by_us) = rt.block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let stream = AsyncMptcpStream::connect(&stack, SocketAddr::new(PEER_ADDR, 5005))
+            .await
+            .expect("async connect");
+        let (mut rd, mut wr) = tokio::io::split(stream);
+        let writer = async move {
+            let mut hash = Sha256::new();
+            let mut state = 9u64;
+            let mut chunk = vec![0u8; 32 * 1024];
+            let mut left = size;
+            while left > 0 {
+                let n = left.min(chunk.len());
+                for b in &mut chunk[..n] {
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    *b = (state >> 56) as u8;
+                }
+                wr.write_all(&chunk[..n]).await.expect("async write");
+                hash.update(&chunk[..n]);
+                left -= n;
+            }
+            wr.shutdown().await.expect("async shutdown");
+            Digest32 {
+                len: size,
+                sha: hash.finalize().into(),
+            }
+        };
+        let reader = async move {
+            let mut hash = Sha256::new();
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut len = 0;
+            loop {
+                let n = rd.read(&mut buf).await.expect("async read");
+                if n == 0 {
+                    break;
+                }
+                hash.update(&buf[..n]);
+                len += n;
+            }
+            Digest32 {
+                len,
+                sha: hash.finalize().into(),
+            }
+        };
+        tokio::join!(writer, reader)
+    });
+    let (sent_by_kernel, got_by_kernel) = kernel_side.join().expect("kernel side");
+    assert_eq!(got_by_kernel, sent_by_us);
+    assert_eq!(got_by_us, sent_by_kernel);
+    assert_eq!(got_by_us.len, size);
+}
