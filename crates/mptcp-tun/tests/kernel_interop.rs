@@ -371,3 +371,159 @@ fn async_client_to_kernel_listener() {
     assert_eq!(got_by_us, sent_by_kernel);
     assert_eq!(got_by_us.len, size);
 }
+
+/// Every packet of a short kernel-MPTCP-client exchange lands in the pcap file with
+/// wall-clock timestamps, and the capture proves the fallback: the kernel's SYN carries
+/// MP_CAPABLE, our SYN-ACK carries no MPTCP option, and from then on the kernel sends
+/// none either (RFC 8684 §3.1).
+#[test]
+fn pcap_records_every_packet_and_shows_the_mptcp_fallback() {
+    use mptcp_proto::wire::IpTcpRepr;
+    use mptcp_proto::wire::mptcp::MptcpOption;
+    use pcap_file::pcap::PcapReader;
+
+    if !require_root("pcap_records_every_packet_and_shows_the_mptcp_fallback") {
+        return;
+    }
+    let ns = Netns::new("pc");
+    let dir = std::env::temp_dir().join(format!("mptcp-tun-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("fallback.pcap");
+    let wall_start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970");
+    let stack = start_stack(&ns, Some(path.clone()));
+    let listener = stack.bind(SocketAddr::new(OUR_ADDR, 5006)).expect("bind");
+    let ns_ref = &ns;
+    let (ours, kernel) = std::thread::scope(|s| {
+        let k = s.spawn(move || kernel_connect(ns_ref, SocketAddr::new(OUR_ADDR, 5006), true));
+        let (ours, _) = listener.accept().expect("accept");
+        (
+            ours,
+            k.join().expect("kernel thread").expect("kernel connect"),
+        )
+    });
+    full_duplex("pcap", ours, kernel, MB);
+    drop(listener);
+    // Dropping the last handle stops the loop, which flushes the file.
+    drop(stack);
+    let wall_end = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970");
+
+    let mut reader =
+        PcapReader::new(std::fs::File::open(&path).expect("pcap exists")).expect("pcap header");
+    assert_eq!(reader.header().datalink, pcap_file::DataLink::RAW);
+    let mut from_kernel = Vec::new();
+    let mut from_us = Vec::new();
+    let (mut bytes_from_kernel, mut bytes_from_us) = (0usize, 0usize);
+    while let Some(packet) = reader.next_packet() {
+        let packet = packet.expect("valid record");
+        assert!(packet.timestamp >= wall_start - Duration::from_secs(1));
+        assert!(packet.timestamp <= wall_end + Duration::from_secs(1));
+        let repr = match IpTcpRepr::parse(&packet.data, true) {
+            Ok(repr) => repr,
+            // The kernel's own IPv6 chatter on the link (router solicitations, MLD).
+            Err(mptcp_proto::wire::PacketError::NotTcp(58)) => continue,
+            Err(e) => panic!("captured packet is not valid IP/TCP: {e}"),
+        };
+        let has_mptcp = !repr.tcp.options.mptcp.is_empty();
+        let capable = repr
+            .tcp
+            .options
+            .mptcp
+            .iter()
+            .any(|o| matches!(o, MptcpOption::MpCapable(_)));
+        if repr.ip.src_addr() == OUR_ADDR {
+            bytes_from_us += repr.tcp.payload.len();
+            from_us.push((repr.tcp.flags, has_mptcp));
+        } else {
+            assert_eq!(repr.ip.src_addr(), PEER_ADDR);
+            bytes_from_kernel += repr.tcp.payload.len();
+            from_kernel.push((repr.tcp.flags, has_mptcp, capable));
+        }
+    }
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+    // Every payload byte of both directions was captured (no retransmissions expected
+    // on a loss-free local path, but allow them).
+    assert!(
+        bytes_from_us >= MB,
+        "captured {bytes_from_us} bytes from us"
+    );
+    assert!(
+        bytes_from_kernel >= MB,
+        "captured {bytes_from_kernel} bytes from the kernel"
+    );
+    let (syn_flags, _, syn_capable) = from_kernel[0];
+    assert!(
+        syn_flags.syn() && !syn_flags.ack(),
+        "first kernel packet is its SYN"
+    );
+    assert!(syn_capable, "the kernel's MPTCP SYN carries MP_CAPABLE");
+    let (synack_flags, synack_mptcp) = from_us[0];
+    assert!(
+        synack_flags.syn() && synack_flags.ack(),
+        "our first packet is the SYN-ACK"
+    );
+    assert!(!synack_mptcp, "our SYN-ACK carries no MPTCP option");
+    assert!(
+        from_us.iter().all(|&(_, m)| !m),
+        "we never send MPTCP options"
+    );
+    assert!(
+        from_kernel[1..].iter().all(|&(_, m, _)| !m),
+        "after the plain SYN-ACK the kernel has fallen back to TCP"
+    );
+    // Both FINs are in the capture.
+    assert!(from_us.iter().any(|(f, _)| f.fin()));
+    assert!(from_kernel.iter().any(|(f, _, _)| f.fin()));
+}
+
+/// The TUN device and its route exist while the stack runs and are gone after the last
+/// handle is dropped.
+#[test]
+fn dropping_the_stack_removes_device_and_route() {
+    if !require_root("dropping_the_stack_removes_device_and_route") {
+        return;
+    }
+    let ns = Netns::new("dr");
+    let stack = start_stack(&ns, None);
+    assert_eq!(stack.device_name(), "mptcp0");
+    let route = |ns: &Netns| {
+        let out = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &ns.ours,
+                "ip",
+                "route",
+                "show",
+                "10.77.1.2/32",
+            ])
+            .output()
+            .expect("ip route");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let link = |ns: &Netns| {
+        let out = std::process::Command::new("ip")
+            .args([
+                "netns", "exec", &ns.ours, "ip", "-o", "link", "show", "mptcp0",
+            ])
+            .output()
+            .expect("ip link");
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    assert_eq!(route(&ns), "10.77.1.2 dev mptcp0 scope link");
+    let shown = link(&ns).expect("mptcp0 exists while the stack runs");
+    assert!(shown.contains("mtu 1500 "), "{shown}");
+    assert!(
+        shown.contains("state UNKNOWN") || shown.contains(",UP"),
+        "{shown}"
+    );
+    assert!(shown.contains("qlen 5000"), "{shown}");
+    drop(stack);
+    assert_eq!(route(&ns), "");
+    assert_eq!(link(&ns), None);
+}
