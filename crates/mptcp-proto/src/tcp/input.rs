@@ -554,9 +554,11 @@ impl TcpConnection {
         let mut off = seq_off;
         if off < self.rcv_nxt as i64 {
             let dup = ((self.rcv_nxt as i64 - off) as usize).min(data.len());
-            if dup > 0 && self.sack_ok {
-                self.rcv_sack
-                    .note_duplicate(off as u64, off as u64 + dup as u64);
+            // A start before offset 0 would sit on the peer's SYN: report from 0.
+            let dup_start = off.max(0) as u64;
+            let dup_end = (off + dup as i64).max(0) as u64;
+            if dup_start < dup_end && self.sack_ok {
+                self.rcv_sack.note_duplicate(dup_start, dup_end);
             }
             data = &data[dup..];
             off = self.rcv_nxt as i64;

@@ -14,6 +14,49 @@ use super::{
 
 /// An ordinary TCP connection: [`TcpConnection`] plus a [`SendBuffer`] and a
 /// [`Reassembly`] sized by the configuration.
+///
+/// Driving two sockets through the wire codec, as the endpoint does (the TCP bytes
+/// go inside IP packets there):
+///
+/// ```
+/// use std::net::SocketAddr;
+/// use mptcp_proto::seq::SeqNum;
+/// use mptcp_proto::tcp::{TcpConfig, TcpSocket, TcpState};
+/// use mptcp_proto::time::Instant;
+/// use mptcp_proto::wire::tcp::{TcpPacket, TcpRepr};
+///
+/// fn bytes(seg: &TcpRepr<'_>, src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
+///     let mut buf = vec![0; seg.buffer_len()];
+///     seg.emit(&mut TcpPacket::new_unchecked(&mut buf[..]), src.ip(), dst.ip(), true)
+///         .expect("the engine's segments fit");
+///     buf
+/// }
+///
+/// let (a, b): (SocketAddr, SocketAddr) =
+///     ("10.0.0.1:4000".parse().unwrap(), "10.0.0.2:80".parse().unwrap());
+/// let now = Instant::ZERO;
+/// let mut client = TcpSocket::connect(TcpConfig::default(), a, b, now, SeqNum(1));
+/// client.write(b"hello");
+///
+/// let wire = bytes(&client.poll_transmit(now).unwrap().segment, a, b);
+/// let packet = TcpPacket::new_checked(&wire[..]).unwrap();
+/// let syn = TcpRepr::parse(&packet, a.ip(), b.ip(), true).unwrap();
+/// let mut server = TcpSocket::accept(TcpConfig::default(), b, a, &syn, now, SeqNum(9)).unwrap();
+///
+/// let wire = bytes(&server.poll_transmit(now).unwrap().segment, b, a);
+/// let packet = TcpPacket::new_checked(&wire[..]).unwrap();
+/// client.handle_segment(now, &TcpRepr::parse(&packet, b.ip(), a.ip(), true).unwrap()).unwrap();
+/// assert_eq!(client.state(), TcpState::Established);
+///
+/// while let Some(t) = client.poll_transmit(now) {
+///     let wire = bytes(&t.segment, a, b);
+///     let packet = TcpPacket::new_checked(&wire[..]).unwrap();
+///     server.handle_segment(now, &TcpRepr::parse(&packet, a.ip(), b.ip(), true).unwrap()).unwrap();
+/// }
+/// let mut buf = [0u8; 16];
+/// assert_eq!(server.read(&mut buf), 5);
+/// assert_eq!(&buf[..5], b"hello");
+/// ```
 #[derive(Debug)]
 pub struct TcpSocket {
     conn: TcpConnection,

@@ -9,7 +9,7 @@ use arrayvec::ArrayVec;
 use mptcp_proto::seq::SeqNum;
 use mptcp_proto::tcp::{TcpConfig, TcpEvent, TcpSocket, TcpState};
 use mptcp_proto::time::{Duration, Instant};
-use mptcp_proto::wire::tcp::{SackBlock, TcpFlags, TcpOptions, TcpRepr, Timestamps};
+use mptcp_proto::wire::tcp::{SackBlock, TcpFlags, TcpOptions, TcpPacket, TcpRepr, Timestamps};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Side {
@@ -41,6 +41,26 @@ pub struct Segment {
     pub sack_blocks: ArrayVec<SackBlock, 4>,
     pub timestamps: Option<Timestamps>,
     pub payload: Vec<u8>,
+}
+
+/// Emits `repr` to bytes with a checksum, as the engine's caller will, and parses the
+/// bytes back: every segment the engine produces must survive the real codec.
+pub fn through_wire(repr: &TcpRepr<'_>, src: SocketAddr, dst: SocketAddr) -> Segment {
+    let mut buf = vec![0u8; repr.buffer_len()];
+    let n = repr
+        .emit(
+            &mut TcpPacket::new_unchecked(&mut buf[..]),
+            src.ip(),
+            dst.ip(),
+            true,
+        )
+        .expect("the engine's segment fits a TCP header");
+    assert_eq!(n, buf.len());
+    let packet = TcpPacket::new_checked(&buf[..]).expect("emitted bytes parse");
+    let parsed =
+        TcpRepr::parse(&packet, src.ip(), dst.ip(), true).expect("checksum and options valid");
+    assert_eq!(&parsed, repr, "codec round trip");
+    Segment::from_repr(&parsed)
 }
 
 impl Segment {
