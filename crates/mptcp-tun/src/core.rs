@@ -17,7 +17,7 @@ use std::task::{Poll, Waker};
 use mptcp_proto::tcp::{TcpEvent, TcpState, TcpStats};
 
 use crate::clock::Clock;
-use crate::engine::{ConnHandle, Engine, EngineEvent, ListenerHandle};
+use crate::engine::{ConnHandle, Engine, EngineEvent, ListenerHandle, io_error};
 use crate::notify::Notifier;
 
 /// A connection as the application sees it.
@@ -133,9 +133,13 @@ impl Shared {
         if let Some(reason) = &core.stopped {
             return Err(stopped_error(reason));
         }
+        core.check_local(local)?;
         let now = self.clock.now();
-        let h = core.engine.connect(now, local, remote)?;
-        let (local, remote) = core.engine.addrs(h).unwrap_or((local, remote));
+        let h = core.engine.connect(now, local, remote).map_err(io_error)?;
+        let (local, remote) = core
+            .engine
+            .addresses(h)
+            .map_or((local, remote), |t| (t.local, t.remote));
         core.conns
             .insert(h, ConnSlot::new(Phase::Connecting, local, remote));
         drop(core);
@@ -180,7 +184,9 @@ impl Shared {
         if slot.read_shut {
             return Poll::Ready(Ok(0));
         }
-        let n = core.engine.read(h, buf);
+        // A connection that is closed and read dry is gone from the endpoint: nothing
+        // more to read.
+        let n = core.engine.read(h, buf).unwrap_or(0);
         if n > 0 {
             // Reading opened the receive window: the loop may owe the peer an update.
             self.notifier.notify();
@@ -227,12 +233,14 @@ impl Shared {
         if data.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        let n = core.engine.write(h, data);
+        let Ok(n) = core.engine.write(h, data) else {
+            return Poll::Ready(Err(broken_pipe(slot, "the connection is gone")));
+        };
         if n > 0 {
             self.notifier.notify();
             return Poll::Ready(Ok(n));
         }
-        if core.engine.state(h).is_none() {
+        if core.engine.state(h).is_err() {
             return Poll::Ready(Err(broken_pipe(slot, "the connection is gone")));
         }
         // Send buffer full (or still handshaking): wait for Writable/Connected.
@@ -252,7 +260,8 @@ impl Shared {
         }
         if !slot.write_shut {
             slot.write_shut = true;
-            core.engine.close(h);
+            // Already gone (closed and read dry): nothing left to shut.
+            let _ = core.engine.close(h);
             self.notifier.notify();
         }
         Ok(())
@@ -271,23 +280,19 @@ impl Shared {
         Ok(())
     }
 
-    /// The application dropped its handle: close gracefully and let the endpoint free
-    /// the connection when it is done.
+    /// The application dropped its handle: close gracefully. The endpoint frees a
+    /// connection once it is closed and read dry, so from now on whatever arrives is
+    /// read and discarded on the application's behalf (see [`Core::dispatch_events`]).
     pub(crate) fn release(&self, h: ConnHandle) {
         let mut core = self.lock();
         let core = &mut *core;
-        if let Some(slot) = core.conns.remove(&h) {
-            match slot.phase {
-                Phase::Open | Phase::Connecting => {
-                    if !slot.write_shut {
-                        core.engine.close(h);
-                    }
-                    core.lingering.insert(h);
-                }
-                Phase::Failed(_) | Phase::Closed => {}
-            }
+        if let Some(slot) = core.conns.remove(&h)
+            && !slot.write_shut
+        {
+            let _ = core.engine.close(h);
         }
-        core.engine.release(h);
+        core.lingering.insert(h);
+        core.discard_input(h);
         self.notifier.notify();
     }
 
@@ -298,7 +303,7 @@ impl Shared {
         if let Some(slot) = core.conns.get_mut(&h) {
             slot.phase = Phase::Failed(io::ErrorKind::ConnectionAborted);
         }
-        core.engine.abort(h);
+        let _ = core.engine.abort(h);
         self.notifier.notify();
     }
 
@@ -311,11 +316,11 @@ impl Shared {
     }
 
     pub(crate) fn stats(&self, h: ConnHandle) -> Option<TcpStats> {
-        self.lock().engine.stats(h)
+        self.lock().engine.conn_stats(h).ok()
     }
 
     pub(crate) fn state(&self, h: ConnHandle) -> Option<TcpState> {
-        self.lock().engine.state(h)
+        self.lock().engine.state(h).ok()
     }
 
     // ---- listeners ----
@@ -325,7 +330,10 @@ impl Shared {
         if let Some(reason) = &core.stopped {
             return Err(stopped_error(reason));
         }
-        let l = core.engine.listen(local)?;
+        if !local.ip().is_unspecified() {
+            core.check_local(local)?;
+        }
+        let l = core.engine.listen(local).map_err(io_error)?;
         core.listeners.insert(
             l,
             ListenerSlot {
@@ -352,9 +360,9 @@ impl Shared {
         let mut core = self.lock();
         let core = &mut *core;
         if let Some(h) = core.engine.accept(l) {
-            let (local, remote) = core.engine.addrs(h).ok_or_else(gone)?;
+            let t = core.engine.addresses(h).map_err(io_error)?;
             core.conns
-                .insert(h, ConnSlot::new(Phase::Open, local, remote));
+                .insert(h, ConnSlot::new(Phase::Open, t.local, t.remote));
             return Poll::Ready(Ok(h));
         }
         if let Some(reason) = &core.stopped {
@@ -370,7 +378,8 @@ impl Shared {
     pub(crate) fn unlisten(&self, l: ListenerHandle) {
         let mut core = self.lock();
         core.listeners.remove(&l);
-        core.engine.unlisten(l);
+        // Not-yet-accepted connections are reset by the endpoint.
+        let _ = core.engine.close_listener(l);
         drop(core);
         self.notifier.notify();
     }
@@ -386,11 +395,18 @@ impl Core {
                         slot.acceptors.drain_into(wake);
                     }
                 }
-                EngineEvent::Conn(h, ev) => {
+                EngineEvent::Connection(h, ev) => {
                     if let Some(slot) = self.conns.get_mut(&h) {
                         slot.on_event(h, ev, wake);
-                    } else if matches!(ev, TcpEvent::Closed) {
-                        self.lingering.remove(&h);
+                    } else if self.lingering.contains(&h) {
+                        match ev {
+                            TcpEvent::Readable | TcpEvent::PeerClosed => self.discard_input(h),
+                            TcpEvent::Reset | TcpEvent::TimedOut | TcpEvent::Closed => {
+                                self.discard_input(h);
+                                self.lingering.remove(&h);
+                            }
+                            TcpEvent::Connected | TcpEvent::Writable => {}
+                        }
                     }
                 }
             }
@@ -401,8 +417,8 @@ impl Core {
     pub(crate) fn lingering_busy(&mut self) -> usize {
         let engine = &self.engine;
         self.lingering.retain(|&h| match engine.state(h) {
-            None => false,
-            Some(state) => match state {
+            Err(_) => false,
+            Ok(state) => match state {
                 TcpState::Closed | TcpState::TimeWait | TcpState::FinWait2 => false,
                 TcpState::SynSent
                 | TcpState::SynReceived
@@ -414,6 +430,34 @@ impl Core {
             },
         });
         self.lingering.len()
+    }
+
+    /// Reads and drops what arrived on a connection the application released, so the
+    /// endpoint can free it once closed (it keeps closed connections until read dry).
+    fn discard_input(&mut self, h: ConnHandle) {
+        let mut scratch = [0u8; 4096];
+        while let Ok(n) = self.engine.read(h, &mut scratch) {
+            if n == 0 {
+                break;
+            }
+        }
+    }
+
+    /// `local` must be one of the stack's addresses (the endpoint has no routing
+    /// table and would send from anything).
+    fn check_local(&self, local: SocketAddr) -> io::Result<()> {
+        let ours = &self.engine.config().local_addrs;
+        if ours.contains(&local.ip()) {
+            Ok(())
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::AddrNotAvailable,
+                format!(
+                    "{} is not one of the stack's addresses {ours:?}",
+                    local.ip()
+                ),
+            ))
+        }
     }
 
     /// The loop is gone: fail every waiter from now on.

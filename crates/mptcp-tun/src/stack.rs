@@ -155,6 +155,7 @@ impl StackBuilder {
                 tcp,
                 local_addrs: self.device.addresses.clone(),
                 listen_backlog: self.listen_backlog,
+                ..EngineConfig::default()
             },
             secret,
         );
