@@ -24,4 +24,5 @@ pub use blocking::{MptcpListener, MptcpStream};
 pub use stack::{Stack, StackBuilder};
 pub use tokio_io::{AsyncMptcpListener, AsyncMptcpStream};
 
+pub use mptcp_proto::endpoint::{DropReason, EndpointStats};
 pub use mptcp_proto::tcp::{TcpConfig, TcpState, TcpStats};

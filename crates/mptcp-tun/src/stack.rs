@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use mptcp_proto::endpoint::EndpointStats;
 use mptcp_proto::tcp::TcpConfig;
 
 use crate::clock::Clock;
@@ -225,6 +226,17 @@ impl Stack {
     /// The addresses the stack owns.
     pub fn addresses(&self) -> &[IpAddr] {
         &self.inner.addresses
+    }
+
+    /// Connections the endpoint holds, in any state (released ones that are still
+    /// closing, and not yet accepted ones, included).
+    pub fn connection_count(&self) -> usize {
+        self.inner.shared.lock().engine.connection_count()
+    }
+
+    /// The endpoint's packet and drop counters.
+    pub fn endpoint_stats(&self) -> EndpointStats {
+        self.inner.shared.lock().engine.stats().clone()
     }
 
     /// The local address for a connection to `remote`: the first of the stack's

@@ -527,3 +527,117 @@ fn dropping_the_stack_removes_device_and_route() {
     assert_eq!(route(&ns), "");
     assert_eq!(link(&ns), None);
 }
+
+/// SYNs into a black hole: with one SYN retry and a 100 ms initial RTO, connect gives
+/// up with TimedOut. (10.99.1.77 answers no ARP, so the kernel forwards nothing.)
+#[test]
+fn connect_into_a_black_hole_times_out() {
+    if !require_root("connect_into_a_black_hole_times_out") {
+        return;
+    }
+    let ns = Netns::new("to");
+    let stack = ns.in_ours(|| {
+        Stack::builder()
+            .address(OUR_ADDR)
+            .tcp_config(mptcp_tun::TcpConfig {
+                max_syn_retries: 1,
+                initial_rto: mptcp_proto::Duration::from_millis(100),
+                ..mptcp_tun::TcpConfig::default()
+            })
+            .build()
+            .expect("stack starts")
+    });
+    let start = Instant::now();
+    let err = stack
+        .connect("10.99.1.77:80".parse().expect("addr"))
+        .expect_err("nobody answers");
+    assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+    // SYN at 0, retry at 100 ms, give up at 300 ms (backoff doubles the RTO).
+    assert!(start.elapsed() < Duration::from_secs(3), "{:?}", start.elapsed());
+    // A caller-side timeout also reports TimedOut.
+    let err = MptcpStream::connect_timeout(
+        &stack,
+        "10.99.1.78:80".parse().expect("addr"),
+        Duration::from_millis(50),
+    )
+    .expect_err("nobody answers");
+    assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+}
+
+/// A stream dropped with unread data still closes, and the endpoint frees it once
+/// the kernel peer has closed too and TIME-WAIT (shortened here to 200 ms) is over.
+#[test]
+fn dropped_stream_with_unread_data_is_freed() {
+    if !require_root("dropped_stream_with_unread_data_is_freed") {
+        return;
+    }
+    let ns = Netns::new("fr");
+    let stack = ns.in_ours(|| {
+        Stack::builder()
+            .address(OUR_ADDR)
+            .tcp_config(mptcp_tun::TcpConfig {
+                time_wait: mptcp_proto::Duration::from_millis(200),
+                ..mptcp_tun::TcpConfig::default()
+            })
+            .build()
+            .expect("stack starts")
+    });
+    let listener = kernel_listen(&ns, SocketAddr::new(PEER_ADDR, 5007), false);
+    let ours = stack.connect(SocketAddr::new(PEER_ADDR, 5007)).expect("connect");
+    let (mut kernel, _) = listener.accept().expect("kernel accept");
+    kernel.write_all(&[7u8; 100_000]).expect("kernel write");
+    // Let some of it arrive, unread, then drop our side.
+    std::thread::sleep(Duration::from_millis(100));
+    drop(ours);
+    // The kernel sees our FIN as end of stream.
+    let mut rest = Vec::new();
+    kernel.read_to_end(&mut rest).expect("kernel read");
+    assert!(rest.is_empty());
+    drop(kernel);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while stack.connection_count() > 0 {
+        assert!(Instant::now() < deadline, "connection never freed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The async listener with a kernel client: accept, echo 1 MB back, EOF.
+#[test]
+fn async_listener_echoes_for_a_kernel_client() {
+    if !require_root("async_listener_echoes_for_a_kernel_client") {
+        return;
+    }
+    let ns = Netns::new("al");
+    let stack = start_stack(&ns, None);
+    let listener = stack
+        .bind_async(SocketAddr::new(OUR_ADDR, 5008))
+        .expect("async bind");
+    assert_eq!(listener.local_addr().expect("addr"), SocketAddr::new(OUR_ADDR, 5008));
+    let ns_ref = &ns;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("tokio runtime");
+    std::thread::scope(|s| {
+        let client = s.spawn(move || {
+            let k = kernel_connect(ns_ref, SocketAddr::new(OUR_ADDR, 5008), false)
+                .expect("kernel connect");
+            let rx = k.try_clone().expect("clone");
+            let reader = std::thread::spawn(move || recv_stream(&rx));
+            let sent = send_stream(&k, MB, 11, || {
+                k.shutdown(Shutdown::Write).expect("shutdown")
+            });
+            (sent, reader.join().expect("reader"))
+        });
+        rt.block_on(async {
+            use tokio::io::AsyncWriteExt;
+            let (stream, peer) = listener.accept().await.expect("async accept");
+            assert_eq!(peer.ip(), PEER_ADDR);
+            let (mut rd, mut wr) = tokio::io::split(stream);
+            let n = tokio::io::copy(&mut rd, &mut wr).await.expect("echo");
+            assert_eq!(n, MB as u64);
+            wr.shutdown().await.expect("shutdown");
+        });
+        let (sent, echoed) = client.join().expect("client");
+        assert_eq!(echoed, sent);
+    });
+}
