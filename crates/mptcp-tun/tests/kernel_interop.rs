@@ -553,7 +553,11 @@ fn connect_into_a_black_hole_times_out() {
         .expect_err("nobody answers");
     assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
     // SYN at 0, retry at 100 ms, give up at 300 ms (backoff doubles the RTO).
-    assert!(start.elapsed() < Duration::from_secs(3), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
     // A caller-side timeout also reports TimedOut.
     let err = MptcpStream::connect_timeout(
         &stack,
@@ -583,7 +587,9 @@ fn dropped_stream_with_unread_data_is_freed() {
             .expect("stack starts")
     });
     let listener = kernel_listen(&ns, SocketAddr::new(PEER_ADDR, 5007), false);
-    let ours = stack.connect(SocketAddr::new(PEER_ADDR, 5007)).expect("connect");
+    let ours = stack
+        .connect(SocketAddr::new(PEER_ADDR, 5007))
+        .expect("connect");
     let (mut kernel, _) = listener.accept().expect("kernel accept");
     kernel.write_all(&[7u8; 100_000]).expect("kernel write");
     // Let some of it arrive, unread, then drop our side.
@@ -612,7 +618,10 @@ fn async_listener_echoes_for_a_kernel_client() {
     let listener = stack
         .bind_async(SocketAddr::new(OUR_ADDR, 5008))
         .expect("async bind");
-    assert_eq!(listener.local_addr().expect("addr"), SocketAddr::new(OUR_ADDR, 5008));
+    assert_eq!(
+        listener.local_addr().expect("addr"),
+        SocketAddr::new(OUR_ADDR, 5008)
+    );
     let ns_ref = &ns;
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
@@ -640,4 +649,107 @@ fn async_listener_echoes_for_a_kernel_client() {
         let (sent, echoed) = client.join().expect("client");
         assert_eq!(echoed, sent);
     });
+}
+
+/// IPv6 end to end: a /128 route into the TUN, forwarding to the veth, and a kernel
+/// client sending to our listener while we send back, 16 MB each way.
+#[test]
+fn ipv6_kernel_client_to_our_listener() {
+    use netns::{OUR_ADDR6, PEER_ADDR6};
+    if !require_root("ipv6_kernel_client_to_our_listener") {
+        return;
+    }
+    let ns = Netns::new("v6");
+    let stack = ns.in_ours(|| {
+        Stack::builder()
+            .address(OUR_ADDR)
+            .address(OUR_ADDR6)
+            .build()
+            .expect("stack starts")
+    });
+    let listener = stack.bind(SocketAddr::new(OUR_ADDR6, 5009)).expect("bind");
+    let ns_ref = &ns;
+    let (ours, kernel) = std::thread::scope(|s| {
+        let k = s.spawn(move || {
+            ns_ref.in_peer(|| {
+                let sock = Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP))
+                    .expect("kernel socket");
+                sock.connect_timeout(
+                    &SocketAddr::new(OUR_ADDR6, 5009).into(),
+                    Duration::from_secs(10),
+                )
+                .expect("kernel connect");
+                TcpStream::from(sock)
+            })
+        });
+        let (ours, peer) = listener.accept().expect("accept");
+        assert_eq!(peer.ip(), PEER_ADDR6);
+        (ours, k.join().expect("kernel thread"))
+    });
+    // IPv6 headers are 20 bytes longer: the MSS accounts for them.
+    assert_eq!(ours.stats().expect("stats").send_mss, 1500 - 60);
+    full_duplex("v6", ours, kernel, 16 * MB);
+}
+
+/// Without CAP_NET_ADMIN, building the stack fails with PermissionDenied and a message
+/// that says what is missing. Capabilities are per thread: this drops CAP_NET_ADMIN
+/// from the effective set of the namespace thread only.
+#[test]
+fn without_cap_net_admin_build_is_permission_denied_with_a_hint() {
+    if !require_root("without_cap_net_admin_build_is_permission_denied_with_a_hint") {
+        return;
+    }
+    let ns = Netns::new("pd");
+    let err = ns.in_ours(|| {
+        drop_effective_cap_net_admin();
+        Stack::builder()
+            .address(OUR_ADDR)
+            .build()
+            .expect_err("TUNSETIFF needs CAP_NET_ADMIN")
+    });
+    assert_eq!(err.kind(), io::ErrorKind::PermissionDenied, "{err}");
+    assert!(
+        err.to_string()
+            .contains("creating a TUN device needs root or CAP_NET_ADMIN"),
+        "{err}"
+    );
+}
+
+fn drop_effective_cap_net_admin() {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    const CAP_NET_ADMIN: u32 = 12;
+    let mut header = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    let mut data = [Data::default(); 2];
+    // SAFETY: capget/capset with a v3 header and two data words, as the ABI requires;
+    // pid 0 is the calling thread.
+    unsafe {
+        assert_eq!(
+            libc::syscall(
+                libc::SYS_capget,
+                &mut header as *mut Header,
+                data.as_mut_ptr()
+            ),
+            0
+        );
+        data[0].effective &= !(1 << CAP_NET_ADMIN);
+        assert_eq!(
+            libc::syscall(libc::SYS_capset, &mut header as *mut Header, data.as_ptr()),
+            0
+        );
+    }
 }

@@ -8,6 +8,9 @@
 //!                                                      route 10.77.1.0/24 via 10.99.1.2
 //! ```
 //!
+//! IPv6 alike: the stack owns fd00:77:1::2 (route /128 into the TUN), veth
+//! fd00:99:1::2/64 <-> fd00:99:1::1/64, the peer routes fd00:77:1::/64 via fd00:99:1::2.
+//!
 //! The stack owns 10.77.1.2; the kernel in "ours" routes it into the TUN and forwards
 //! between the TUN and the veth. Names carry the process id and a per-test tag, so
 //! tests run in parallel; the guard deletes both namespaces on drop, also when a test
@@ -16,13 +19,15 @@
 #![allow(dead_code)]
 
 use std::fs::File;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::Command;
 
 use nix::sched::{CloneFlags, setns};
 
 pub const OUR_ADDR: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 77, 1, 2));
 pub const PEER_ADDR: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 99, 1, 1));
+pub const OUR_ADDR6: IpAddr = IpAddr::V6(Ipv6Addr::new(0xfd00, 0x77, 1, 0, 0, 0, 0, 2));
+pub const PEER_ADDR6: IpAddr = IpAddr::V6(Ipv6Addr::new(0xfd00, 0x99, 1, 0, 0, 0, 0, 1));
 
 /// Whether the test may run: root is needed. Without root the test is skipped with a
 /// message, except under CI (`CI` set), where skipping would hide a broken setup.
@@ -88,6 +93,46 @@ impl Netns {
         cmd(
             &p,
             &["ip", "route", "add", "10.77.1.0/24", "via", "10.99.1.2"],
+        );
+        // The same over IPv6; `nodad` makes the addresses usable at once.
+        cmd(
+            &o,
+            &[
+                "ip",
+                "-6",
+                "addr",
+                "add",
+                "fd00:99:1::2/64",
+                "dev",
+                "vo",
+                "nodad",
+            ],
+        );
+        cmd(
+            &p,
+            &[
+                "ip",
+                "-6",
+                "addr",
+                "add",
+                "fd00:99:1::1/64",
+                "dev",
+                "vp",
+                "nodad",
+            ],
+        );
+        cmd(&o, &["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
+        cmd(
+            &p,
+            &[
+                "ip",
+                "-6",
+                "route",
+                "add",
+                "fd00:77:1::/64",
+                "via",
+                "fd00:99:1::2",
+            ],
         );
         ns
     }
