@@ -128,6 +128,18 @@ fn full_duplex(label: &str, ours: MptcpStream, kernel: TcpStream, size: usize) {
     assert_eq!(got_by_us.0.len, size);
     goodput(&format!("{label} ours->kernel"), size, got_by_kernel.1);
     goodput(&format!("{label} kernel->ours"), size, got_by_us.1);
+    if let Some(st) = ours.stats() {
+        eprintln!(
+            "STATS {label}: segments sent {} received {}, retransmits {}, RTOs {}, fast recoveries {}, srtt {:?}, cwnd {}",
+            st.segments_sent,
+            st.segments_received,
+            st.retransmits,
+            st.rto_count,
+            st.fast_recoveries,
+            st.srtt,
+            st.cwnd
+        );
+    }
 }
 
 fn start_stack(ns: &Netns, pcap: Option<std::path::PathBuf>) -> Stack {
@@ -752,4 +764,87 @@ fn drop_effective_cap_net_admin() {
             0
         );
     }
+}
+
+/// Backpressure both ways. Our writes stop (a write timeout expires) once our send
+/// buffer and the kernel's receive buffer are full; a slow reader on our side with a
+/// 64 KiB receive buffer closes the window, and every byte still arrives once it reads.
+#[test]
+fn backpressure_blocks_writers_and_slow_readers_get_everything() {
+    if !require_root("backpressure_blocks_writers_and_slow_readers_get_everything") {
+        return;
+    }
+    let ns = Netns::new("bp");
+    let stack = ns.in_ours(|| {
+        Stack::builder()
+            .address(OUR_ADDR)
+            .tcp_config(mptcp_tun::TcpConfig {
+                recv_buffer: 64 * 1024,
+                send_buffer: 64 * 1024,
+                ..mptcp_tun::TcpConfig::default()
+            })
+            .build()
+            .expect("stack starts")
+    });
+    let listener = kernel_listen(&ns, SocketAddr::new(PEER_ADDR, 5010), false);
+    let mut ours = stack
+        .connect(SocketAddr::new(PEER_ADDR, 5010))
+        .expect("connect");
+    let (kernel, _) = listener.accept().expect("kernel accept");
+
+    // 1. The kernel does not read: our writes fill everything, then block.
+    ours.set_write_timeout(Some(Duration::from_millis(300)));
+    let chunk = [0x55u8; 16 * 1024];
+    let mut written = 0usize;
+    let err = loop {
+        match ours.write(&chunk) {
+            Ok(n) => written += n,
+            Err(e) => break e,
+        }
+        assert!(written < 512 * MB, "writes never blocked");
+    };
+    assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "{err}");
+    assert!(
+        written >= 64 * 1024,
+        "at least our send buffer was accepted: {written}"
+    );
+    // Drain it on the kernel side; the stream stays intact.
+    let mut kernel_rx = kernel.try_clone().expect("clone");
+    let mut got = vec![0u8; written];
+    kernel_rx
+        .read_exact(&mut got)
+        .expect("kernel reads what we wrote");
+    assert!(got.iter().all(|&b| b == 0x55));
+    ours.set_write_timeout(None);
+
+    // 2. We read slowly: the kernel's 4 MB pass through a 64 KiB window.
+    let size = 4 * MB;
+    let sender = std::thread::spawn(move || {
+        send_stream(&kernel, size, 42, || {
+            kernel.shutdown(Shutdown::Write).expect("shutdown")
+        })
+    });
+    std::thread::sleep(Duration::from_millis(200)); // let the window close
+    let mut hash = Sha256::new();
+    let mut len = 0;
+    let mut buf = vec![0u8; 8 * 1024];
+    loop {
+        let n = ours.read(&mut buf).expect("read");
+        if n == 0 {
+            break;
+        }
+        hash.update(&buf[..n]);
+        len += n;
+        if len < 256 * 1024 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let sent = sender.join().expect("sender");
+    assert_eq!(
+        Digest32 {
+            len,
+            sha: hash.finalize().into()
+        },
+        sent
+    );
 }
