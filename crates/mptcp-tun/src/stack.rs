@@ -187,7 +187,9 @@ impl StackBuilder {
 ///
 /// Cheap to clone; streams and listeners keep it alive. When the last handle (stack,
 /// stream or listener) is dropped, the event loop lets closed connections finish (up to
-/// the linger time), stops, and the TUN device and its routes are removed.
+/// the linger time), stops, and the TUN device and its routes are removed. That drop
+/// blocks until then, so in async code drop the last handle outside the executor (or
+/// keep a `Stack` alive in `main`).
 #[derive(Clone, Debug)]
 pub struct Stack {
     pub(crate) inner: Arc<StackInner>,
@@ -205,9 +207,12 @@ impl Drop for StackInner {
     fn drop(&mut self) {
         self.shared.lock().shutting_down = true;
         self.shared.notifier.notify();
-        if let Some(thread) = self.thread.take()
-            && thread.join().is_err()
-        {
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        // Never join ourselves (a waker dropped on the loop thread could, in principle,
+        // hold the last handle).
+        if thread.thread().id() != std::thread::current().id() && thread.join().is_err() {
             tracing::error!(name = %self.name, "event loop thread panicked");
         }
     }
