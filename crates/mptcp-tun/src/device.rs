@@ -255,3 +255,54 @@ fn route(op: RouteOp, dev: &str, addr: IpAddr) -> io::Result<()> {
         format!("`ip {family} route {verb} {target} dev {dev}` failed: {stderr}{hint}"),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(name: &str, mtu: u16) -> DeviceConfig {
+        DeviceConfig {
+            name: name.to_owned(),
+            mtu,
+            ..DeviceConfig::default()
+        }
+    }
+
+    #[test]
+    fn bad_names_and_mtus_are_refused_before_touching_the_system() {
+        let err = TunDevice::open(&config("a-name-of-16-byt", 1500)).expect_err("16 bytes");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(
+            err.to_string(),
+            "TUN device name \"a-name-of-16-byt\" must be 1 to 15 bytes long"
+        );
+        let err = TunDevice::open(&config("", 1500)).expect_err("empty");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        let err = TunDevice::open(&config("mptcp0", 1279)).expect_err("small MTU");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(err.to_string(), "TUN MTU 1279 is below the minimum of 1280");
+    }
+
+    #[test]
+    fn open_errors_say_what_to_do() {
+        let e = open_error("t0", io::Error::from_raw_os_error(libc::EPERM));
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
+        assert!(
+            e.to_string()
+                .ends_with("(creating a TUN device needs root or CAP_NET_ADMIN)")
+        );
+        let e = open_error("t0", io::Error::from_raw_os_error(libc::EACCES));
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
+        let e = open_error("t0", io::Error::from_raw_os_error(libc::ENOENT));
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+        assert!(e.to_string().contains("/dev/net/tun"));
+        let e = open_error("t0", io::Error::from_raw_os_error(libc::EBUSY));
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+        let e = open_error("t0", io::Error::from_raw_os_error(libc::EINVAL));
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert!(
+            e.to_string()
+                .starts_with("cannot create TUN device \"t0\": ")
+        );
+    }
+}

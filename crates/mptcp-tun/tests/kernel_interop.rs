@@ -848,3 +848,32 @@ fn backpressure_blocks_writers_and_slow_readers_get_everything() {
         sent
     );
 }
+
+/// A second stack cannot take the device name or an address of a running one.
+#[test]
+fn second_stack_on_same_device_or_address_is_addr_in_use() {
+    if !require_root("second_stack_on_same_device_or_address_is_addr_in_use") {
+        return;
+    }
+    let ns = Netns::new("du");
+    let _first = start_stack(&ns, None);
+    let same_name = ns.in_ours(|| {
+        Stack::builder()
+            .address("10.77.1.3".parse().expect("addr"))
+            .build()
+            .expect_err("mptcp0 is taken")
+    });
+    assert_eq!(same_name.kind(), io::ErrorKind::AddrInUse, "{same_name}");
+    let same_addr = ns.in_ours(|| {
+        Stack::builder()
+            .tun_name("mptcp1")
+            .address(OUR_ADDR)
+            .build()
+            .expect_err("10.77.1.2 is routed to mptcp0")
+    });
+    assert_eq!(same_addr.kind(), io::ErrorKind::AddrInUse, "{same_addr}");
+    assert!(
+        same_addr.to_string().contains("10.77.1.2/32"),
+        "{same_addr}"
+    );
+}
