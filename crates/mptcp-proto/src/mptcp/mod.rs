@@ -1,0 +1,18 @@
+//! The MPTCP connection level ("meta" level, RFC 8684 §2): the building blocks the
+//! connection is made of.
+//!
+//! - [`mapping`]: DSN mappings per subflow, both directions (RFC 8684 §3.3.1).
+//! - [`data_seq`]: connection-level sequence state: IDSNs, data ACK, connection-level
+//!   receive window, DATA_FIN (RFC 8684 §3.3).
+//!
+//! These are pure data structures: they own no bytes of the stream (the connection's
+//! [`crate::buffer::SendBuffer`] and [`crate::buffer::Reassembly`] do), read no clock and
+//! know nothing of the TCP engine's API. The connection glues them to its subflows.
+
+pub mod data_seq;
+pub mod mapping;
+
+/// Names one subflow of a connection. Assigned by the connection, never reused within it,
+/// and ordered so that ties between subflows break the same way on every run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SubflowId(pub u32);
