@@ -11,27 +11,12 @@ fn scenario(text: &str) -> Scenario {
 
 #[test]
 fn one_megabyte_over_a_clean_link_arrives_intact() {
-    let s = scenario(
-        r#"
-        [[host]]
-        name = "a"
-        addresses = ["10.0.0.1"]
-        [[host]]
-        name = "b"
-        addresses = ["10.0.0.2"]
-        [[link]]
-        name = "ab"
-        a = "10.0.0.1"
-        b = "10.0.0.2"
-        rate = "10mbit"
+    let s = two_hosts(
+        r#"rate = "10mbit"
         delay = "10ms"
-        queue = "100 packets"
-        [[flow]]
-        from = "a"
-        to = "b:5000"
-        bytes = 1_000_000
-        kind = "tcp"
-        "#,
+        queue = "100 packets""#,
+        "bytes = 1_000_000",
+        "",
     );
     let (report, _sim) = run_scenario(&s, &RunOptions::default()).expect("runs");
     println!("{report}");
