@@ -1,7 +1,9 @@
 //! `mptcp`: the command-line face of the stack.
 
+mod net_cmd;
 mod sim_cmd;
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -37,6 +39,65 @@ enum Command {
     /// Simulator experiments.
     #[command(subcommand)]
     Sim(SimCommand),
+    /// Accept connections on ADDR:PORT with our stack on a TUN device (needs root).
+    ///
+    /// The stack owns ADDR: it is routed into the TUN device, so the kernel forwards
+    /// traffic for it to us. Example: mptcp listen 10.77.1.2:5000 --sink --json
+    Listen {
+        /// The address and port to accept on (an address the stack owns).
+        #[arg(value_name = "ADDR:PORT")]
+        local: SocketAddr,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// Connect to PEER:PORT from our stack on a TUN device (needs root).
+    ///
+    /// Example: mptcp connect 10.99.1.1:5000 --local 10.77.1.2 < file
+    Connect {
+        /// The peer to connect to.
+        #[arg(value_name = "PEER:PORT")]
+        remote: SocketAddr,
+        /// Our address on the TUN device (routed into it by the command).
+        #[arg(long, value_name = "ADDR", required = true)]
+        local: Vec<IpAddr>,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct NetArgs {
+    /// The TUN device to create or use. Example: --tun mptcp1
+    #[arg(long, value_name = "NAME", default_value = "mptcp0")]
+    tun: String,
+    /// Echo every byte of every connection back; close after the peer's FIN.
+    #[arg(long, conflicts_with = "sink")]
+    echo: bool,
+    /// Read and discard; print each connection's byte count and SHA-256 at its end.
+    #[arg(long)]
+    sink: bool,
+    /// One JSON object per line on stdout for events (listening, connected, closed).
+    #[arg(long)]
+    json: bool,
+    /// Write every packet sent and received to FILE (pcap, readable by Wireshark).
+    /// Example: --pcap /tmp/mptcp.pcap
+    #[arg(long, value_name = "FILE")]
+    pcap: Option<PathBuf>,
+}
+
+impl NetArgs {
+    fn options(self) -> net_cmd::NetOptions {
+        net_cmd::NetOptions {
+            tun: self.tun,
+            mode: match (self.echo, self.sink) {
+                (true, _) => net_cmd::Mode::Echo,
+                (_, true) => net_cmd::Mode::Sink,
+                _ => net_cmd::Mode::Netcat,
+            },
+            json: self.json,
+            pcap: self.pcap,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -80,6 +141,8 @@ fn main() -> ExitCode {
             out,
             no_verify,
         }) => sim_cmd::run_file(&file, seed, out.as_deref(), !no_verify),
+        Command::Listen { local, net } => net_cmd::listen(local, &net.options()),
+        Command::Connect { remote, local, net } => net_cmd::connect(remote, &local, &net.options()),
         Command::Sim(SimCommand::Example) => {
             print!("{}", sim_cmd::DEMO_SCENARIO);
             Ok(true)
