@@ -12,9 +12,7 @@
 
 use std::collections::VecDeque;
 
-use arrayvec::ArrayVec;
-
-use super::sack::{MAX_RANGES, Range, RangeSet};
+use super::sack::{MIN_RANGES, Range, RangeSet};
 use crate::time::Instant;
 
 /// One transmitted segment.
@@ -61,7 +59,12 @@ pub struct SentQueue {
     tsorted: VecDeque<(u64, Instant)>,
     /// Starts of segments marked lost, in marking order; stale entries are skipped.
     lost: VecDeque<u64>,
+    /// SACKed ranges above SND.UNA. Its limit follows the number of segments held
+    /// (a range that marks anything covers at least one segment), so the scoreboard can
+    /// describe every hole a window can have, and its memory is bounded by the window.
     sacked: RangeSet,
+    /// Scratch space for the newly SACKed pieces of one block, reused across ACKs.
+    fresh: Vec<Range>,
     pipe: u64,
     sacked_bytes: u64,
     sacked_segments: u64,
@@ -298,14 +301,15 @@ impl SentQueue {
         if start >= end {
             return 0;
         }
-        let mut fresh: ArrayVec<Range, { MAX_RANGES + 1 }> = ArrayVec::new();
-        if !self.sacked.insert(start, end, |a, b| {
-            let _ = fresh.try_push((a, b));
-        }) {
+        self.sacked.set_limit(self.segs.len().max(MIN_RANGES));
+        let mut fresh = core::mem::take(&mut self.fresh);
+        fresh.clear();
+        if !self.sacked.insert(start, end, |a, b| fresh.push((a, b))) {
+            self.fresh = fresh;
             return 0;
         }
         let mut newly = 0;
-        for (a, b) in fresh {
+        for &(a, b) in &fresh {
             let mut i = self.segs.partition_point(|s| s.end <= a);
             while let Some(seg) = self.segs.get(i) {
                 if seg.start >= b {
@@ -336,6 +340,7 @@ impl SentQueue {
                 });
             }
         }
+        self.fresh = fresh;
         newly
     }
 
