@@ -228,7 +228,6 @@ impl Reassembly {
         let n = n.min(self.readable());
         self.read_offset += n as u64;
     }
-
 }
 
 /// Writes `bytes` at stream `offset`, which lies inside the window of `storage`.

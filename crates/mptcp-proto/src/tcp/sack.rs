@@ -342,6 +342,31 @@ mod tests {
     }
 
     #[test]
+    fn the_limit_follows_the_buffer_size() {
+        assert_eq!(range_limit(0), MIN_RANGES);
+        assert_eq!(range_limit(256 * 1024), 256);
+        assert_eq!(range_limit(8 << 20), 8192);
+        let mut set = RangeSet::with_limit(range_limit(8 << 20));
+        for k in 0..8192u64 {
+            assert!(set.insert(k * 3_000, k * 3_000 + 1_448, |_, _| {}));
+        }
+        assert_eq!(set.len(), 8192);
+        assert!(!set.insert(u64::MAX - 10, u64::MAX - 5, |_, _| {}));
+        // Filling every hole merges everything into one range.
+        for k in 0..8191u64 {
+            let mut fresh = Vec::new();
+            assert!(set.insert(k * 3_000 + 1_448, (k + 1) * 3_000, |a, b| {
+                fresh.push((a, b))
+            }));
+            assert_eq!(fresh, vec![(k * 3_000 + 1_448, (k + 1) * 3_000)]);
+        }
+        assert_eq!(
+            set.iter().collect::<Vec<_>>(),
+            vec![(0, 8191 * 3_000 + 1_448)]
+        );
+    }
+
+    #[test]
     fn remove_below_trims_the_first_range() {
         let mut set = RangeSet::new();
         set.insert(10, 20, |_, _| {});

@@ -484,6 +484,23 @@ mod tests {
     }
 
     #[test]
+    fn the_scoreboard_tracks_a_hole_after_every_other_segment_of_a_large_window() {
+        // A slow-start overshoot into a drop-tail queue loses every other segment: 1,500
+        // holes in a window of 3,000 segments, far more than RFC 2018's four blocks or
+        // a fixed 64-range table could describe.
+        let n = 3_000u64;
+        let mut q = queue_of(n);
+        for k in (1..n).step_by(2) {
+            assert_eq!(q.sack(k * 100, k * 100 + 100, |_| {}), 100);
+        }
+        assert_eq!(q.sacked_segments(), n / 2);
+        assert_eq!(q.pipe(), n / 2 * 100);
+        // RACK then finds every hole below the last delivered segment.
+        let (marked, _) = q.rack_detect(t(10_000), t(n - 1), n * 100, Duration::ZERO);
+        assert_eq!(marked, n / 2);
+    }
+
+    #[test]
     fn rto_marks_everything_not_sacked() {
         let mut q = queue_of(4);
         q.sack(100, 200, |_| {});
