@@ -274,3 +274,56 @@ fn reordered_segment_does_not_cause_a_retransmission() {
     // 10 ms) outlasts the 2 ms delay.
     assert_eq!(p.client.stats().retransmits, 0);
 }
+
+#[test]
+fn the_window_regrows_by_slow_start_after_an_rto() {
+    // RFC 5681 §3.1 / RFC 6298 §5.7: after a timeout the sender restarts from one
+    // segment in slow start. A whole initial window (10 segments) is lost, so only the
+    // RTO recovers; repairing the 10 segments must then take 1 + 2 + 4 + ... segments per
+    // round trip, not one per round trip for the whole episode.
+    // Without SACK there is no tail loss probe to pre-empt the RTO.
+    let cfg = TcpConfig {
+        sack: false,
+        congestion_control: CcAlgorithm::NewReno,
+        ..config()
+    };
+    let mut p = Pair::new(cfg.clone(), cfg, DELAY);
+    p.handshake();
+    p.filter = Box::new(|s| {
+        if s.from == Side::Client
+            && !s.segment.payload.is_empty()
+            && s.at < Instant::from_millis(100)
+        {
+            Action::Drop
+        } else {
+            Action::Deliver
+        }
+    });
+    let data = pattern(10 * 1448, 11);
+    p.client_app.outbox = data.clone();
+    assert!(
+        p.run_until(Instant::from_secs(10), |p| p.server_app.inbox.len()
+            == data.len())
+    );
+    assert_eq!(p.server_app.inbox, data);
+    let st = p.client.stats();
+    assert_eq!(st.rto_count, 1);
+    let retransmitted: Vec<Duration> = client_data(&p)
+        .iter()
+        .filter(|s| s.at >= Instant::from_millis(100))
+        .map(|s| s.at - Instant::from_millis(100))
+        .collect();
+    assert_eq!(retransmitted.len(), 10);
+    // The RTO fires 200 ms (the minimum RTO) after the flight left at 60 ms. The loss
+    // window is one MSS of 1,460 bytes, which the first 1,448-byte segment (MSS less
+    // the timestamps option) does not fill, so two go at once; then every ACK of a
+    // round brings two more: rounds of 2, 4 and the last 4, one RTT (40 ms) apart.
+    // Holding the window during the timeout episode sent one or two per round trip.
+    let first = retransmitted[0];
+    let rounds: Vec<u64> = retransmitted
+        .iter()
+        .map(|&t| (t - first).total_micros() / 40_000)
+        .collect();
+    assert_eq!(first, Duration::from_millis(160));
+    assert_eq!(rounds, vec![0, 0, 1, 1, 1, 1, 2, 2, 2, 2]);
+}

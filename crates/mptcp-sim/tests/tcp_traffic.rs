@@ -153,3 +153,111 @@ fn cubic_and_newreno_share_a_short_bottleneck_fairly() {
     println!("Jain index {index:.4}");
     assert!(index >= 0.95, "Jain index {index} for {rates:?}");
 }
+
+#[test]
+fn window_scaling_fills_a_long_fat_pipe() {
+    // 100 Mbit/s x 100 ms RTT: a bandwidth-delay product of 1.25 MB, twenty times what a
+    // window without scaling can cover. The queue holds one BDP, so CUBIC's backoff to
+    // 0.7 of the window still keeps the pipe full.
+    let s = two_hosts(
+        r#"rate = "100mbit"
+        delay = "50ms"
+        queue = "860 packets""#,
+        r#"bytes = 200_000_000"#,
+        r#"send_buffer = "8mb", recv_buffer = "8mb""#,
+    );
+    let (report, _sim) = run_scenario(&s, &RunOptions::default()).expect("runs");
+    println!("{report}");
+    let flow = &report.flows[0];
+    assert!(flow.is_complete_and_intact(), "{flow:?}");
+    let utilization = flow.goodput_bps / 100e6;
+    assert!(utilization >= 0.90, "utilization {utilization}");
+    assert_eq!(
+        flow.sender_stats.expect("sender stats").rto_count,
+        0,
+        "no timeouts on a clean path"
+    );
+}
+
+#[test]
+fn random_loss_on_a_long_fat_pipe_gives_about_the_mathis_rate() {
+    // The same path with 1 % of the data segments lost at random (ACKs are not): the
+    // window is then limited by the loss rate, not by the link. Mathis et al. (1997):
+    // rate = MSS / RTT * sqrt(3/2) / sqrt(p) = 1448 B / 100 ms * 1.22 / 0.1 = 1.41 Mbit/s.
+    // CUBIC at this window (about 15 segments) runs in its Reno-friendly region
+    // (RFC 9438 §4.3), whose additive increase is chosen to match that rate. Below 0.7 of
+    // it, losses would be recovered badly (timeouts, stalls); above 3 times it, losses
+    // would not be answered with window reductions.
+    let s = two_hosts(
+        r#"rate = "100mbit"
+        delay = "50ms"
+        queue = "860 packets"
+        a_to_b = { loss = "1%" }"#,
+        r#"bytes = 10_000_000"#,
+        r#"send_buffer = "8mb", recv_buffer = "8mb""#,
+    );
+    let (report, _sim) = run_scenario(&s, &RunOptions::default()).expect("runs");
+    println!("{report}");
+    let flow = &report.flows[0];
+    assert!(flow.is_complete_and_intact(), "{flow:?}");
+    let mathis = 1448.0 * 8.0 / 0.1 * (1.5f64).sqrt() / (0.01f64).sqrt();
+    let ratio = flow.goodput_bps / mathis;
+    println!("goodput / Mathis = {ratio:.3}");
+    assert!((0.7..=3.0).contains(&ratio), "goodput / Mathis = {ratio}");
+}
+
+#[test]
+fn a_gigabit_path_is_filled() {
+    // 1 Gbit/s x 20 ms RTT: a BDP of 2.5 MB and a queue of one BDP (1,700 packets), so
+    // as on the long fat pipe the backoff to 0.7 keeps the link busy. Goodput counts
+    // payload only: 1448 of every 1500 bytes on the wire, 96.5 % at best. 150 MB (kept
+    // small so the debug-build test stays quick) take 1.24 s at that rate, and the
+    // handshake plus slow start to the BDP (about 8 round trips) add about 0.16 s:
+    // 0.86 of the link is what a flawless sender gets; 0.8 leaves a little room.
+    let s = two_hosts(
+        r#"rate = "1gbit"
+        delay = "10ms"
+        queue = "1700 packets""#,
+        r#"bytes = 150_000_000"#,
+        r#"send_buffer = "16mb", recv_buffer = "16mb""#,
+    );
+    let (report, _sim) = run_scenario(&s, &RunOptions::default()).expect("runs");
+    println!("{report}");
+    let flow = &report.flows[0];
+    assert!(flow.is_complete_and_intact(), "{flow:?}");
+    let utilization = flow.goodput_bps / 1e9;
+    assert!(utilization >= 0.80, "utilization {utilization}");
+    assert_eq!(
+        flow.sender_stats.expect("sender stats").rto_count,
+        0,
+        "no timeouts on a clean path"
+    );
+}
+
+#[test]
+fn a_satellite_path_is_filled_after_slow_start() {
+    // 10 Mbit/s x 600 ms RTT (a geostationary hop): a BDP of 750 KB, queue of one BDP.
+    // 20 MB take 16 s of serialization; slow start from 10 segments to the BDP takes
+    // about log2(520) = 9 round trips, 5.4 s, plus the handshake, during which the link
+    // is mostly idle. 20 MB in 16 s + 6 s is 7.3 Mbit/s; at least 70 % of the link
+    // (a completion under 23 s) shows that recovery after the slow-start overshoot
+    // does not stall.
+    let s = two_hosts(
+        r#"rate = "10mbit"
+        delay = "300ms"
+        queue = "500 packets""#,
+        r#"bytes = 20_000_000"#,
+        r#"send_buffer = "4mb", recv_buffer = "4mb""#,
+    );
+    let (report, _sim) = run_scenario(&s, &RunOptions::default()).expect("runs");
+    println!("{report}");
+    let flow = &report.flows[0];
+    assert!(flow.is_complete_and_intact(), "{flow:?}");
+    let utilization = flow.goodput_bps / 10e6;
+    assert!(utilization >= 0.70, "utilization {utilization}");
+    assert_eq!(
+        flow.sender_stats.expect("sender stats").rto_count,
+        0,
+        "no timeouts on a clean path"
+    );
+}

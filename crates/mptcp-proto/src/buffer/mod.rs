@@ -9,14 +9,15 @@
 //!
 //! Memory is bounded by the capacity given at construction. Each buffer allocates its
 //! ring of `capacity` bytes once; writing, reading, acknowledging and inserting segments
-//! allocate nothing. The byte at stream offset `o` always lives at ring index
+//! allocate nothing but the reassembly's out-of-order range bookkeeping (B-tree nodes,
+//! at most `capacity / 1024` ranges). The byte at stream offset `o` always lives at ring index
 //! `o % capacity`, which holds because a buffer never holds two offsets `capacity` or
 //! more apart.
 
 mod reassembly;
 mod send;
 
-pub use reassembly::{InsertOutcome, MAX_OUT_OF_ORDER_RANGES, Reassembly};
+pub use reassembly::{InsertOutcome, MIN_OUT_OF_ORDER_RANGES, Reassembly};
 pub use send::SendBuffer;
 
 /// Ring index of stream offset `offset` in a ring of `capacity` (> 0) bytes.

@@ -7,16 +7,18 @@
 
 use core::ops::Range;
 
-use arrayvec::ArrayVec;
-
 use super::ring_index;
+use crate::tcp::{RangeSet, range_limit};
 
-/// The most out-of-order ranges (each preceded by a hole) kept at once. Beyond it, new
-/// out-of-order data that would open another range is dropped and counted in
+/// The fewest out-of-order ranges (each preceded by a hole) a buffer keeps at once; a
+/// buffer of `capacity` bytes keeps up to `capacity / 1024` ([`crate::tcp::range_limit`]):
+/// enough for every other full-sized segment of a whole window to be missing, as after
+/// a slow-start overshoot into a drop-tail queue. Beyond it, new out-of-order data that
+/// would open another range is dropped and counted in
 /// [`InsertOutcome::range_limit_bytes`]; the sender retransmits it later. Linux bounds
-/// its out-of-order queue by memory instead; a fixed bound keeps the cost of an insert
-/// independent of how the peer fragments the stream.
-pub const MAX_OUT_OF_ORDER_RANGES: usize = 64;
+/// its out-of-order queue by memory instead; this bound keeps the bookkeeping under 4 %
+/// of the buffer whatever the peer sends, and an insert costs O(log ranges).
+pub const MIN_OUT_OF_ORDER_RANGES: usize = crate::tcp::MIN_RANGES;
 
 /// What [`Reassembly::insert`] did with each byte of a segment; the four counts add up to
 /// the segment length.
@@ -30,7 +32,7 @@ pub struct InsertOutcome {
     /// Bytes at or beyond the right edge of the window (`read_offset + capacity`); dropped.
     pub beyond_window_bytes: usize,
     /// New out-of-order bytes dropped because storing them would have opened more than
-    /// [`MAX_OUT_OF_ORDER_RANGES`] out-of-order ranges.
+    /// [`Reassembly::range_limit`] out-of-order ranges.
     pub range_limit_bytes: usize,
 }
 
@@ -58,9 +60,9 @@ pub struct Reassembly {
     read_offset: u64,
     /// First missing byte at or after `read_offset`: the cumulative ACK point.
     contiguous_end: u64,
-    /// Stored ranges above `contiguous_end`: ascending, disjoint, not touching each other,
-    /// each starting after `contiguous_end`.
-    out_of_order: ArrayVec<Range<u64>, MAX_OUT_OF_ORDER_RANGES>,
+    /// Stored ranges above `contiguous_end`: disjoint, not touching each other, each
+    /// starting after `contiguous_end`; at most `range_limit(capacity)` of them.
+    out_of_order: RangeSet,
 }
 
 impl Reassembly {
@@ -70,12 +72,17 @@ impl Reassembly {
             storage: vec![0; capacity].into_boxed_slice(),
             read_offset: 0,
             contiguous_end: 0,
-            out_of_order: ArrayVec::new(),
+            out_of_order: RangeSet::with_limit(range_limit(capacity)),
         }
     }
 
     pub fn capacity(&self) -> usize {
         self.storage.len()
+    }
+
+    /// The most out-of-order ranges held at once (see [`MIN_OUT_OF_ORDER_RANGES`]).
+    pub fn range_limit(&self) -> usize {
+        self.out_of_order.limit()
     }
 
     /// Next byte the application will read.
@@ -117,22 +124,21 @@ impl Reassembly {
             + self
                 .out_of_order
                 .iter()
-                .map(|r| (r.end - r.start) as usize)
+                .map(|(start, end)| (end - start) as usize)
                 .sum::<usize>()
     }
 
     /// The out-of-order ranges above `contiguous_end`, ascending (SACK blocks, RFC 2018).
     pub fn ranges(&self) -> impl Iterator<Item = Range<u64>> + '_ {
-        self.out_of_order.iter().cloned()
+        self.out_of_order.iter().map(|(start, end)| start..end)
     }
 
     /// The out-of-order range containing `offset`, if any. RFC 2018 §4 wants the first
     /// SACK block to hold the most recently received segment; this finds it.
     pub fn range_containing(&self, offset: u64) -> Option<Range<u64>> {
         self.out_of_order
-            .iter()
-            .find(|r| r.contains(&offset))
-            .cloned()
+            .containing(offset)
+            .map(|(start, end)| start..end)
     }
 
     /// Stores the bytes of a segment that starts at `offset`.
@@ -140,8 +146,8 @@ impl Reassembly {
     /// Bytes already received are dropped byte-exactly (the first copy wins), so a
     /// segment overlapping stored data stores only its new parts. Bytes at or beyond
     /// `read_offset + capacity` are dropped. New out-of-order data that would open a
-    /// range beyond [`MAX_OUT_OF_ORDER_RANGES`] is dropped. The outcome counts each case.
-    /// Cost: the segment length plus the number of out-of-order ranges (bounded).
+    /// range beyond [`Reassembly::range_limit`] is dropped. The outcome counts each case.
+    /// Cost: the segment length plus O(log ranges) and the ranges it merges away.
     pub fn insert(&mut self, offset: u64, data: &[u8]) -> InsertOutcome {
         let len = data.len();
         // Indices into `data`: [0, dup_end) lies below contiguous_end, [keep_end, len)
@@ -159,11 +165,8 @@ impl Reassembly {
         let lo = offset + dup_end as u64;
         let hi = offset + keep_end as u64;
 
-        // Ranges i..j overlap or touch lo..hi; they merge with it into one range.
-        let i = self.out_of_order.partition_point(|r| r.end < lo);
-        let j = self.out_of_order.partition_point(|r| r.start <= hi);
         let extends_contiguous = lo == self.contiguous_end;
-        if !extends_contiguous && i == j && self.out_of_order.is_full() {
+        if !extends_contiguous && !self.out_of_order.can_insert(lo, hi) {
             outcome.range_limit_bytes = keep_end - dup_end;
             tracing::debug!(
                 offset = lo,
@@ -173,44 +176,23 @@ impl Reassembly {
             return outcome;
         }
 
-        // Store the parts of lo..hi not covered by an existing range.
-        let mut cursor = lo;
-        for k in i..j {
-            let r = self.out_of_order[k].clone();
-            if r.start > cursor {
-                let piece_end = r.start.min(hi);
-                self.store(
-                    cursor,
-                    &data[(cursor - offset) as usize..(piece_end - offset) as usize],
-                );
-                outcome.new_bytes += (piece_end - cursor) as usize;
-            }
-            let overlap = hi.min(r.end).saturating_sub(lo.max(r.start));
-            outcome.duplicate_bytes += overlap as usize;
-            cursor = cursor.max(r.end);
-        }
-        if cursor < hi {
-            self.store(cursor, &data[(cursor - offset) as usize..keep_end]);
-            outcome.new_bytes += (hi - cursor) as usize;
-        }
-
-        let merged_end = if i < j {
-            hi.max(self.out_of_order[j - 1].end)
-        } else {
-            hi
-        };
-        if extends_contiguous {
-            // Every out-of-order range starts above contiguous_end == lo, so i == 0.
-            self.out_of_order.drain(..j);
-            self.contiguous_end = merged_end;
-        } else {
-            let merged_start = if i < j {
-                lo.min(self.out_of_order[i].start)
-            } else {
-                lo
-            };
-            self.out_of_order.drain(i..j);
-            self.out_of_order.insert(i, merged_start..merged_end);
+        // Store the parts of lo..hi not covered by an existing range. In-order data may
+        // pass the limit: the range it forms is folded into contiguous_end below.
+        let storage = &mut self.storage;
+        let mut new_bytes = 0;
+        self.out_of_order.insert_unbounded(lo, hi, |a, b| {
+            let piece = &data[(a - offset) as usize..(b - offset) as usize];
+            store(storage, a, piece);
+            new_bytes += piece.len();
+        });
+        outcome.new_bytes = new_bytes;
+        outcome.duplicate_bytes += (hi - lo) as usize - new_bytes;
+        if extends_contiguous
+            && let Some((start, end)) = self.out_of_order.first()
+            && start == self.contiguous_end
+        {
+            self.out_of_order.remove_below(end);
+            self.contiguous_end = end;
         }
         outcome
     }
@@ -246,15 +228,15 @@ impl Reassembly {
         let n = n.min(self.readable());
         self.read_offset += n as u64;
     }
+}
 
-    /// Writes `bytes` at stream `offset`, which lies inside the window.
-    fn store(&mut self, offset: u64, bytes: &[u8]) {
-        let cap = self.capacity();
-        let pos = ring_index(offset, cap);
-        let first = bytes.len().min(cap - pos);
-        self.storage[pos..pos + first].copy_from_slice(&bytes[..first]);
-        self.storage[..bytes.len() - first].copy_from_slice(&bytes[first..]);
-    }
+/// Writes `bytes` at stream `offset`, which lies inside the window of `storage`.
+fn store(storage: &mut [u8], offset: u64, bytes: &[u8]) {
+    let cap = storage.len();
+    let pos = ring_index(offset, cap);
+    let first = bytes.len().min(cap - pos);
+    storage[pos..pos + first].copy_from_slice(&bytes[..first]);
+    storage[..bytes.len() - first].copy_from_slice(&bytes[first..]);
 }
 
 /// `distance` as an index into a segment of `len` bytes, at most `len`.
@@ -267,7 +249,7 @@ impl core::fmt::Debug for Reassembly {
         f.debug_struct("Reassembly")
             .field("read_offset", &self.read_offset)
             .field("contiguous_end", &self.contiguous_end)
-            .field("out_of_order", &self.out_of_order.as_slice())
+            .field("out_of_order", &self.out_of_order)
             .field("capacity", &self.capacity())
             .finish()
     }
@@ -375,19 +357,19 @@ mod tests {
     #[test]
     fn the_range_limit_drops_only_data_that_would_open_a_new_range() {
         let mut rx = Reassembly::new(1_000);
-        for k in 0..MAX_OUT_OF_ORDER_RANGES as u64 {
+        for k in 0..MIN_OUT_OF_ORDER_RANGES as u64 {
             assert_eq!(rx.insert(2 + 3 * k, b"x"), outcome(1, 0, 0, 0));
         }
-        assert_eq!(rx.ranges().count(), MAX_OUT_OF_ORDER_RANGES);
+        assert_eq!(rx.ranges().count(), MIN_OUT_OF_ORDER_RANGES);
         // A 65th range is refused ...
         assert_eq!(rx.insert(500, b"yy"), outcome(0, 0, 0, 2));
         // ... but extending or bridging existing ranges, or the in-order edge, is fine.
         assert_eq!(rx.insert(3, b"z"), outcome(1, 0, 0, 0));
         assert_eq!(rx.insert(3, b"zzz"), outcome(1, 2, 0, 0));
-        assert_eq!(rx.ranges().count(), MAX_OUT_OF_ORDER_RANGES - 1);
+        assert_eq!(rx.ranges().count(), MIN_OUT_OF_ORDER_RANGES - 1);
         assert_eq!(rx.insert(0, b"ab"), outcome(2, 0, 0, 0));
         assert_eq!(rx.contiguous_end(), 6);
-        assert_eq!(rx.ranges().count(), MAX_OUT_OF_ORDER_RANGES - 2);
+        assert_eq!(rx.ranges().count(), MIN_OUT_OF_ORDER_RANGES - 2);
     }
 
     #[test]
@@ -441,7 +423,7 @@ mod tests {
             for &(o, b) in &fresh {
                 self.bytes.insert(o, b);
             }
-            if self.ranges().len() > MAX_OUT_OF_ORDER_RANGES {
+            if self.ranges().len() > MIN_OUT_OF_ORDER_RANGES {
                 for &(o, _) in &fresh {
                     self.bytes.remove(&o);
                 }

@@ -449,7 +449,14 @@ impl TcpConnection {
                 srtt: self.rtt.srtt(),
                 min_rtt: self.rtt.min_rtt(),
                 mss: self.send_mss,
-                in_recovery: self.recovery.is_active(),
+                // Only fast recovery holds the window (RFC 6675 §5, RFC 6937). After an
+                // RTO the sender is in slow start from the loss window (RFC 5681 §3.1,
+                // RFC 6298 §5.7): holding cwnd at one segment until the whole pre-RTO
+                // flight is repaired would resend it one segment per round trip.
+                in_recovery: match self.recovery {
+                    Recovery::Fast { .. } => true,
+                    Recovery::Open | Recovery::Timeout { .. } => false,
+                },
                 app_limited: self.app_limited,
             };
             self.with_snapshot(|cc, snap| cc.on_ack(now, &event, snap));

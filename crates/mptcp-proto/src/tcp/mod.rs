@@ -37,7 +37,7 @@ pub use config::{KeepaliveConfig, TcpConfig};
 pub use isn::IsnGenerator;
 pub use output::{Transmit, reset_for};
 pub use owner::{NoData, ReceiveSink, SendSource};
-pub use sack::{MAX_RANGES, RangeSet};
+pub use sack::{BYTES_PER_RANGE, MIN_RANGES, RangeSet, range_limit};
 pub use socket::TcpSocket;
 
 use crate::cc::{CongestionControl, SubflowSnapshot, SubflowsSnapshot};
@@ -357,7 +357,7 @@ impl TcpConnection {
             rcv_nxt: 0,
             rcv_adv: 0,
             rcv_shift: 0,
-            rcv_sack: ReceiverSack::default(),
+            rcv_sack: ReceiverSack::with_limit(sack::range_limit(config.recv_buffer)),
             pending_fin: None,
             fin_received: None,
             unacked_bytes: 0,

@@ -7,24 +7,72 @@
 //! whatever the peer repeats in later ACKs: per-ACK work does not grow with the amount of
 //! data in flight.
 
+use std::collections::BTreeMap;
+
 use arrayvec::ArrayVec;
 
-/// Most disjoint ranges a set holds. New data that would open one more range is refused
-/// (the receiver drops the segment, the sender ignores the SACK block); both are safe.
-pub const MAX_RANGES: usize = 64;
+/// The fewest disjoint ranges a set may be limited to (RFC 2018 needs only four SACK
+/// blocks per ACK, but a window with more holes than the set holds cannot be recovered
+/// in one round trip).
+pub const MIN_RANGES: usize = 64;
+
+/// Buffer bytes per allowed range for [`range_limit`]. Each range is preceded by a hole,
+/// so a peer that sends full-sized segments (at least 512 bytes) with every other one
+/// lost opens one range per 1,024 bytes or more: a buffer of `B` bytes then never needs
+/// more than `B / 1024` ranges. A range costs about 40 bytes of B-tree, so the
+/// bookkeeping stays under 4 % of the buffer it describes, whatever the peer sends.
+pub const BYTES_PER_RANGE: usize = 1024;
+
+/// The range limit for out-of-order data in a buffer of `buffer_bytes` (see
+/// [`BYTES_PER_RANGE`]), never below [`MIN_RANGES`].
+pub fn range_limit(buffer_bytes: usize) -> usize {
+    (buffer_bytes / BYTES_PER_RANGE).max(MIN_RANGES)
+}
 
 /// Half-open byte range `[start, end)` of stream offsets.
 pub type Range = (u64, u64);
 
-/// A bounded set of disjoint, non-touching ranges in ascending order.
-#[derive(Clone, Debug, Default)]
+/// A bounded set of disjoint, non-touching ranges, kept in a B-tree keyed by start:
+/// finding, inserting and merging cost O(log n) plus the ranges merged away (each range
+/// is merged away at most once, so that part is amortised O(1)).
+///
+/// New data that would open one more range than the limit is refused (the receiver
+/// drops the segment, the sender ignores the SACK block); both are safe. Merging into
+/// existing ranges is always allowed.
+#[derive(Clone, Debug)]
 pub struct RangeSet {
-    ranges: ArrayVec<Range, MAX_RANGES>,
+    /// start -> end.
+    ranges: BTreeMap<u64, u64>,
+    limit: usize,
+}
+
+impl Default for RangeSet {
+    fn default() -> Self {
+        RangeSet::with_limit(MIN_RANGES)
+    }
 }
 
 impl RangeSet {
+    /// A set of at most [`MIN_RANGES`] ranges.
     pub fn new() -> Self {
         RangeSet::default()
+    }
+
+    /// A set of at most `limit` ranges (at least one).
+    pub fn with_limit(limit: usize) -> Self {
+        RangeSet {
+            ranges: BTreeMap::new(),
+            limit: limit.max(1),
+        }
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Changes the limit; ranges already held stay (a lower limit only refuses new ones).
+    pub fn set_limit(&mut self, limit: usize) {
+        self.limit = limit.max(1);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -35,24 +83,31 @@ impl RangeSet {
         self.ranges.len()
     }
 
+    fn is_full(&self) -> bool {
+        self.ranges.len() >= self.limit
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = Range> + '_ {
-        self.ranges.iter().copied()
+        self.ranges.iter().map(|(&s, &e)| (s, e))
     }
 
     /// The highest offset covered, if any.
     pub fn max_end(&self) -> Option<u64> {
-        self.ranges.last().map(|r| r.1)
+        self.ranges.last_key_value().map(|(_, &e)| e)
     }
 
     /// The lowest range.
     pub fn first(&self) -> Option<Range> {
-        self.ranges.first().copied()
+        self.ranges.first_key_value().map(|(&s, &e)| (s, e))
     }
 
     /// The range containing `offset`.
     pub fn containing(&self, offset: u64) -> Option<Range> {
-        let i = self.ranges.partition_point(|r| r.1 <= offset);
-        self.ranges.get(i).copied().filter(|r| r.0 <= offset)
+        self.ranges
+            .range(..=offset)
+            .next_back()
+            .filter(|(_, e)| **e > offset)
+            .map(|(&s, &e)| (s, e))
     }
 
     /// Whether every byte of `[start, end)` is in the set.
@@ -60,65 +115,77 @@ impl RangeSet {
         start >= end || self.containing(start).is_some_and(|r| r.1 >= end)
     }
 
+    /// Whether `[start, end)` overlaps or touches a range already held.
+    fn meets_existing(&self, start: u64, end: u64) -> bool {
+        let below = self.ranges.range(..=start).next_back();
+        below.is_some_and(|(_, &e)| e >= start) || self.ranges.range(start..=end).next().is_some()
+    }
+
     /// Whether inserting `[start, end)` would fit (it merges with an existing range or a
     /// slot is free).
     pub fn can_insert(&self, start: u64, end: u64) -> bool {
-        if start >= end || !self.ranges.is_full() {
-            return true;
-        }
-        let i = self.ranges.partition_point(|r| r.1 < start);
-        self.ranges.get(i).is_some_and(|r| r.0 <= end)
+        start >= end || !self.is_full() || self.meets_existing(start, end)
     }
 
     /// Adds `[start, end)`, calling `newly_covered` for each sub-range that was not in the
     /// set before (ascending). Returns false, changing nothing, when the range would need
-    /// a slot and the set is full. Cost: O(ranges), bounded by [`MAX_RANGES`].
-    pub fn insert(
+    /// a new slot and the set is full.
+    pub fn insert(&mut self, start: u64, end: u64, newly_covered: impl FnMut(u64, u64)) -> bool {
+        if !self.can_insert(start, end) {
+            return false;
+        }
+        self.insert_unbounded(start, end, newly_covered);
+        true
+    }
+
+    /// [`RangeSet::insert`] without the limit, for a range the caller removes at once
+    /// (the receiver's in-order data at RCV.NXT).
+    pub fn insert_unbounded(
         &mut self,
         start: u64,
         end: u64,
         mut newly_covered: impl FnMut(u64, u64),
-    ) -> bool {
+    ) {
         if start >= end {
-            return true;
+            return;
         }
-        // Ranges i..j overlap or touch [start, end).
-        let i = self.ranges.partition_point(|r| r.1 < start);
-        let j = self.ranges.partition_point(|r| r.0 <= end);
-        if i == j && self.ranges.is_full() {
-            return false;
-        }
+        let mut merged = (start, end);
+        // A range starting at or below `start` that reaches it merges too.
         let mut cursor = start;
-        for r in &self.ranges[i..j] {
-            if r.0 > cursor {
-                newly_covered(cursor, r.0.min(end));
+        if let Some((&s, &e)) = self.ranges.range(..=start).next_back()
+            && e >= start
+        {
+            self.ranges.remove(&s);
+            merged = (s, end.max(e));
+            cursor = e;
+        }
+        // Then every range starting inside (start, end].
+        while let Some((&s, &e)) = self.ranges.range(start..=end).next() {
+            self.ranges.remove(&s);
+            if s > cursor && cursor < end {
+                newly_covered(cursor, s.min(end));
             }
-            cursor = cursor.max(r.1);
+            cursor = cursor.max(e);
+            merged.1 = merged.1.max(e);
         }
         if cursor < end {
             newly_covered(cursor, end);
         }
-        let merged = if i < j {
-            (start.min(self.ranges[i].0), end.max(self.ranges[j - 1].1))
-        } else {
-            (start, end)
-        };
-        if i < j {
-            self.ranges[i] = merged;
-            // Drop the ranges merged into slot i.
-            self.ranges.drain(i + 1..j);
-        } else {
-            self.ranges.insert(i, merged);
-        }
-        true
+        self.ranges.insert(merged.0, merged.1);
     }
 
     /// Forgets everything below `offset` (it was cumulatively acknowledged / received).
     pub fn remove_below(&mut self, offset: u64) {
-        let n = self.ranges.partition_point(|r| r.1 <= offset);
-        self.ranges.drain(..n);
-        if let Some(first) = self.ranges.first_mut() {
-            first.0 = first.0.max(offset);
+        while let Some((&s, &e)) = self.ranges.first_key_value() {
+            if e <= offset {
+                self.ranges.remove(&s);
+            } else {
+                if s < offset {
+                    self.ranges.remove(&s);
+                    self.ranges.insert(offset, e);
+                }
+                break;
+            }
         }
     }
 
@@ -140,6 +207,14 @@ pub struct ReceiverSack {
 }
 
 impl ReceiverSack {
+    /// Holds at most `limit` out-of-order ranges (see [`range_limit`]).
+    pub fn with_limit(limit: usize) -> Self {
+        ReceiverSack {
+            ranges: RangeSet::with_limit(limit),
+            ..ReceiverSack::default()
+        }
+    }
+
     pub fn ranges(&self) -> &RangeSet {
         &self.ranges
     }
@@ -257,13 +332,38 @@ mod tests {
     #[test]
     fn a_full_set_refuses_a_new_range_but_merges_into_existing() {
         let mut set = RangeSet::new();
-        for k in 0..MAX_RANGES as u64 {
+        for k in 0..MIN_RANGES as u64 {
             assert!(set.insert(k * 10, k * 10 + 5, |_, _| {}));
         }
         assert!(!set.can_insert(1_000_000, 1_000_001));
         assert!(!set.insert(1_000_000, 1_000_001, |_, _| {}));
         assert!(set.insert(5, 7, |_, _| {}));
         assert_eq!(set.first(), Some((0, 7)));
+    }
+
+    #[test]
+    fn the_limit_follows_the_buffer_size() {
+        assert_eq!(range_limit(0), MIN_RANGES);
+        assert_eq!(range_limit(256 * 1024), 256);
+        assert_eq!(range_limit(8 << 20), 8192);
+        let mut set = RangeSet::with_limit(range_limit(8 << 20));
+        for k in 0..8192u64 {
+            assert!(set.insert(k * 3_000, k * 3_000 + 1_448, |_, _| {}));
+        }
+        assert_eq!(set.len(), 8192);
+        assert!(!set.insert(u64::MAX - 10, u64::MAX - 5, |_, _| {}));
+        // Filling every hole merges everything into one range.
+        for k in 0..8191u64 {
+            let mut fresh = Vec::new();
+            assert!(set.insert(k * 3_000 + 1_448, (k + 1) * 3_000, |a, b| {
+                fresh.push((a, b))
+            }));
+            assert_eq!(fresh, vec![(k * 3_000 + 1_448, (k + 1) * 3_000)]);
+        }
+        assert_eq!(
+            set.iter().collect::<Vec<_>>(),
+            vec![(0, 8191 * 3_000 + 1_448)]
+        );
     }
 
     #[test]

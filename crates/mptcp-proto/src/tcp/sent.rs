@@ -12,9 +12,7 @@
 
 use std::collections::VecDeque;
 
-use arrayvec::ArrayVec;
-
-use super::sack::{MAX_RANGES, Range, RangeSet};
+use super::sack::{MIN_RANGES, Range, RangeSet};
 use crate::time::Instant;
 
 /// One transmitted segment.
@@ -61,7 +59,12 @@ pub struct SentQueue {
     tsorted: VecDeque<(u64, Instant)>,
     /// Starts of segments marked lost, in marking order; stale entries are skipped.
     lost: VecDeque<u64>,
+    /// SACKed ranges above SND.UNA. Its limit follows the number of segments held
+    /// (a range that marks anything covers at least one segment), so the scoreboard can
+    /// describe every hole a window can have, and its memory is bounded by the window.
     sacked: RangeSet,
+    /// Scratch space for the newly SACKed pieces of one block, reused across ACKs.
+    fresh: Vec<Range>,
     pipe: u64,
     sacked_bytes: u64,
     sacked_segments: u64,
@@ -298,14 +301,15 @@ impl SentQueue {
         if start >= end {
             return 0;
         }
-        let mut fresh: ArrayVec<Range, { MAX_RANGES + 1 }> = ArrayVec::new();
-        if !self.sacked.insert(start, end, |a, b| {
-            let _ = fresh.try_push((a, b));
-        }) {
+        self.sacked.set_limit(self.segs.len().max(MIN_RANGES));
+        let mut fresh = core::mem::take(&mut self.fresh);
+        fresh.clear();
+        if !self.sacked.insert(start, end, |a, b| fresh.push((a, b))) {
+            self.fresh = fresh;
             return 0;
         }
         let mut newly = 0;
-        for (a, b) in fresh {
+        for &(a, b) in &fresh {
             let mut i = self.segs.partition_point(|s| s.end <= a);
             while let Some(seg) = self.segs.get(i) {
                 if seg.start >= b {
@@ -336,6 +340,7 @@ impl SentQueue {
                 });
             }
         }
+        self.fresh = fresh;
         newly
     }
 
@@ -476,6 +481,23 @@ mod tests {
         // Each segment is marked once and each ACK looks at O(1) more: linear in n,
         // where rescanning the block would be n^2 / 2 = 2,000,000.
         assert!(q.visited <= 3 * n, "visited {}", q.visited);
+    }
+
+    #[test]
+    fn the_scoreboard_tracks_a_hole_after_every_other_segment_of_a_large_window() {
+        // A slow-start overshoot into a drop-tail queue loses every other segment: 1,500
+        // holes in a window of 3,000 segments, far more than RFC 2018's four blocks or
+        // a fixed 64-range table could describe.
+        let n = 3_000u64;
+        let mut q = queue_of(n);
+        for k in (1..n).step_by(2) {
+            assert_eq!(q.sack(k * 100, k * 100 + 100, |_| {}), 100);
+        }
+        assert_eq!(q.sacked_segments(), n / 2);
+        assert_eq!(q.pipe(), n / 2 * 100);
+        // RACK then finds every hole below the last delivered segment.
+        let (marked, _) = q.rack_detect(t(10_000), t(n - 1), n * 100, Duration::ZERO);
+        assert_eq!(marked, n / 2);
     }
 
     #[test]
