@@ -11,6 +11,7 @@ pub mod mptcp;
 pub mod pm;
 pub mod sched;
 pub mod seq;
+pub mod tcp;
 pub mod time;
 pub mod wire;
 

@@ -1,0 +1,276 @@
+//! Loss recovery: fast retransmit, RACK, tail loss probes, RTO backoff, D-SACK.
+
+mod tcp_util;
+
+use mptcp_proto::cc::CcAlgorithm;
+use mptcp_proto::tcp::{TcpConfig, TcpEvent, TcpState};
+use mptcp_proto::time::{Duration, Instant};
+use mptcp_proto::wire::tcp::TcpFlags;
+use tcp_util::*;
+
+const DELAY: Duration = Duration::from_millis(20);
+
+/// Client data segments (with payload) sent so far.
+fn client_data(p: &Pair) -> Vec<&Sent> {
+    p.sent_by(Side::Client)
+        .filter(|s| !s.segment.payload.is_empty())
+        .collect()
+}
+
+/// Index (among all client segments) of the n-th client data segment after the
+/// handshake, given the handshake used client segments 0 (SYN) and 1 (ACK).
+fn nth_data_index(n: usize) -> usize {
+    n + 2
+}
+
+#[test]
+fn one_loss_in_a_window_recovers_by_fast_retransmit_without_rto() {
+    for cc in [CcAlgorithm::NewReno, CcAlgorithm::Cubic] {
+        let cfg = TcpConfig {
+            congestion_control: cc,
+            ..config()
+        };
+        let mut p = Pair::new(cfg.clone(), cfg, DELAY);
+        p.handshake();
+        let lost = nth_data_index(3);
+        p.filter = Box::new(move |s| {
+            if s.from == Side::Client && s.index == lost {
+                Action::Drop
+            } else {
+                Action::Deliver
+            }
+        });
+        let data = pattern(10 * 1448, 7);
+        p.client_app.outbox = data.clone();
+        assert!(
+            p.run_until(Instant::from_secs(10), |p| p.server_app.inbox.len()
+                == data.len())
+        );
+        assert_eq!(p.server_app.inbox, data);
+        let st = p.client.stats();
+        assert_eq!(st.retransmits, 1, "{cc:?}: exactly one retransmission");
+        assert_eq!(st.rto_count, 0, "{cc:?}: no RTO");
+        assert_eq!(st.fast_recoveries, 1, "{cc:?}");
+        assert_eq!(st.fast_retransmits, 1, "{cc:?}");
+        assert_eq!(st.tlp_count, 0, "{cc:?}");
+        let retx: Vec<&Sent> = client_data(&p)
+            .into_iter()
+            .filter(|s| s.segment.seq == CLIENT_ISS + 1 + 3 * 1448)
+            .collect();
+        assert_eq!(retx.len(), 2, "the lost segment and its one retransmission");
+        // Retransmitted one RTT after the original: the SACKs for later segments
+        // arrive 40 ms after they were sent, and three SACKed segments trigger RACK
+        // with a zero reordering window.
+        assert_eq!(retx[1].at - retx[0].at, Duration::from_millis(40));
+        // The congestion window was reduced once.
+        assert!(st.ssthresh < u64::MAX);
+    }
+}
+
+#[test]
+fn one_loss_without_sack_recovers_on_the_third_duplicate_ack() {
+    let cfg = TcpConfig {
+        sack: false,
+        congestion_control: CcAlgorithm::NewReno,
+        ..config()
+    };
+    let mut p = Pair::new(cfg.clone(), cfg, DELAY);
+    p.handshake();
+    let lost = nth_data_index(2);
+    p.filter = Box::new(move |s| {
+        if s.from == Side::Client && s.index == lost {
+            Action::Drop
+        } else {
+            Action::Deliver
+        }
+    });
+    let data = pattern(10 * 1448, 8);
+    p.client_app.outbox = data.clone();
+    assert!(
+        p.run_until(Instant::from_secs(10), |p| p.server_app.inbox.len()
+            == data.len())
+    );
+    assert_eq!(p.server_app.inbox, data);
+    let st = p.client.stats();
+    assert_eq!(
+        (st.retransmits, st.rto_count, st.fast_recoveries),
+        (1, 0, 1)
+    );
+    // The server sent one duplicate ACK per out-of-order segment: 7 of them.
+    let acks_of_hole = p
+        .sent_by(Side::Server)
+        .filter(|s| s.segment.ack == CLIENT_ISS + 1 + 2 * 1448)
+        .count();
+    assert_eq!(
+        acks_of_hole, 8,
+        "one ACK for the two in-order segments' tail, seven duplicates"
+    );
+}
+
+#[test]
+fn tail_loss_is_recovered_by_a_probe_not_an_rto() {
+    let mut p = Pair::new(config(), config(), DELAY);
+    p.handshake();
+    // The last two of five segments are lost: no SACK can reveal them.
+    let (a, b) = (nth_data_index(3), nth_data_index(4));
+    p.filter = Box::new(move |s| {
+        if s.from == Side::Client
+            && (s.index == a || s.index == b)
+            && s.at < Instant::from_millis(100)
+        {
+            Action::Drop
+        } else {
+            Action::Deliver
+        }
+    });
+    let data = pattern(5 * 1448, 9);
+    p.client_app.outbox = data.clone();
+    let sent_at = Instant::from_millis(60);
+    assert!(
+        p.run_until(Instant::from_secs(10), |p| p.server_app.inbox.len()
+            == data.len())
+    );
+    assert_eq!(p.server_app.inbox, data);
+    let st = p.client.stats();
+    assert_eq!(st.tlp_count, 1);
+    assert_eq!(st.retransmits, 2);
+    assert_eq!(st.rto_count, 0);
+    let when = |offset: u32| -> Vec<Instant> {
+        client_data(&p)
+            .into_iter()
+            .filter(|s| s.segment.seq == CLIENT_ISS + 1 + offset)
+            .map(|s| s.at)
+            .collect()
+    };
+    // The receiver ACKs the first two at once (arriving at 100 ms) and the third after
+    // its 40 ms delayed-ACK timer (arriving at 140 ms, an 80 ms RTT sample: SRTT =
+    // 7/8 * 40 + 1/8 * 80 = 45 ms). That ACK re-arms the probe timer with PTO =
+    // 2 * SRTT = 90 ms: the probe re-sends the last segment at 230 ms.
+    assert_eq!(when(4 * 1448), vec![sent_at, Instant::from_millis(230)]);
+    // Its SACK (at 270 ms) lets RACK declare the fourth lost: retransmitted at once.
+    assert_eq!(when(3 * 1448), vec![sent_at, Instant::from_millis(270)]);
+}
+
+#[test]
+fn rto_doubles_on_repeated_loss() {
+    // Without SACK there is no tail loss probe: the RTO alone recovers.
+    let cfg = TcpConfig {
+        sack: false,
+        ..config()
+    };
+    let mut p = Pair::new(cfg.clone(), cfg, DELAY);
+    p.handshake();
+    let start = p.now;
+    // Every client data segment is lost until 10 s.
+    p.filter = Box::new(|s| {
+        if s.from == Side::Client && !s.segment.payload.is_empty() && s.at < Instant::from_secs(10)
+        {
+            Action::Drop
+        } else {
+            Action::Deliver
+        }
+    });
+    p.client_app.outbox = pattern(1000, 3);
+    assert!(p.run_until(Instant::from_secs(30), |p| {
+        p.server_app.inbox.len() == 1000 && p.client.send_queue() == 0
+    }));
+    let times: Vec<Duration> = client_data(&p).iter().map(|s| s.at - start).collect();
+    // SRTT 40 ms, RTTVAR 20 ms: RTO = 40 + 4 * 20 = 120 ms, below the 200 ms minimum.
+    let ms = |v: u64| Duration::from_millis(v);
+    assert_eq!(
+        times,
+        vec![
+            ms(0),
+            ms(200),
+            ms(600),
+            ms(1_400),
+            ms(3_000),
+            ms(6_200),
+            ms(12_600)
+        ]
+    );
+    let st = p.client.stats();
+    assert_eq!(st.rto_count, 6);
+    assert_eq!(st.retransmits, 6);
+    // The successful ACK ends the backoff.
+    assert_eq!(st.rto, Duration::from_millis(200));
+}
+
+#[test]
+fn data_retries_exhausted_times_out_and_resets() {
+    let cfg = TcpConfig {
+        sack: false,
+        max_data_retries: 3,
+        ..config()
+    };
+    let mut p = Pair::new(cfg.clone(), cfg, DELAY);
+    p.handshake();
+    p.filter = Box::new(|s| {
+        if s.from == Side::Client && s.at > Instant::from_millis(40) {
+            Action::Drop
+        } else {
+            Action::Deliver
+        }
+    });
+    p.client_app.outbox = pattern(100, 3);
+    p.run_idle(Instant::from_secs(60));
+    assert_eq!(p.client.state(), TcpState::Closed);
+    let ev = p.events(Side::Client);
+    assert_eq!(&ev[ev.len() - 2..], &[TcpEvent::TimedOut, TcpEvent::Closed]);
+    let last = p.sent_by(Side::Client).last().expect("segments");
+    assert_eq!(last.segment.flags, TcpFlags::RST);
+    assert_eq!(p.client.stats().rto_count, 3);
+}
+
+#[test]
+fn duplicate_segment_is_reported_with_a_dsack_block() {
+    let mut p = Pair::new(config(), config(), DELAY);
+    p.handshake();
+    let dup = nth_data_index(0);
+    p.filter = Box::new(move |s| {
+        if s.from == Side::Client && s.index == dup {
+            Action::Duplicate
+        } else {
+            Action::Deliver
+        }
+    });
+    p.client_app.outbox = pattern(1000, 4);
+    assert!(p.run_until(Instant::from_secs(2), |p| p.server_app.inbox.len() == 1000));
+    p.run_idle(Instant::from_secs(2));
+    let dsacks: Vec<&Sent> = p
+        .sent_by(Side::Server)
+        .filter(|s| !s.segment.sack_blocks.is_empty())
+        .collect();
+    assert_eq!(dsacks.len(), 1);
+    let block = dsacks[0].segment.sack_blocks[0];
+    assert_eq!(block.left, CLIENT_ISS + 1);
+    assert_eq!(block.right, CLIENT_ISS + 1 + 1000);
+    assert_eq!(p.server().stats().dsack_sent, 1);
+    assert_eq!(p.client.stats().dsack_received, 1);
+    assert_eq!(p.server_app.inbox, pattern(1000, 4));
+}
+
+#[test]
+fn reordered_segment_does_not_cause_a_retransmission() {
+    let mut p = Pair::new(config(), config(), DELAY);
+    p.handshake();
+    let late = nth_data_index(1);
+    p.filter = Box::new(move |s| {
+        if s.from == Side::Client && s.index == late {
+            Action::Delay(Duration::from_millis(2))
+        } else {
+            Action::Deliver
+        }
+    });
+    let data = pattern(4 * 1448, 5);
+    p.client_app.outbox = data.clone();
+    assert!(
+        p.run_until(Instant::from_secs(5), |p| p.server_app.inbox.len()
+            == data.len())
+    );
+    p.run_idle(Instant::from_secs(5));
+    assert_eq!(p.server_app.inbox, data);
+    // One SACKed segment is below DupThresh, and the reordering window (min_rtt/4 =
+    // 10 ms) outlasts the 2 ms delay.
+    assert_eq!(p.client.stats().retransmits, 0);
+}
