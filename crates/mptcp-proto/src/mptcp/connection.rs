@@ -117,6 +117,7 @@ pub enum AcceptError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Signal {
     AddAddr(AddAddr),
+    Fastclose(MptcpKey),
     RemoveAddr(Vec<AddrId>),
     Fail(Dsn),
 }
@@ -623,6 +624,7 @@ impl MptcpConnection {
         for s in &mut self.subflows {
             s.tcp.abort();
             s.mp.phase = MpPhase::Dead;
+            s.mp.rst_out = true;
         }
         self.core.closed = Some(CloseReason::Aborted);
     }
@@ -825,6 +827,7 @@ impl MptcpConnection {
             s.mp.reset_reason = Some(reason);
             s.mp.down_reason.get_or_insert(down);
             s.mp.phase = MpPhase::Dead;
+            s.mp.rst_out = true;
             s.tcp.abort();
         }
     }

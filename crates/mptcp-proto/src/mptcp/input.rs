@@ -359,8 +359,17 @@ impl ReceiveSink for RxOwner<'_> {
                             .push((SubflowId(u32::MAX), Signal::Fail(f.dsn)));
                     }
                 }
-                // Read before the engine runs (they ride on RSTs).
-                MptcpOption::MpFastclose(_) | MptcpOption::MpTcpRst(_) => {}
+                // RFC 8684 §3.5 allows MP_FASTCLOSE on an ACK too; the key is
+                // checked with the whole connection at hand.
+                MptcpOption::MpFastclose(f) => {
+                    if self.core.mode == ConnMode::Mptcp {
+                        self.core
+                            .signals
+                            .push((SubflowId(u32::MAX), Signal::Fastclose(f.receiver_key)));
+                    }
+                }
+                // Read before the engine runs (it rides on RSTs).
+                MptcpOption::MpTcpRst(_) => {}
                 MptcpOption::Experimental(_) => {}
             }
         }
@@ -566,19 +575,49 @@ impl MptcpConnection {
             match signal {
                 Signal::AddAddr(a) => self.on_add_addr(a),
                 Signal::RemoveAddr(ids) => {
-                    if let Some(pm) = self.core.pm.as_mut() {
-                        let known: Vec<_> = ids
+                    // RFC 8684 §3.4.2: the subflows using those ids close, whether the
+                    // address was announced or only used in an MP_JOIN.
+                    let mut known: Vec<_> = match self.core.pm.as_ref() {
+                        Some(pm) => ids
                             .iter()
                             .copied()
                             .filter(|id| pm.remote_addrs().any(|r| r.id == *id))
-                            .collect();
-                        pm.on_remove_addr(ids.iter().copied());
-                        for id in known {
-                            self.core.push_event(MptcpEvent::AddressRemoved { id });
+                            .collect(),
+                        None => Vec::new(),
+                    };
+                    let victims: Vec<SubflowId> = self
+                        .subflows
+                        .iter()
+                        .filter(|s| ids.contains(&s.mp.remote_id))
+                        .map(|s| s.id)
+                        .collect();
+                    for s in self.subflows.iter().filter(|s| victims.contains(&s.id)) {
+                        if !known.contains(&s.mp.remote_id) {
+                            known.push(s.mp.remote_id);
                         }
+                    }
+                    if let Some(pm) = self.core.pm.as_mut() {
+                        pm.on_remove_addr(ids.iter().copied());
+                    }
+                    for v in victims {
+                        self.reset_subflow(
+                            v,
+                            TcpRstReason::ADMINISTRATIVELY_PROHIBITED,
+                            SubflowDownReason::AddressRemoved,
+                        );
+                    }
+                    for id in known {
+                        self.core.push_event(MptcpEvent::AddressRemoved { id });
                     }
                 }
                 Signal::Fail(dsn) => self.on_mp_fail(now, dsn),
+                Signal::Fastclose(key) => {
+                    if key == self.core.local_key.key {
+                        self.peer_fastclose(now);
+                    } else {
+                        tracing::debug!("mptcp: MP_FASTCLOSE with a wrong key ignored");
+                    }
+                }
             }
         }
         for s in &mut self.subflows {
@@ -672,7 +711,7 @@ impl MptcpConnection {
 
     /// Drains engine events; removes subflows that reached CLOSED, reinjecting what
     /// they carried that no data ACK covers (RFC 8684 §3.3.6).
-    fn reap_subflows(&mut self, now: Instant) {
+    pub(crate) fn reap_subflows(&mut self, now: Instant) {
         for s in &mut self.subflows {
             while let Some(event) = s.tcp.poll_event() {
                 match event {
@@ -694,7 +733,7 @@ impl MptcpConnection {
         }
         let mut i = 0;
         while i < self.subflows.len() {
-            if self.subflows[i].tcp.state() != TcpState::Closed {
+            if self.subflows[i].tcp.state() != TcpState::Closed || self.subflows[i].mp.rst_out {
                 i += 1;
                 continue;
             }
@@ -889,7 +928,7 @@ impl MptcpConnection {
     }
 
     /// Both DATA_FINs done: close the subflows (RFC 8684 §3.3.3) and report.
-    fn check_close(&mut self, _now: Instant) {
+    pub(crate) fn check_close(&mut self, _now: Instant) {
         if self.core.closed.is_some() && !self.core.closed_reported {
             self.core.closed_reported = true;
             let reason = self.core.closed.unwrap_or(CloseReason::Normal);

@@ -193,7 +193,12 @@ impl MptcpConnection {
                 starved: false,
             };
             let transmit = sub.tcp.poll_transmit(now, &mut owner);
-            if owner.starved {
+            let starved = owner.starved;
+            if sub.tcp.state() == crate::tcp::TcpState::Closed {
+                // Its RST (if any) is out now.
+                sub.mp.rst_out = false;
+            }
+            if starved {
                 sub.mp.abort = Some((
                     crate::wire::mptcp::TcpRstReason::MPTCP_ERROR,
                     crate::mptcp::events::SubflowDownReason::LocalReset {
@@ -219,6 +224,16 @@ impl MptcpConnection {
     /// Before output: apply pending aborts, schedule new and reinjected data, and make
     /// sure a pending DATA_FIN gets a segment.
     fn prepare_transmit(&mut self, now: Instant) {
+        // Subflows whose last RST has left can go (the caller polls until `None`, so
+        // this runs after the RST).
+        if self
+            .subflows
+            .iter()
+            .any(|s| s.tcp.state() == crate::tcp::TcpState::Closed && !s.mp.rst_out)
+        {
+            self.reap_subflows(now);
+            self.check_close(now);
+        }
         let aborts: Vec<_> = self
             .subflows
             .iter_mut()
@@ -230,6 +245,8 @@ impl MptcpConnection {
         if self.core.mode != ConnMode::Mptcp || self.core.closed.is_some() {
             return;
         }
+        // Path events from the application (address added or removed) act at once.
+        self.drive_pm(now);
         self.schedule();
         if let Some(dsn) = self.core.data_fin_due(&self.send)
             && matches!(self.core.seq.data_fin_tx(), DataFinTx::Pending { .. })

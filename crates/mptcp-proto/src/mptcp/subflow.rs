@@ -64,6 +64,9 @@ pub(crate) struct SubflowMp {
     pub down_reason: Option<SubflowDownReason>,
     /// The peer's MP_TCPRST reason on its last RST.
     pub peer_rst_reason: Option<TcpRstReason>,
+    /// We reset the subflow and its RST has not been polled out yet: it stays until
+    /// then.
+    pub rst_out: bool,
     /// Abort after the current input is processed (protocol error).
     pub abort: Option<(TcpRstReason, SubflowDownReason)>,
     /// MP_PRIO to send (our backup wish changed).
@@ -121,6 +124,7 @@ impl SubflowMp {
             reset_reason: None,
             down_reason: None,
             peer_rst_reason: None,
+            rst_out: false,
             abort: None,
             prio_pending: false,
             fail_pending: None,

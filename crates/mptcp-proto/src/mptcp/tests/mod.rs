@@ -239,7 +239,7 @@ impl Pair {
                 {
                     self.next_port += 1;
                     let local = SocketAddr::new(local, self.next_port);
-                    let iss = SeqNum(u32::from(self.next_port) * 7919);
+                    let iss = SeqNum(u32::from(self.next_port).wrapping_mul(7919));
                     self.client.open_subflow(
                         self.now,
                         local,
@@ -302,7 +302,7 @@ impl Pair {
                 } else if seg.flags.syn() && !seg.flags.ack() {
                     match classify_syn(&seg) {
                         SynKind::Join { .. } => {
-                            let iss = SeqNum(u32::from(wire.src.port()) * 104_729);
+                            let iss = SeqNum(u32::from(wire.src.port()).wrapping_mul(104_729));
                             if let Err(refusal) = server.accept_join(
                                 self.now,
                                 wire.dst,

@@ -3,7 +3,7 @@
 use super::*;
 use crate::mptcp::data_seq::DataFinTx;
 use crate::mptcp::{CloseReason, ConnMode};
-use crate::wire::mptcp::{Dss, DsnWire};
+use crate::wire::mptcp::{DsnWire, Dss};
 
 fn dss(w: &Wire) -> Option<Dss> {
     w.mptcp().into_iter().find_map(|o| match o {
@@ -112,8 +112,13 @@ fn a_32_bit_data_ack_is_expanded_against_the_highest_seen() {
             }
         }
         let mut buf = vec![0u8; repr.buffer_len()];
-        repr.emit(&mut TcpPacket::new_unchecked(&mut buf[..]), w.src.ip(), w.dst.ip(), true)
-            .expect("fits");
+        repr.emit(
+            &mut TcpPacket::new_unchecked(&mut buf[..]),
+            w.src.ip(),
+            w.dst.ip(),
+            true,
+        )
+        .expect("fits");
         Verdict::Rewrite(buf)
     }));
     assert_bytes(&p.transfer(true, &data, Duration::from_secs(2)), &data);
