@@ -7,6 +7,7 @@
 pub mod buffer;
 pub mod cc;
 pub mod crypto;
+pub mod endpoint;
 pub mod mptcp;
 pub mod pm;
 pub mod sched;

@@ -309,3 +309,33 @@ fn bookkeeping_stays_bounded_by_the_window_during_a_long_lossy_transfer() {
     // lost lists the bookkeeping stays a small multiple of that, whatever the length.
     assert!(max_entries <= 3 * 46 + 16, "{max_entries} entries");
 }
+
+#[test]
+fn a_fin_waits_for_a_zero_window_to_open_instead_of_timing_out() {
+    let small = TcpConfig {
+        recv_buffer: 4096,
+        ..config()
+    };
+    let sender = TcpConfig {
+        max_data_retries: 2,
+        ..config()
+    };
+    let mut p = Pair::new(sender, small, DELAY);
+    p.server_app.auto_read = false;
+    p.handshake();
+    p.client_app.outbox = pattern(6000, 8);
+    p.client_app.close_when_done = true;
+    p.run_until(Instant::from_secs(30), |p| p.now >= Instant::from_secs(30));
+    // The window is full and stays shut for 30 s: no FIN was sent, the connection lives.
+    assert_eq!(p.client.state(), TcpState::FinWait1);
+    assert!(
+        !p.sent_by(Side::Client)
+            .any(|s| s.segment.has(TcpFlags::FIN))
+    );
+    assert!(p.client.stats().zero_window_probes >= 5);
+    assert_eq!(p.client.stats().rto_count, 0);
+    p.server_app.auto_read = true;
+    let limit = p.now + Duration::from_secs(1);
+    assert!(p.run_until(limit, |p| p.client.state() == TcpState::FinWait2));
+    assert!(p.server_app.inbox == pattern(6000, 8));
+}

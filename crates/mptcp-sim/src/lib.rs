@@ -18,6 +18,7 @@ mod routing;
 pub mod scenario;
 mod sim;
 pub mod testing;
+pub mod traffic;
 pub mod units;
 
 pub use host::{Context, Host, HostRng, NodeId};

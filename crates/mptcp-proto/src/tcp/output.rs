@@ -302,6 +302,15 @@ impl TcpConnection {
             self.app_limited = cwnd_room > 0;
             return None;
         }
+        if avail == 0 && win_room == 0 {
+            // A FIN occupies sequence space, which a zero window refuses (RFC 9293
+            // §3.10.7.4): wait for the window like data does, probing meanwhile, so the
+            // FIN's retransmissions do not count against a peer that is alive.
+            if self.sent.is_empty() {
+                self.arm_persist(now);
+            }
+            return None;
+        }
         if len > 0 && len < max_payload && mode == Sending::Normal {
             let sendable = if len == avail {
                 // RFC 9293 §3.7.4 Nagle: a small final segment waits for the ACK of

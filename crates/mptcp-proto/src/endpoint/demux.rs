@@ -1,0 +1,200 @@
+//! Incoming packets: parsing, address checks, demultiplexing to a connection or a
+//! listener, and the answers for segments that reach neither (RFC 9293 §3.10.7.1-2).
+//!
+//! `route` is the one place that decides where a segment goes; MPTCP adds its cases
+//! there (MP_JOIN SYN by token to an existing connection, MP_CAPABLE SYN to a listener
+//! creating an MPTCP connection, SYN cookies when a backlog is full).
+
+use core::net::SocketAddr;
+
+use crate::tcp::{TcpSocket, reset_for};
+use crate::time::Instant;
+use crate::wire::ipv4::Ipv4Error;
+use crate::wire::ipv6::Ipv6Error;
+use crate::wire::tcp::TcpError;
+use crate::wire::{IpTcpRepr, PacketError};
+
+use super::slab::Key;
+use super::{
+    ConnHandle, DropReason, Endpoint, FourTuple, PendingReset, ip_header, is_unicast, unspecified,
+};
+
+/// Where an incoming segment goes.
+enum Route {
+    Connection(Key),
+    Listener(Key),
+    Nothing,
+}
+
+impl Endpoint {
+    /// Processes one IP packet. Returns why the endpoint dropped it, if it did (a RST
+    /// may still have been queued in answer); segments handed to a connection return
+    /// `Ok` whatever the connection makes of them. Never panics on any input, and
+    /// creates state only for a valid SYN to a listener.
+    pub fn handle_packet(&mut self, now: Instant, packet: &[u8]) -> Result<(), DropReason> {
+        self.stats.packets_in += 1;
+        self.stats.bytes_in += packet.len() as u64;
+        let parsed = match IpTcpRepr::parse(packet, true) {
+            Ok(parsed) => parsed,
+            Err(err) => {
+                tracing::trace!(%err, "endpoint drop");
+                return Err(self.drop(classify(&err)));
+            }
+        };
+        let (src, dst) = (parsed.ip.src_addr(), parsed.ip.dst_addr());
+        // RFC 1122 §4.2.3.10 / RFC 9293 §3.10.7.2: segments to or from broadcast and
+        // multicast addresses are discarded silently (never answered with a RST).
+        if !is_unicast(src) || !is_unicast(dst) {
+            return Err(self.drop(DropReason::InvalidAddress));
+        }
+        if !self.config.local_addrs.is_empty() && !self.config.local_addrs.contains(&dst) {
+            return Err(self.drop(DropReason::NotForUs));
+        }
+        let tuple = FourTuple {
+            local: SocketAddr::new(dst, parsed.tcp.dst_port),
+            remote: SocketAddr::new(src, parsed.tcp.src_port),
+        };
+        match self.route(&tuple) {
+            Route::Connection(key) => {
+                let entry = self
+                    .conns
+                    .get_mut(key)
+                    .expect("the 4-tuple index names live connections");
+                if let Err(reason) = entry.socket.handle_segment(now, &parsed.tcp) {
+                    tracing::trace!(%reason, handle = %ConnHandle(key), "segment dropped by connection");
+                }
+                self.touched(key);
+                Ok(())
+            }
+            Route::Listener(listener) => self.listener_input(now, listener, tuple, &parsed),
+            Route::Nothing => Err(self.closed_input(&parsed)),
+        }
+    }
+
+    /// Demultiplexing: the connection on this 4-tuple, else a listener on the local
+    /// address (specific before unspecified), else nothing.
+    fn route(&self, tuple: &FourTuple) -> Route {
+        if let Some(&key) = self.by_tuple.get(tuple) {
+            return Route::Connection(key);
+        }
+        let any = SocketAddr::new(unspecified(tuple.local.ip()), tuple.local.port());
+        match self
+            .listener_by_addr
+            .get(&tuple.local)
+            .or_else(|| self.listener_by_addr.get(&any))
+        {
+            Some(&key) => Route::Listener(key),
+            None => Route::Nothing,
+        }
+    }
+
+    /// RFC 9293 §3.10.7.2, a segment for a LISTEN socket.
+    fn listener_input(
+        &mut self,
+        now: Instant,
+        listener: Key,
+        tuple: FourTuple,
+        packet: &IpTcpRepr<'_>,
+    ) -> Result<(), DropReason> {
+        let f = packet.tcp.flags;
+        if f.rst() {
+            // "An incoming RST segment could not be valid ... should be ignored."
+            return Err(self.drop(DropReason::StrayReset));
+        }
+        if f.ack() {
+            // "Any acknowledgment is bad if it arrives on a connection still in the
+            // LISTEN state": <SEQ=SEG.ACK><CTL=RST>.
+            self.queue_reset(packet);
+            return Err(self.drop(DropReason::NoConnection));
+        }
+        if !f.syn() {
+            return Err(self.drop(DropReason::NoSynAtListener));
+        }
+        let children = self
+            .listeners
+            .get(listener)
+            .expect("route names live listeners")
+            .children
+            .len();
+        if children >= self.config.listen_backlog {
+            return Err(self.drop(DropReason::BacklogFull));
+        }
+        if self.conns.len() >= self.config.max_connections {
+            return Err(self.drop(DropReason::TableFull));
+        }
+        let iss = self.isn.isn(tuple.local, tuple.remote, now);
+        let socket = match TcpSocket::accept(
+            self.config.tcp.clone(),
+            tuple.local,
+            tuple.remote,
+            &packet.tcp,
+            now,
+            iss,
+        ) {
+            Ok(socket) => socket,
+            Err(reason) => {
+                tracing::trace!(%reason, "SYN refused");
+                return Err(self.drop(DropReason::InvalidSyn));
+            }
+        };
+        let Some(key) = self.insert(socket, tuple, Some(listener)) else {
+            return Err(self.drop(DropReason::TableFull));
+        };
+        self.listeners
+            .get_mut(listener)
+            .expect("route names live listeners")
+            .children
+            .insert(key);
+        self.stats.connections_accepted += 1;
+        tracing::debug!(local = %tuple.local, remote = %tuple.remote, handle = %ConnHandle(key), "SYN accepted");
+        Ok(())
+    }
+
+    /// RFC 9293 §3.10.7.1, CLOSED: a RST is discarded, anything else answered with a
+    /// RST.
+    fn closed_input(&mut self, packet: &IpTcpRepr<'_>) -> DropReason {
+        let f = packet.tcp.flags;
+        if f.rst() {
+            return self.drop(DropReason::StrayReset);
+        }
+        self.queue_reset(packet);
+        if f.syn() && !f.ack() {
+            self.drop(DropReason::NoListener)
+        } else {
+            self.drop(DropReason::NoConnection)
+        }
+    }
+
+    fn queue_reset(&mut self, packet: &IpTcpRepr<'_>) {
+        let Some(tcp) = reset_for(&packet.tcp) else {
+            return;
+        };
+        if self.resets.len() >= self.config.max_pending_resets {
+            self.drop(DropReason::ResetQueueFull);
+            return;
+        }
+        let ip = ip_header(
+            packet.ip.dst_addr(),
+            packet.ip.src_addr(),
+            self.config.hop_limit,
+        );
+        self.resets.push_back(PendingReset { ip, tcp });
+    }
+}
+
+/// The drop reason for a parse error.
+fn classify(err: &PacketError) -> DropReason {
+    match err {
+        PacketError::Ipv4(Ipv4Error::Checksum { .. })
+        | PacketError::Tcp(TcpError::Checksum { .. }) => DropReason::BadChecksum,
+        PacketError::Ipv4(Ipv4Error::Fragment { .. })
+        | PacketError::Ipv6(Ipv6Error::Fragment(_)) => DropReason::Fragment,
+        PacketError::NotTcp(_) => DropReason::NotTcp,
+        PacketError::Empty
+        | PacketError::Version(_)
+        | PacketError::Ipv4(_)
+        | PacketError::Ipv6(_)
+        | PacketError::Tcp(_)
+        | PacketError::BufferTooShort { .. } => DropReason::Malformed,
+    }
+}

@@ -1,0 +1,812 @@
+//! The endpoint: the layer between IP packets and connections (DESIGN.md "Endpoint").
+//!
+//! It owns the connection table (a generational slab named by [`ConnHandle`], plus a
+//! 4-tuple index), the listeners, ephemeral ports (RFC 6056), ISNs (RFC 6528), the
+//! RSTs answering segments for nothing (RFC 9293 §3.10.7.1), and the fair interleaving
+//! of every connection's output. It must not look inside a connection beyond its
+//! public API: sequence numbers, windows and options stay in [`crate::tcp`].
+//!
+//! Sans-IO like the rest of the crate: feed packets to [`Endpoint::handle_packet`],
+//! drain [`Endpoint::poll_transmit`] until `None`, wake at [`Endpoint::poll_timeout`]
+//! and call [`Endpoint::handle_timeout`], and read [`Endpoint::poll_event`].
+//!
+//! Demultiplexing goes through [`Endpoint::handle_packet`] in one place, `route`, which
+//! answers "connection, listener, or nothing". MPTCP extends it there: an MP_JOIN SYN
+//! routes by token to an existing connection, an MP_CAPABLE SYN to a listener creates
+//! an MPTCP connection, and SYN cookies answer a listener whose backlog is full.
+//!
+//! Determinism: the table and the listener index are `BTreeMap`s, timers a `BTreeSet`
+//! of (deadline, handle), output a FIFO of connections, and slab slots are reused
+//! last-freed-first, so a given sequence of calls always yields the same packets,
+//! handles and events. No per-packet work scans the table.
+//!
+//! ```
+//! use mptcp_proto::endpoint::{Endpoint, EndpointConfig, Event};
+//! use mptcp_proto::tcp::TcpEvent;
+//! use mptcp_proto::time::{Duration, Instant};
+//!
+//! let mut client = Endpoint::new(EndpointConfig::default(), [1; 32]);
+//! let mut server = Endpoint::new(EndpointConfig::default(), [2; 32]);
+//! let listener = server.listen("10.0.0.2:80".parse()?)?;
+//! let now = Instant::from_millis(1);
+//! let conn = client.connect(now, "10.0.0.1:0".parse()?, "10.0.0.2:80".parse()?)?;
+//! client.write(conn, b"hello")?;
+//!
+//! // A lossless wire with no delay: move packets until both sides are quiet.
+//! let mut buf = [0u8; 1600];
+//! loop {
+//!     let mut moved = false;
+//!     while let Some(len) = client.poll_transmit(now, &mut buf) {
+//!         let _ = server.handle_packet(now, &buf[..len]);
+//!         moved = true;
+//!     }
+//!     while let Some(len) = server.poll_transmit(now, &mut buf) {
+//!         let _ = client.handle_packet(now, &buf[..len]);
+//!         moved = true;
+//!     }
+//!     if !moved {
+//!         break;
+//!     }
+//! }
+//! assert_eq!(server.poll_event(), Some(Event::Incoming(listener)));
+//! let accepted = server.accept(listener).expect("handshake completed");
+//! assert_eq!(server.poll_event(), Some(Event::Connection(accepted, TcpEvent::Connected)));
+//! let mut got = [0u8; 16];
+//! let n = server.read(accepted, &mut got)?;
+//! assert_eq!(&got[..n], b"hello");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod config;
+mod demux;
+mod ports;
+mod slab;
+mod stats;
+
+use core::fmt;
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+pub use config::EndpointConfig;
+pub use stats::{DropReason, EndpointStats};
+
+use crate::tcp::{IsnGenerator, TcpEvent, TcpSocket, TcpState, TcpStats};
+use crate::time::Instant;
+use crate::wire::tcp::{IP_PROTOCOL_TCP, TcpRepr};
+use crate::wire::{IpRepr, IpTcpRepr, Ipv4Repr, Ipv6Repr, PacketError};
+
+use ports::PortAllocator;
+use slab::{Key, Slab};
+
+/// Names one connection of one endpoint. Stale once the connection is removed: every
+/// call with it then fails with [`EndpointError::UnknownConnection`], even after the
+/// slot is reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnHandle(Key);
+
+/// Names one listener of one endpoint; stale once the listener is closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ListenerHandle(Key);
+
+impl fmt::Display for ConnHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "conn {}.{}", self.0.index, self.0.generation)
+    }
+}
+
+impl fmt::Display for ListenerHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "listener {}.{}", self.0.index, self.0.generation)
+    }
+}
+
+/// A connection's addresses as seen from this endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FourTuple {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+}
+
+/// What the endpoint reports to its user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Event {
+    /// A connection to this listener completed its handshake: [`Endpoint::accept`]
+    /// returns it. One event per ready connection.
+    Incoming(ListenerHandle),
+    /// An event of a connection the user holds (opened with `connect` or taken with
+    /// `accept`). Events of a connection not yet accepted are held and delivered
+    /// after `accept`, starting with [`TcpEvent::Connected`]. Readable and Writable
+    /// are reported once until polled.
+    Connection(ConnHandle, TcpEvent),
+}
+
+/// Why an endpoint call failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointError {
+    #[error("local address {0} is already in use")]
+    AddrInUse(SocketAddr),
+    #[error("connection {local} -> {remote} already exists")]
+    TupleInUse {
+        local: SocketAddr,
+        remote: SocketAddr,
+    },
+    #[error("no free ephemeral port on {0} towards the remote")]
+    NoPortAvailable(IpAddr),
+    #[error("local {local} and remote {remote} are of different address families")]
+    AddressFamilyMismatch {
+        local: SocketAddr,
+        remote: SocketAddr,
+    },
+    #[error("local address {0} is not a unicast address")]
+    InvalidLocal(SocketAddr),
+    #[error("remote address {0} is not a unicast address with a non-zero port")]
+    InvalidRemote(SocketAddr),
+    #[error("listening port is 0 in {0}")]
+    ListenPortZero(SocketAddr),
+    #[error("connection table full ({limit} connections)")]
+    TooManyConnections { limit: usize },
+    #[error("{0} does not name a live connection")]
+    UnknownConnection(ConnHandle),
+    #[error("{0} does not name a live listener")]
+    UnknownListener(ListenerHandle),
+}
+
+/// One connection's entry in the table.
+#[derive(Debug)]
+struct ConnEntry {
+    socket: TcpSocket,
+    tuple: FourTuple,
+    /// Present in the 4-tuple index (until the connection reaches CLOSED).
+    registered: bool,
+    /// The listener that created it, until `accept` hands it to the user.
+    listener: Option<Key>,
+    /// Events of a connection not yet accepted, delivered at `accept`.
+    held_events: Vec<TcpEvent>,
+    /// In the transmit FIFO: it may have something to send.
+    in_transmit_queue: bool,
+    /// The deadline registered in the timer set.
+    timer: Option<Instant>,
+    /// A Readable / Writable event for it sits in the event queue.
+    readable_queued: bool,
+    writable_queued: bool,
+    /// `abort` was called: unread data is discarded with the connection.
+    discarded: bool,
+}
+
+#[derive(Debug)]
+struct Listener {
+    local: SocketAddr,
+    /// Connections created by this listener and not yet accepted (the backlog).
+    children: BTreeSet<Key>,
+    /// Those of them that completed the handshake, in completion order.
+    ready: VecDeque<Key>,
+}
+
+/// A RST built by the endpoint itself, waiting for `poll_transmit`.
+#[derive(Debug)]
+struct PendingReset {
+    ip: IpRepr,
+    tcp: TcpRepr<'static>,
+}
+
+/// The connection table, listeners and demultiplexer. See the module documentation.
+#[derive(Debug)]
+pub struct Endpoint {
+    config: EndpointConfig,
+    isn: IsnGenerator,
+    ports: PortAllocator,
+    conns: Slab<ConnEntry>,
+    by_tuple: BTreeMap<FourTuple, Key>,
+    listeners: Slab<Listener>,
+    listener_by_addr: BTreeMap<SocketAddr, Key>,
+    /// Connections that may have output, served one segment per turn (round robin).
+    transmit_queue: VecDeque<Key>,
+    resets: VecDeque<PendingReset>,
+    timers: BTreeSet<(Instant, Key)>,
+    /// Reused by `handle_timeout` to avoid an allocation per call.
+    due: Vec<Key>,
+    events: VecDeque<Event>,
+    stats: EndpointStats,
+}
+
+impl Endpoint {
+    /// A new endpoint. `secret` keys the ISN generator (RFC 6528 §3 wants it random
+    /// and at least 128 bits: draw it from the OS in the runtime, from the seed in the
+    /// simulator) and, under its own label, the ephemeral port choice (RFC 6056).
+    pub fn new(config: EndpointConfig, secret: [u8; 32]) -> Self {
+        let ports = PortAllocator::new(
+            &secret,
+            config.ephemeral_port_min,
+            config.ephemeral_port_max,
+        );
+        Endpoint {
+            config,
+            isn: IsnGenerator::new(secret),
+            ports,
+            conns: Slab::default(),
+            by_tuple: BTreeMap::new(),
+            listeners: Slab::default(),
+            listener_by_addr: BTreeMap::new(),
+            transmit_queue: VecDeque::new(),
+            resets: VecDeque::new(),
+            timers: BTreeSet::new(),
+            due: Vec::new(),
+            events: VecDeque::new(),
+            stats: EndpointStats::default(),
+        }
+    }
+
+    pub fn config(&self) -> &EndpointConfig {
+        &self.config
+    }
+
+    pub fn stats(&self) -> &EndpointStats {
+        &self.stats
+    }
+
+    /// Connections in the table, in any state (not yet accepted ones included).
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    pub fn listener_count(&self) -> usize {
+        self.listeners.len()
+    }
+
+    // ---- listeners ----
+
+    /// Accepts connections to `local`. An unspecified address (`0.0.0.0`, `::`)
+    /// listens on every address of its family; a listener on a specific address takes
+    /// precedence over it for that address.
+    pub fn listen(&mut self, local: SocketAddr) -> Result<ListenerHandle, EndpointError> {
+        let local = normalize(local);
+        if local.port() == 0 {
+            return Err(EndpointError::ListenPortZero(local));
+        }
+        if !local.ip().is_unspecified() && !is_unicast(local.ip()) {
+            return Err(EndpointError::InvalidLocal(local));
+        }
+        if self.listener_by_addr.contains_key(&local) {
+            return Err(EndpointError::AddrInUse(local));
+        }
+        let listener = Listener {
+            local,
+            children: BTreeSet::new(),
+            ready: VecDeque::new(),
+        };
+        let key = self
+            .listeners
+            .insert(listener)
+            .map_err(|_| EndpointError::AddrInUse(local))?;
+        self.listener_by_addr.insert(local, key);
+        tracing::debug!(%local, "listening");
+        Ok(ListenerHandle(key))
+    }
+
+    /// Stops listening. Connections it created and nobody accepted are aborted (RST).
+    pub fn close_listener(&mut self, listener: ListenerHandle) -> Result<(), EndpointError> {
+        let l = self
+            .listeners
+            .remove(listener.0)
+            .ok_or(EndpointError::UnknownListener(listener))?;
+        self.listener_by_addr.remove(&l.local);
+        for key in l.children {
+            if let Some(entry) = self.conns.get_mut(key) {
+                entry.listener = None;
+                entry.discarded = true;
+                entry.socket.abort();
+                self.touched(key);
+            }
+        }
+        Ok(())
+    }
+
+    /// The local address of a listener.
+    pub fn listener_addr(&self, listener: ListenerHandle) -> Result<SocketAddr, EndpointError> {
+        self.listeners
+            .get(listener.0)
+            .map(|l| l.local)
+            .ok_or(EndpointError::UnknownListener(listener))
+    }
+
+    /// Takes the next connection that completed its handshake on `listener`, if any.
+    /// Its held events follow in [`Endpoint::poll_event`].
+    pub fn accept(&mut self, listener: ListenerHandle) -> Option<ConnHandle> {
+        let l = self.listeners.get_mut(listener.0)?;
+        let key = l.ready.pop_front()?;
+        l.children.remove(&key);
+        let entry = self
+            .conns
+            .get_mut(key)
+            .expect("a ready child is in the table: removal takes it off the ready queue");
+        entry.listener = None;
+        for event in core::mem::take(&mut entry.held_events) {
+            self.push_conn_event(key, event);
+        }
+        // Removal waited for the user while the connection was held; re-check.
+        self.settle(key);
+        Some(ConnHandle(key))
+    }
+
+    // ---- connections ----
+
+    /// Opens a connection from `local` to `remote`; the SYN goes out with the next
+    /// `poll_transmit`. Port 0 in `local` picks an ephemeral port (RFC 6056
+    /// Algorithm 3, deterministic for the endpoint's secret). The local IP address must
+    /// be a specific unicast address: the endpoint has no routing table.
+    pub fn connect(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> Result<ConnHandle, EndpointError> {
+        let (local, remote) = (normalize(local), normalize(remote));
+        if local.is_ipv4() != remote.is_ipv4() {
+            return Err(EndpointError::AddressFamilyMismatch { local, remote });
+        }
+        if !is_unicast(local.ip()) {
+            return Err(EndpointError::InvalidLocal(local));
+        }
+        if !is_unicast(remote.ip()) || remote.port() == 0 {
+            return Err(EndpointError::InvalidRemote(remote));
+        }
+        if self.conns.len() >= self.config.max_connections {
+            return Err(EndpointError::TooManyConnections {
+                limit: self.config.max_connections,
+            });
+        }
+        let local = if local.port() == 0 {
+            let (by_tuple, listeners) = (&self.by_tuple, &self.listener_by_addr);
+            let port = self
+                .ports
+                .pick(local.ip(), remote, |port| {
+                    let candidate = SocketAddr::new(local.ip(), port);
+                    by_tuple.contains_key(&FourTuple {
+                        local: candidate,
+                        remote,
+                    }) || listeners.contains_key(&candidate)
+                        || listeners.contains_key(&SocketAddr::new(unspecified(local.ip()), port))
+                })
+                .ok_or(EndpointError::NoPortAvailable(local.ip()))?;
+            SocketAddr::new(local.ip(), port)
+        } else {
+            local
+        };
+        let tuple = FourTuple { local, remote };
+        if self.by_tuple.contains_key(&tuple) {
+            return Err(EndpointError::TupleInUse { local, remote });
+        }
+        let iss = self.isn.isn(local, remote, now);
+        let socket = TcpSocket::connect(self.config.tcp.clone(), local, remote, now, iss);
+        let key = self.insert(socket, tuple, None).ok_or({
+            EndpointError::TooManyConnections {
+                limit: self.config.max_connections,
+            }
+        })?;
+        self.stats.connections_opened += 1;
+        tracing::debug!(%local, %remote, handle = %ConnHandle(key), "connect");
+        Ok(ConnHandle(key))
+    }
+
+    /// Queues bytes for sending; returns how many fit in the send buffer (0 after
+    /// `close` or once the connection cannot send).
+    pub fn write(&mut self, conn: ConnHandle, data: &[u8]) -> Result<usize, EndpointError> {
+        let entry = self.entry_mut(conn)?;
+        let n = entry.socket.write(data);
+        if n > 0 {
+            self.touched(conn.0);
+        }
+        Ok(n)
+    }
+
+    /// Reads in-order received bytes. Reading may open the receive window (a window
+    /// update then goes out), and a closed connection is removed once read dry.
+    pub fn read(&mut self, conn: ConnHandle, buf: &mut [u8]) -> Result<usize, EndpointError> {
+        let entry = self.entry_mut(conn)?;
+        let n = entry.socket.read(buf);
+        if entry.socket.state() == TcpState::Closed {
+            self.settle(conn.0);
+        } else if n > 0 {
+            self.touched(conn.0);
+        }
+        Ok(n)
+    }
+
+    /// Orderly close (RFC 9293 §3.10.4): a FIN follows the data already written. The
+    /// connection stays readable until the peer's FIN.
+    pub fn close(&mut self, conn: ConnHandle) -> Result<(), EndpointError> {
+        self.entry_mut(conn)?.socket.close();
+        self.touched(conn.0);
+        Ok(())
+    }
+
+    /// Abort (RFC 9293 §3.10.5): a RST goes out (in synchronized states), unread and
+    /// unsent data is discarded, and the handle goes stale once the RST is sent.
+    pub fn abort(&mut self, conn: ConnHandle) -> Result<(), EndpointError> {
+        let entry = self.entry_mut(conn)?;
+        entry.discarded = true;
+        entry.socket.abort();
+        self.touched(conn.0);
+        Ok(())
+    }
+
+    pub fn state(&self, conn: ConnHandle) -> Result<TcpState, EndpointError> {
+        Ok(self.entry(conn)?.socket.state())
+    }
+
+    /// The connection's TCP counters.
+    pub fn conn_stats(&self, conn: ConnHandle) -> Result<TcpStats, EndpointError> {
+        Ok(self.entry(conn)?.socket.stats())
+    }
+
+    pub fn addresses(&self, conn: ConnHandle) -> Result<FourTuple, EndpointError> {
+        Ok(self.entry(conn)?.tuple)
+    }
+
+    /// Bytes ready to read.
+    pub fn readable(&self, conn: ConnHandle) -> Result<usize, EndpointError> {
+        Ok(self.entry(conn)?.socket.readable())
+    }
+
+    /// Free space in the send buffer.
+    pub fn send_capacity(&self, conn: ConnHandle) -> Result<usize, EndpointError> {
+        Ok(self.entry(conn)?.socket.send_capacity())
+    }
+
+    /// The connection itself, for inspection.
+    pub fn socket(&self, conn: ConnHandle) -> Result<&TcpSocket, EndpointError> {
+        Ok(&self.entry(conn)?.socket)
+    }
+
+    // ---- driving ----
+
+    /// Writes the next IP packet into `buf` and returns its length, or `None` when no
+    /// connection has anything to send. Connections take turns, one packet each, so a
+    /// bulk transfer does not starve the others. `buf` should hold the largest packet
+    /// (MSS + 120 bytes of headers); a packet that does not fit is dropped, counted
+    /// under [`DropReason::TransmitBufferTooSmall`] and left to retransmission.
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        while let Some(reset) = self.resets.pop_front() {
+            let packet = IpTcpRepr {
+                ip: reset.ip,
+                tcp: reset.tcp,
+            };
+            if let Some(len) = self.emitted(emit(&packet, buf)) {
+                self.stats.resets_sent += 1;
+                return Some(len);
+            }
+        }
+        while let Some(key) = self.transmit_queue.pop_front() {
+            let hop_limit = self.config.hop_limit;
+            let Some(entry) = self.conns.get_mut(key) else {
+                debug_assert!(false, "a queued connection is in the table");
+                continue;
+            };
+            let tuple = entry.tuple;
+            let result = entry.socket.poll_transmit(now).map(|t| {
+                let packet = IpTcpRepr {
+                    ip: ip_header(tuple.local.ip(), tuple.remote.ip(), hop_limit),
+                    tcp: t.segment,
+                };
+                emit(&packet, buf)
+            });
+            match result {
+                Some(result) => {
+                    // It may have more: back of the line, behind everyone else.
+                    self.transmit_queue.push_back(key);
+                    self.settle(key);
+                    if let Some(len) = self.emitted(result) {
+                        return Some(len);
+                    }
+                }
+                None => {
+                    entry.in_transmit_queue = false;
+                    self.settle(key);
+                }
+            }
+        }
+        None
+    }
+
+    /// When [`Endpoint::handle_timeout`] should next be called: the earliest deadline
+    /// of any connection. Constant time.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.first().map(|&(deadline, _)| deadline)
+    }
+
+    /// Runs every connection timer due at or before `now`, earliest first.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let mut due = core::mem::take(&mut self.due);
+        while let Some(&(deadline, key)) = self.timers.first() {
+            if deadline > now {
+                break;
+            }
+            self.timers.pop_first();
+            if let Some(entry) = self.conns.get_mut(key) {
+                entry.timer = None;
+                due.push(key);
+            }
+        }
+        for &key in &due {
+            if let Some(entry) = self.conns.get_mut(key) {
+                entry.socket.handle_timeout(now);
+                self.touched(key);
+            }
+        }
+        due.clear();
+        self.due = due;
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        let event = self.events.pop_front()?;
+        if let Event::Connection(conn, ev) = event
+            && let Some(entry) = self.conns.get_mut(conn.0)
+        {
+            match ev {
+                TcpEvent::Readable => entry.readable_queued = false,
+                TcpEvent::Writable => entry.writable_queued = false,
+                TcpEvent::Connected
+                | TcpEvent::PeerClosed
+                | TcpEvent::Reset
+                | TcpEvent::TimedOut
+                | TcpEvent::Closed => {}
+            }
+        }
+        Some(event)
+    }
+
+    // ---- internals ----
+
+    fn entry(&self, conn: ConnHandle) -> Result<&ConnEntry, EndpointError> {
+        self.conns
+            .get(conn.0)
+            .filter(|e| e.listener.is_none())
+            .ok_or(EndpointError::UnknownConnection(conn))
+    }
+
+    fn entry_mut(&mut self, conn: ConnHandle) -> Result<&mut ConnEntry, EndpointError> {
+        self.conns
+            .get_mut(conn.0)
+            .filter(|e| e.listener.is_none())
+            .ok_or(EndpointError::UnknownConnection(conn))
+    }
+
+    fn drop(&mut self, reason: DropReason) -> DropReason {
+        self.stats.count_drop(reason);
+        reason
+    }
+
+    /// Bookkeeping for an emission attempt.
+    fn emitted(&mut self, result: Result<usize, PacketError>) -> Option<usize> {
+        match result {
+            Ok(len) => {
+                self.stats.packets_out += 1;
+                self.stats.bytes_out += len as u64;
+                Some(len)
+            }
+            Err(err) => {
+                tracing::warn!(%err, "outgoing packet dropped");
+                self.drop(DropReason::TransmitBufferTooSmall);
+                None
+            }
+        }
+    }
+
+    /// Adds a connection to the table, the index and the transmit queue.
+    fn insert(
+        &mut self,
+        socket: TcpSocket,
+        tuple: FourTuple,
+        listener: Option<Key>,
+    ) -> Option<Key> {
+        let entry = ConnEntry {
+            socket,
+            tuple,
+            registered: true,
+            listener,
+            held_events: Vec::new(),
+            in_transmit_queue: false,
+            timer: None,
+            readable_queued: false,
+            writable_queued: false,
+            discarded: false,
+        };
+        let key = self.conns.insert(entry).ok()?;
+        self.by_tuple.insert(tuple, key);
+        self.touched(key);
+        Some(key)
+    }
+
+    /// After the connection may have changed: it may have output, then settle.
+    fn touched(&mut self, key: Key) {
+        let Some(entry) = self.conns.get_mut(key) else {
+            return;
+        };
+        if !entry.in_transmit_queue {
+            entry.in_transmit_queue = true;
+            self.transmit_queue.push_back(key);
+        }
+        self.settle(key);
+    }
+
+    /// Collects the connection's events, refreshes its timer and index entry, and
+    /// removes it when it is finished.
+    fn settle(&mut self, key: Key) {
+        loop {
+            let Some(entry) = self.conns.get_mut(key) else {
+                return;
+            };
+            let Some(event) = entry.socket.poll_event() else {
+                break;
+            };
+            self.on_conn_event(key, event);
+        }
+        let Some(entry) = self.conns.get_mut(key) else {
+            return;
+        };
+        let closed = entry.socket.state() == TcpState::Closed;
+        if closed && entry.registered {
+            // New segments on this 4-tuple now meet CLOSED (a RST) or a listener.
+            entry.registered = false;
+            if self.by_tuple.get(&entry.tuple) == Some(&key) {
+                self.by_tuple.remove(&entry.tuple);
+            }
+        }
+        let deadline = if closed {
+            None
+        } else {
+            entry.socket.poll_timeout()
+        };
+        if deadline != entry.timer {
+            if let Some(old) = entry.timer {
+                self.timers.remove(&(old, key));
+            }
+            if let Some(new) = deadline {
+                self.timers.insert((new, key));
+            }
+            entry.timer = deadline;
+        }
+        // Finished: closed, its last packet (a RST after abort) sent, and nothing left
+        // for the user to read (a connection nobody accepted has no reader).
+        let finished = closed
+            && !entry.in_transmit_queue
+            && (entry.listener.is_some() || entry.discarded || entry.socket.readable() == 0);
+        if finished {
+            self.remove(key);
+        }
+    }
+
+    fn on_conn_event(&mut self, key: Key, event: TcpEvent) {
+        let Some(entry) = self.conns.get_mut(key) else {
+            return;
+        };
+        let Some(listener) = entry.listener else {
+            self.push_conn_event(key, event);
+            return;
+        };
+        if !entry.held_events.contains(&event) {
+            entry.held_events.push(event);
+        }
+        match event {
+            TcpEvent::Connected => {
+                if let Some(l) = self.listeners.get_mut(listener) {
+                    l.ready.push_back(key);
+                    self.events
+                        .push_back(Event::Incoming(ListenerHandle(listener)));
+                }
+            }
+            TcpEvent::Readable
+            | TcpEvent::Writable
+            | TcpEvent::PeerClosed
+            | TcpEvent::Reset
+            | TcpEvent::TimedOut
+            | TcpEvent::Closed => {}
+        }
+    }
+
+    fn push_conn_event(&mut self, key: Key, event: TcpEvent) {
+        let Some(entry) = self.conns.get_mut(key) else {
+            return;
+        };
+        let flag = match event {
+            TcpEvent::Readable => Some(&mut entry.readable_queued),
+            TcpEvent::Writable => Some(&mut entry.writable_queued),
+            TcpEvent::Connected
+            | TcpEvent::PeerClosed
+            | TcpEvent::Reset
+            | TcpEvent::TimedOut
+            | TcpEvent::Closed => None,
+        };
+        if let Some(flag) = flag {
+            if *flag {
+                return;
+            }
+            *flag = true;
+        }
+        self.events
+            .push_back(Event::Connection(ConnHandle(key), event));
+    }
+
+    /// Takes a finished connection out of every structure; its handle goes stale.
+    fn remove(&mut self, key: Key) {
+        let Some(entry) = self.conns.remove(key) else {
+            return;
+        };
+        debug_assert!(
+            !entry.in_transmit_queue,
+            "removed while queued for transmit"
+        );
+        if entry.registered && self.by_tuple.get(&entry.tuple) == Some(&key) {
+            self.by_tuple.remove(&entry.tuple);
+        }
+        if let Some(deadline) = entry.timer {
+            self.timers.remove(&(deadline, key));
+        }
+        if let Some(listener) = entry.listener
+            && let Some(l) = self.listeners.get_mut(listener)
+        {
+            l.children.remove(&key);
+            l.ready.retain(|&k| k != key);
+        }
+        self.stats.connections_removed += 1;
+        tracing::debug!(handle = %ConnHandle(key), local = %entry.tuple.local, remote = %entry.tuple.remote, "connection removed");
+    }
+}
+
+/// Writes `packet` into `buf` with checksums.
+fn emit(packet: &IpTcpRepr<'_>, buf: &mut [u8]) -> Result<usize, PacketError> {
+    packet.emit(buf, true)
+}
+
+/// The IP header of a packet we send from `src` to `dst` (one family: a 4-tuple never
+/// mixes them). Payload length and protocol are filled in by emission.
+fn ip_header(src: IpAddr, dst: IpAddr, hop_limit: u8) -> IpRepr {
+    match (src, dst) {
+        (IpAddr::V4(src_addr), IpAddr::V4(dst_addr)) => IpRepr::V4(Ipv4Repr {
+            src_addr,
+            dst_addr,
+            protocol: IP_PROTOCOL_TCP,
+            payload_len: 0,
+            ttl: hop_limit,
+            dscp: 0,
+            ecn: 0,
+            // RFC 6864 §4.1: an atomic datagram (DF set) may carry any ID.
+            ident: 0,
+            dont_frag: true,
+        }),
+        (IpAddr::V6(src_addr), IpAddr::V6(dst_addr)) => IpRepr::V6(Ipv6Repr {
+            src_addr,
+            dst_addr,
+            next_header: IP_PROTOCOL_TCP,
+            payload_len: 0,
+            hop_limit,
+            traffic_class: 0,
+            flow_label: 0,
+        }),
+        (IpAddr::V4(_), IpAddr::V6(_)) | (IpAddr::V6(_), IpAddr::V4(_)) => {
+            unreachable!("a 4-tuple's addresses are of one family: {src} and {dst}")
+        }
+    }
+}
+
+/// A unicast address a segment may come from or go to.
+fn is_unicast(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(ip) => !(ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast()),
+        IpAddr::V6(ip) => !(ip.is_unspecified() || ip.is_multicast()),
+    }
+}
+
+/// The unspecified address of `ip`'s family (a wildcard listener's address).
+fn unspecified(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    }
+}
+
+/// Drops IPv6 flow info and scope id, so addresses compare as they appear in packets.
+fn normalize(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip(), addr.port())
+}

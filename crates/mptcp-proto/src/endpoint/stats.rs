@@ -1,0 +1,163 @@
+//! Endpoint counters: packets and bytes in and out, and every dropped packet counted
+//! under the reason it was dropped.
+
+/// Why the endpoint dropped an incoming packet (or an outgoing one it built itself).
+/// Segments the endpoint hands to a connection are not counted here: the connection's
+/// own [`crate::tcp::TcpStats`] count what it drops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, thiserror::Error)]
+pub enum DropReason {
+    /// The IP or TCP header did not parse (lengths, version, data offset, options, port 0).
+    #[error("malformed IP/TCP packet")]
+    Malformed,
+    /// The IPv4 header checksum or the TCP checksum is wrong.
+    #[error("bad checksum")]
+    BadChecksum,
+    /// An IPv4 or IPv6 fragment: fragments are not reassembled.
+    #[error("IP fragment")]
+    Fragment,
+    /// The IP payload is not TCP.
+    #[error("not TCP")]
+    NotTcp,
+    /// The destination is not one of the configured local addresses.
+    #[error("destination is not a local address")]
+    NotForUs,
+    /// A broadcast, multicast or unspecified source or destination (RFC 1122
+    /// §4.2.3.10: such segments are discarded silently, never answered).
+    #[error("broadcast, multicast or unspecified address")]
+    InvalidAddress,
+    /// A SYN to a port nobody listens on; answered with a RST.
+    #[error("no listener; answered with RST")]
+    NoListener,
+    /// A non-SYN segment for no connection; answered with a RST.
+    #[error("no connection; answered with RST")]
+    NoConnection,
+    /// A RST for no connection (RFC 9293 §3.10.7.1: discarded, never answered).
+    #[error("RST for no connection")]
+    StrayReset,
+    /// A segment to a listener that is neither SYN, ACK nor RST (RFC 9293 §3.10.7.2,
+    /// "any other control or text-bearing segment": dropped).
+    #[error("segment to a listener without SYN, ACK or RST")]
+    NoSynAtListener,
+    /// A SYN the TCP engine refused (e.g. SYN with FIN).
+    #[error("invalid SYN")]
+    InvalidSyn,
+    /// A SYN to a listener whose backlog of unaccepted connections is full.
+    #[error("listener backlog full")]
+    BacklogFull,
+    /// A SYN while the connection table is at its configured limit.
+    #[error("connection table full")]
+    TableFull,
+    /// A RST the endpoint would send was dropped because its queue is full.
+    #[error("reset queue full")]
+    ResetQueueFull,
+    /// An outgoing packet did not fit the caller's buffer; retransmission recovers.
+    #[error("transmit buffer too small")]
+    TransmitBufferTooSmall,
+}
+
+impl DropReason {
+    /// Every reason, in declaration order.
+    pub const ALL: [DropReason; 15] = [
+        DropReason::Malformed,
+        DropReason::BadChecksum,
+        DropReason::Fragment,
+        DropReason::NotTcp,
+        DropReason::NotForUs,
+        DropReason::InvalidAddress,
+        DropReason::NoListener,
+        DropReason::NoConnection,
+        DropReason::StrayReset,
+        DropReason::NoSynAtListener,
+        DropReason::InvalidSyn,
+        DropReason::BacklogFull,
+        DropReason::TableFull,
+        DropReason::ResetQueueFull,
+        DropReason::TransmitBufferTooSmall,
+    ];
+
+    fn index(self) -> usize {
+        match self {
+            DropReason::Malformed => 0,
+            DropReason::BadChecksum => 1,
+            DropReason::Fragment => 2,
+            DropReason::NotTcp => 3,
+            DropReason::NotForUs => 4,
+            DropReason::InvalidAddress => 5,
+            DropReason::NoListener => 6,
+            DropReason::NoConnection => 7,
+            DropReason::StrayReset => 8,
+            DropReason::NoSynAtListener => 9,
+            DropReason::InvalidSyn => 10,
+            DropReason::BacklogFull => 11,
+            DropReason::TableFull => 12,
+            DropReason::ResetQueueFull => 13,
+            DropReason::TransmitBufferTooSmall => 14,
+        }
+    }
+}
+
+/// Counters for one endpoint.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EndpointStats {
+    /// Packets given to `handle_packet`, valid or not.
+    pub packets_in: u64,
+    pub bytes_in: u64,
+    /// Packets written by `poll_transmit`.
+    pub packets_out: u64,
+    pub bytes_out: u64,
+    /// RSTs the endpoint sent for segments that matched no connection.
+    pub resets_sent: u64,
+    /// Connections opened with `connect`.
+    pub connections_opened: u64,
+    /// Connections created for a SYN to a listener.
+    pub connections_accepted: u64,
+    /// Connections removed from the table.
+    pub connections_removed: u64,
+    drops: [u64; DropReason::ALL.len()],
+}
+
+impl EndpointStats {
+    /// Packets dropped for `reason`.
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.drops[reason.index()]
+    }
+
+    /// Packets dropped for any reason.
+    pub fn total_dropped(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+
+    /// Every reason with a non-zero count, in [`DropReason::ALL`] order.
+    pub fn drops(&self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
+        DropReason::ALL
+            .into_iter()
+            .map(|r| (r, self.dropped(r)))
+            .filter(|&(_, n)| n > 0)
+    }
+
+    pub(crate) fn count_drop(&mut self, reason: DropReason) {
+        let slot = &mut self.drops[reason.index()];
+        *slot = slot.saturating_add(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_has_its_own_counter() {
+        let mut stats = EndpointStats::default();
+        for (i, reason) in DropReason::ALL.into_iter().enumerate() {
+            assert_eq!(reason.index(), i);
+            for _ in 0..=i {
+                stats.count_drop(reason);
+            }
+        }
+        for (i, reason) in DropReason::ALL.into_iter().enumerate() {
+            assert_eq!(stats.dropped(reason), i as u64 + 1);
+        }
+        assert_eq!(stats.total_dropped(), (1..=15).sum::<u64>());
+        assert_eq!(stats.drops().count(), 15);
+    }
+}

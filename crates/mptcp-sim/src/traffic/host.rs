@@ -1,0 +1,490 @@
+//! A simulated host running our stack: an [`Endpoint`] plus bulk-transfer applications.
+//!
+//! Senders open a connection at their start time, write a keyed [`Pattern`] of a given
+//! length and close. Sinks listen on a port, accept every connection, read it to the
+//! end and check each byte against the sender's pattern where it lands. The host only
+//! reacts to endpoint events, so it does no work per packet beyond the endpoint's own.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+
+use mptcp_proto::endpoint::{ConnHandle, Endpoint, EndpointConfig, Event, ListenerHandle};
+use mptcp_proto::tcp::{TcpEvent, TcpStats};
+use mptcp_proto::{Duration, Instant};
+
+use crate::host::{Context, Host};
+
+use super::pattern::Pattern;
+
+/// Largest IP packet the host emits or accepts (jumbo-frame sized with headroom).
+const MAX_PACKET: usize = 65_536;
+/// Application read/write chunk.
+const CHUNK: usize = 16 * 1024;
+
+/// The pattern key both ends of a flow derive from what both know: the sender's
+/// address and the destination port.
+pub fn flow_key(sender: IpAddr, port: u16) -> u64 {
+    let ip_bits: u128 = match sender {
+        IpAddr::V4(v4) => u32::from(v4).into(),
+        IpAddr::V6(v6) => u128::from(v6),
+    };
+    let folded = (ip_bits as u64) ^ ((ip_bits >> 64) as u64).rotate_left(17);
+    folded ^ (u64::from(port) << 48) ^ 0x6d70_7463_705f_7369
+}
+
+/// How a sender's flow ended up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SenderState {
+    /// Not started yet (its start time is in the future).
+    Waiting,
+    /// Connecting or transferring.
+    Running,
+    /// Everything written, acknowledged and the connection closed.
+    Finished { at: Instant },
+    /// The connection failed (reset, timed out or refused).
+    Failed { at: Instant, reason: TcpEvent },
+    /// `connect` itself was refused by the endpoint.
+    ConnectError(String),
+}
+
+/// A bulk sender: one connection, `total` bytes (or unbounded), then FIN.
+#[derive(Clone, Debug)]
+pub struct Sender {
+    pub label: String,
+    pub remote: SocketAddr,
+    pub local_ip: IpAddr,
+    pub start: Instant,
+    /// `None`: send until the simulation ends.
+    pub total: Option<u64>,
+    pub written: u64,
+    pub state: SenderState,
+    pub started_at: Option<Instant>,
+    pub connected_at: Option<Instant>,
+    conn: Option<ConnHandle>,
+    pattern: Pattern,
+    closed_write: bool,
+    /// The connection's counters when the flow ended (the endpoint may forget it).
+    final_stats: Option<TcpStats>,
+}
+
+/// One connection a sink accepted.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub remote: SocketAddr,
+    pub local: SocketAddr,
+    pub bytes: u64,
+    pub accepted_at: Instant,
+    pub first_byte_at: Option<Instant>,
+    /// When the peer's FIN arrived after all data: the transfer's completion.
+    pub finished_at: Option<Instant>,
+    /// The first stream offset whose byte did not match the sender's pattern.
+    pub corrupt_at: Option<u64>,
+    /// The connection ended without a FIN (reset, timeout).
+    pub failed: Option<TcpEvent>,
+    pattern: Pattern,
+}
+
+/// Host settings read from a scenario's `[host.options]`.
+#[derive(Clone, Debug, Default)]
+pub struct StackOptions {
+    pub endpoint: EndpointConfig,
+}
+
+/// A host running the protocol stack with traffic applications.
+pub struct StackHost {
+    endpoint: Endpoint,
+    senders: Vec<Sender>,
+    listeners: BTreeMap<ListenerHandle, u16>,
+    received: BTreeMap<ConnHandle, Received>,
+    /// Connections already finished, in completion order (handles get reused).
+    finished: Vec<Received>,
+    chunk: Vec<u8>,
+    /// Scratch space for one outgoing packet, allocated once.
+    packet: Vec<u8>,
+    verify: bool,
+}
+
+impl StackHost {
+    pub fn new(options: StackOptions, secret: [u8; 32]) -> Self {
+        StackHost {
+            endpoint: Endpoint::new(options.endpoint, secret),
+            senders: Vec::new(),
+            listeners: BTreeMap::new(),
+            received: BTreeMap::new(),
+            finished: Vec::new(),
+            chunk: vec![0; CHUNK],
+            packet: vec![0; MAX_PACKET],
+            verify: true,
+        }
+    }
+
+    /// Turns per-byte pattern checks off (for pure speed measurements).
+    pub fn set_verify(&mut self, verify: bool) {
+        self.verify = verify;
+    }
+
+    /// Adds a flow from `local_ip` to `remote`, opened at `start`.
+    pub fn add_sender(
+        &mut self,
+        label: &str,
+        local_ip: IpAddr,
+        remote: SocketAddr,
+        start: Instant,
+        total: Option<u64>,
+    ) {
+        self.senders.push(Sender {
+            label: label.to_owned(),
+            remote,
+            local_ip,
+            start,
+            total,
+            written: 0,
+            state: SenderState::Waiting,
+            started_at: None,
+            connected_at: None,
+            conn: None,
+            pattern: Pattern::new(flow_key(local_ip, remote.port())),
+            closed_write: false,
+            final_stats: None,
+        });
+    }
+
+    /// Accepts connections on `port` (every local address) and reads them to the end.
+    pub fn add_sink(&mut self, port: u16, ipv6: bool) -> Result<(), String> {
+        let any: IpAddr = if ipv6 {
+            IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+        } else {
+            IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+        };
+        let listener = self
+            .endpoint
+            .listen(SocketAddr::new(any, port))
+            .map_err(|e| e.to_string())?;
+        self.listeners.insert(listener, port);
+        Ok(())
+    }
+
+    /// Whether a sink already listens on `port` for the address family.
+    pub fn has_sink(&self, port: u16, ipv6: bool) -> bool {
+        self.listeners.iter().any(|(&listener, &p)| {
+            p == port
+                && self
+                    .endpoint
+                    .listener_addr(listener)
+                    .is_ok_and(|a| a.is_ipv6() == ipv6)
+        })
+    }
+
+    /// The sender's connection counters: live, or as they were when it ended.
+    pub fn sender_stats(&self, label: &str) -> Option<TcpStats> {
+        let sender = self.senders.iter().find(|s| s.label == label)?;
+        sender
+            .conn
+            .and_then(|conn| self.endpoint.conn_stats(conn).ok())
+            .or(sender.final_stats)
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    pub fn senders(&self) -> &[Sender] {
+        &self.senders
+    }
+
+    /// Every connection the sinks accepted: finished ones first, in completion order.
+    pub fn received(&self) -> impl Iterator<Item = &Received> {
+        self.finished.iter().chain(self.received.values())
+    }
+
+    /// True once every sender has finished or failed and no sink is mid-transfer.
+    pub fn is_done(&self) -> bool {
+        self.senders.iter().all(|s| {
+            matches!(
+                s.state,
+                SenderState::Finished { .. }
+                    | SenderState::Failed { .. }
+                    | SenderState::ConnectError(_)
+            )
+        }) && self
+            .received
+            .values()
+            .all(|r| r.finished_at.is_some() || r.failed.is_some())
+    }
+
+    fn start_due_senders(&mut self, now: Instant) {
+        for index in 0..self.senders.len() {
+            let sender = &mut self.senders[index];
+            if sender.state != SenderState::Waiting || sender.start > now {
+                continue;
+            }
+            let local = SocketAddr::new(sender.local_ip, 0);
+            match self.endpoint.connect(now, local, sender.remote) {
+                Ok(conn) => {
+                    sender.conn = Some(conn);
+                    sender.state = SenderState::Running;
+                    sender.started_at = Some(now);
+                }
+                Err(e) => sender.state = SenderState::ConnectError(e.to_string()),
+            }
+        }
+    }
+
+    fn sender_index(&self, conn: ConnHandle) -> Option<usize> {
+        self.senders.iter().position(|s| s.conn == Some(conn))
+    }
+
+    /// Fills the send buffer of sender `index` with its next pattern bytes.
+    fn pump_sender(&mut self, index: usize) {
+        let sender = &mut self.senders[index];
+        let Some(conn) = sender.conn else { return };
+        if sender.closed_write || sender.state != SenderState::Running {
+            return;
+        }
+        loop {
+            let want = match sender.total {
+                Some(total) => (total - sender.written).min(CHUNK as u64) as usize,
+                None => CHUNK,
+            };
+            if want == 0 {
+                break;
+            }
+            sender.pattern.fill(sender.written, &mut self.chunk[..want]);
+            match self.endpoint.write(conn, &self.chunk[..want]) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => sender.written += n as u64,
+            }
+        }
+        if sender.total == Some(sender.written) {
+            sender.closed_write = true;
+            let _ = self.endpoint.close(conn);
+        }
+    }
+
+    fn drain_sink(&mut self, now: Instant, conn: ConnHandle) {
+        let Some(received) = self.received.get_mut(&conn) else {
+            return;
+        };
+        loop {
+            let n = match self.endpoint.read(conn, &mut self.chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if received.first_byte_at.is_none() {
+                received.first_byte_at = Some(now);
+            }
+            if self.verify
+                && received.corrupt_at.is_none()
+                && let Err(at) = received.pattern.verify(received.bytes, &self.chunk[..n])
+            {
+                received.corrupt_at = Some(at);
+            }
+            received.bytes += n as u64;
+        }
+    }
+
+    fn finish_sink(&mut self, conn: ConnHandle) {
+        if let Some(received) = self.received.remove(&conn) {
+            self.finished.push(received);
+        }
+    }
+
+    fn handle_events(&mut self, now: Instant) {
+        while let Some(event) = self.endpoint.poll_event() {
+            match event {
+                Event::Incoming(listener) => {
+                    while let Some(conn) = self.endpoint.accept(listener) {
+                        self.on_accept(now, conn);
+                    }
+                }
+                Event::Connection(conn, tcp_event) => {
+                    self.on_connection_event(now, conn, tcp_event)
+                }
+            }
+        }
+    }
+
+    fn on_accept(&mut self, now: Instant, conn: ConnHandle) {
+        let Ok(tuple) = self.endpoint.addresses(conn) else {
+            return;
+        };
+        self.received.insert(
+            conn,
+            Received {
+                remote: tuple.remote,
+                local: tuple.local,
+                bytes: 0,
+                accepted_at: now,
+                first_byte_at: None,
+                finished_at: None,
+                corrupt_at: None,
+                failed: None,
+                pattern: Pattern::new(flow_key(tuple.remote.ip(), tuple.local.port())),
+            },
+        );
+        self.drain_sink(now, conn);
+    }
+
+    fn on_connection_event(&mut self, now: Instant, conn: ConnHandle, event: TcpEvent) {
+        if let Some(index) = self.sender_index(conn) {
+            self.on_sender_event(now, index, event);
+            return;
+        }
+        if !self.received.contains_key(&conn) {
+            return;
+        }
+        match event {
+            TcpEvent::Connected | TcpEvent::Readable | TcpEvent::Writable => {
+                self.drain_sink(now, conn)
+            }
+            TcpEvent::PeerClosed => {
+                self.drain_sink(now, conn);
+                if let Some(r) = self.received.get_mut(&conn) {
+                    r.finished_at = Some(now);
+                }
+                let _ = self.endpoint.close(conn);
+            }
+            TcpEvent::Reset | TcpEvent::TimedOut => {
+                if let Some(r) = self.received.get_mut(&conn)
+                    && r.finished_at.is_none()
+                {
+                    r.failed = Some(event);
+                }
+                self.finish_sink(conn);
+            }
+            TcpEvent::Closed => self.finish_sink(conn),
+        }
+    }
+
+    fn on_sender_event(&mut self, now: Instant, index: usize, event: TcpEvent) {
+        match event {
+            TcpEvent::Connected => {
+                self.senders[index].connected_at = Some(now);
+                self.pump_sender(index);
+            }
+            TcpEvent::Writable => self.pump_sender(index),
+            TcpEvent::Readable => {
+                // Senders expect nothing back; drain to keep the window open.
+                if let Some(conn) = self.senders[index].conn {
+                    while let Ok(n) = self.endpoint.read(conn, &mut self.chunk) {
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                }
+            }
+            TcpEvent::PeerClosed | TcpEvent::Closed => {
+                self.capture_final_stats(index);
+                let sender = &mut self.senders[index];
+                if sender.state == SenderState::Running {
+                    let all_written = sender.total.is_some_and(|t| t == sender.written);
+                    sender.state = if all_written {
+                        SenderState::Finished { at: now }
+                    } else {
+                        SenderState::Failed {
+                            at: now,
+                            reason: event,
+                        }
+                    };
+                }
+            }
+            TcpEvent::Reset | TcpEvent::TimedOut => {
+                self.capture_final_stats(index);
+                let sender = &mut self.senders[index];
+                if sender.state == SenderState::Running {
+                    sender.state = SenderState::Failed {
+                        at: now,
+                        reason: event,
+                    };
+                }
+            }
+        }
+    }
+
+    fn capture_final_stats(&mut self, index: usize) {
+        if let Some(conn) = self.senders[index].conn
+            && let Ok(stats) = self.endpoint.conn_stats(conn)
+        {
+            self.senders[index].final_stats = Some(stats);
+        }
+    }
+
+    fn next_start(&self) -> Option<Instant> {
+        self.senders
+            .iter()
+            .filter(|s| s.state == SenderState::Waiting)
+            .map(|s| s.start)
+            .min()
+    }
+
+    fn record_flows(&self, cx: &mut Context<'_>) {
+        for sender in &self.senders {
+            let Some(conn) = sender.conn else { continue };
+            let Ok(stats) = self.endpoint.conn_stats(conn) else {
+                continue;
+            };
+            cx.record(&format!("{}/cwnd_bytes", sender.label), stats.cwnd as f64);
+            if let Some(srtt) = stats.srtt {
+                cx.record(
+                    &format!("{}/srtt_ms", sender.label),
+                    srtt.total_micros() as f64 / 1e3,
+                );
+            }
+            cx.record(
+                &format!("{}/bytes_in_flight", sender.label),
+                stats.bytes_in_flight as f64,
+            );
+            cx.record(
+                &format!("{}/retransmits", sender.label),
+                stats.retransmits as f64,
+            );
+        }
+    }
+}
+
+impl Host for StackHost {
+    fn handle_packet(&mut self, cx: &mut Context<'_>, packet: &[u8]) {
+        let now = cx.now();
+        let _ = self.endpoint.handle_packet(now, packet);
+        self.handle_events(now);
+    }
+
+    fn poll_transmit(&mut self, cx: &mut Context<'_>, buf: &mut Vec<u8>) -> bool {
+        let now = cx.now();
+        self.start_due_senders(now);
+        self.handle_events(now);
+        match self.endpoint.poll_transmit(now, &mut self.packet) {
+            Some(len) => {
+                buf.extend_from_slice(&self.packet[..len]);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        match (self.endpoint.poll_timeout(), self.next_start()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn handle_timeout(&mut self, cx: &mut Context<'_>) {
+        let now = cx.now();
+        self.endpoint.handle_timeout(now);
+        self.start_due_senders(now);
+        self.handle_events(now);
+    }
+
+    fn on_sample(&mut self, cx: &mut Context<'_>) {
+        self.record_flows(cx);
+    }
+}
+
+/// Time from a sender's start to its completion, if it completed.
+pub fn completion_time(sender: &Sender) -> Option<Duration> {
+    match (&sender.state, sender.started_at) {
+        (SenderState::Finished { at }, Some(start)) => Some(*at - start),
+        _ => None,
+    }
+}

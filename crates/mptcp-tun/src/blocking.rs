@@ -1,0 +1,329 @@
+//! Blocking streams and listeners, shaped like `std::net::TcpStream` and `TcpListener`.
+//!
+//! A blocking call tries the operation and, while it would block, parks its thread with
+//! a waker that unparks it; the event loop wakes it when the connection's state changes.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::sync::Arc;
+use std::task::{Poll, Wake, Waker};
+use std::thread::Thread;
+use std::time::{Duration, Instant};
+
+use mptcp_proto::tcp::{TcpState, TcpStats};
+
+use crate::engine::{ConnHandle, ListenerHandle};
+use crate::stack::Stack;
+
+/// Unparks the thread that waits.
+struct ThreadWaker(Thread);
+
+impl Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Runs `op` until it is ready, parking in between, at most until `deadline` (then
+/// `WouldBlock`, as std's sockets report an expired timeout on Unix).
+pub(crate) fn block_on<T>(
+    deadline: Option<Instant>,
+    mut op: impl FnMut(&Waker) -> Poll<io::Result<T>>,
+) -> io::Result<T> {
+    let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
+    loop {
+        if let Poll::Ready(result) = op(&waker) {
+            return result;
+        }
+        match deadline {
+            None => std::thread::park(),
+            Some(deadline) => {
+                let now = Instant::now();
+                if now >= deadline {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WouldBlock,
+                        "the operation timed out",
+                    ));
+                }
+                std::thread::park_timeout(deadline - now);
+            }
+        }
+    }
+}
+
+/// One connection handle, released (closed gracefully) on drop.
+#[derive(Debug)]
+pub(crate) struct ConnRef {
+    pub(crate) stack: Stack,
+    pub(crate) h: ConnHandle,
+}
+
+impl Drop for ConnRef {
+    fn drop(&mut self) {
+        self.stack.inner.shared.release(self.h);
+    }
+}
+
+impl ConnRef {
+    pub(crate) fn open(
+        stack: &Stack,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> io::Result<ConnRef> {
+        let h = stack.inner.shared.connect(local, remote)?;
+        Ok(ConnRef {
+            stack: stack.clone(),
+            h,
+        })
+    }
+
+    pub(crate) fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        let shared = &self.stack.inner.shared;
+        match how {
+            Shutdown::Write => shared.shutdown_write(self.h),
+            Shutdown::Read => shared.shutdown_read(self.h),
+            Shutdown::Both => {
+                shared.shutdown_read(self.h)?;
+                shared.shutdown_write(self.h)
+            }
+        }
+    }
+}
+
+/// A TCP (later: MPTCP) connection over the stack, with blocking IO.
+///
+/// Dropping it closes the connection gracefully: data already written is still
+/// delivered, then a FIN (as with `std::net::TcpStream`).
+#[derive(Debug)]
+pub struct MptcpStream {
+    conn: ConnRef,
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
+}
+
+impl MptcpStream {
+    /// Opens a connection to `remote` from the stack's address of the same family and
+    /// waits for the handshake. Errors: `ConnectionRefused` (RST in reply to the SYN),
+    /// `TimedOut` (SYN retries exhausted), `AddrNotAvailable` (no local address of that
+    /// family).
+    pub fn connect(stack: &Stack, remote: SocketAddr) -> io::Result<MptcpStream> {
+        MptcpStream::connect_inner(stack, stack.local_for(remote)?, remote, None)
+    }
+
+    /// Like [`MptcpStream::connect`], but gives up with `TimedOut` after `timeout`.
+    pub fn connect_timeout(
+        stack: &Stack,
+        remote: SocketAddr,
+        timeout: Duration,
+    ) -> io::Result<MptcpStream> {
+        MptcpStream::connect_inner(stack, stack.local_for(remote)?, remote, Some(timeout))
+    }
+
+    /// Connects from a given local address (port 0: an ephemeral port).
+    pub fn connect_from(
+        stack: &Stack,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> io::Result<MptcpStream> {
+        MptcpStream::connect_inner(stack, local, remote, None)
+    }
+
+    fn connect_inner(
+        stack: &Stack,
+        local: SocketAddr,
+        remote: SocketAddr,
+        timeout: Option<Duration>,
+    ) -> io::Result<MptcpStream> {
+        let conn = ConnRef::open(stack, local, remote)?;
+        let shared = &stack.inner.shared;
+        match block_on(timeout.map(|t| Instant::now() + t), |w| {
+            shared.poll_connected(conn.h, w)
+        }) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                shared.abort(conn.h);
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("connecting to {remote} timed out"),
+                ));
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(MptcpStream {
+            conn,
+            read_timeout: None,
+            write_timeout: None,
+        })
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.conn.stack.inner.shared.addrs(self.conn.h)?.0)
+    }
+
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.conn.stack.inner.shared.addrs(self.conn.h)?.1)
+    }
+
+    /// `Write`: sends our FIN after the data written so far; reads keep working.
+    /// `Read`: later reads report end of stream. `Both`: both.
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.conn.shutdown(how)
+    }
+
+    /// Resets the connection (RST) instead of closing it gracefully.
+    pub fn abort(self) {
+        self.conn.stack.inner.shared.abort(self.conn.h);
+    }
+
+    /// `None`: reads block until data arrives. An expired timeout is `WouldBlock`.
+    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
+        self.read_timeout = timeout;
+    }
+
+    /// `None`: writes block until send buffer space frees up.
+    pub fn set_write_timeout(&mut self, timeout: Option<Duration>) {
+        self.write_timeout = timeout;
+    }
+
+    /// The TCP engine's counters, while the connection exists.
+    pub fn stats(&self) -> Option<TcpStats> {
+        self.conn.stack.inner.shared.stats(self.conn.h)
+    }
+
+    /// The TCP state, while the connection exists.
+    pub fn state(&self) -> Option<TcpState> {
+        self.conn.stack.inner.shared.state(self.conn.h)
+    }
+
+    fn read_inner(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let shared = &self.conn.stack.inner.shared;
+        let deadline = self.read_timeout.map(|t| Instant::now() + t);
+        block_on(deadline, |w| shared.poll_read(self.conn.h, buf, w))
+    }
+
+    fn write_inner(&self, data: &[u8]) -> io::Result<usize> {
+        let shared = &self.conn.stack.inner.shared;
+        let deadline = self.write_timeout.map(|t| Instant::now() + t);
+        block_on(deadline, |w| shared.poll_write(self.conn.h, data, w))
+    }
+}
+
+impl Read for MptcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read_inner(buf)
+    }
+}
+
+impl Read for &MptcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read_inner(buf)
+    }
+}
+
+impl Write for MptcpStream {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.write_inner(data)
+    }
+
+    /// Data is with the stack once `write` returns; there is nothing to flush.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Write for &MptcpStream {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.write_inner(data)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// One listener handle, closed on drop.
+#[derive(Debug)]
+pub(crate) struct ListenerRef {
+    pub(crate) stack: Stack,
+    pub(crate) l: ListenerHandle,
+}
+
+impl Drop for ListenerRef {
+    fn drop(&mut self) {
+        self.stack.inner.shared.unlisten(self.l);
+    }
+}
+
+impl ListenerRef {
+    pub(crate) fn bind(stack: &Stack, local: SocketAddr) -> io::Result<ListenerRef> {
+        let l = stack.inner.shared.listen(local)?;
+        Ok(ListenerRef {
+            stack: stack.clone(),
+            l,
+        })
+    }
+}
+
+/// Accepts connections on one local address and port, with blocking `accept`.
+#[derive(Debug)]
+pub struct MptcpListener {
+    listener: ListenerRef,
+}
+
+impl MptcpListener {
+    /// Listens on `local` (one of the stack's addresses, or the unspecified address for
+    /// all of them). `AddrInUse` if a listener on that port exists.
+    pub fn bind(stack: &Stack, local: SocketAddr) -> io::Result<MptcpListener> {
+        Ok(MptcpListener {
+            listener: ListenerRef::bind(stack, local)?,
+        })
+    }
+
+    /// Waits for the next connection whose handshake completed.
+    pub fn accept(&self) -> io::Result<(MptcpStream, SocketAddr)> {
+        let shared = &self.listener.stack.inner.shared;
+        let h = block_on(None, |w| shared.poll_accept(self.listener.l, w))?;
+        let conn = ConnRef {
+            stack: self.listener.stack.clone(),
+            h,
+        };
+        let peer = shared.addrs(h)?.1;
+        Ok((
+            MptcpStream {
+                conn,
+                read_timeout: None,
+                write_timeout: None,
+            },
+            peer,
+        ))
+    }
+
+    /// An iterator over accepted connections, like `TcpListener::incoming`.
+    pub fn incoming(&self) -> impl Iterator<Item = io::Result<MptcpStream>> + '_ {
+        std::iter::repeat_with(move || self.accept().map(|(s, _)| s))
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener
+            .stack
+            .inner
+            .shared
+            .listener_addr(self.listener.l)
+    }
+}
+
+impl Stack {
+    /// [`MptcpStream::connect`] on this stack.
+    pub fn connect(&self, remote: SocketAddr) -> io::Result<MptcpStream> {
+        MptcpStream::connect(self, remote)
+    }
+
+    /// [`MptcpListener::bind`] on this stack.
+    pub fn bind(&self, local: SocketAddr) -> io::Result<MptcpListener> {
+        MptcpListener::bind(self, local)
+    }
+}

@@ -1,0 +1,28 @@
+//! A user-space TCP (and, as the protocol core grows, Multipath TCP) stack on a Linux
+//! TUN device.
+//!
+//! [`Stack::builder`] opens a TUN device, routes the stack's own addresses into it and
+//! starts one event-loop thread that owns the device and drives the sans-IO
+//! `mptcp-proto` endpoint. The stack hands out blocking streams ([`MptcpStream`],
+//! [`MptcpListener`], shaped like std's) and tokio ones ([`AsyncMptcpStream`],
+//! [`AsyncMptcpListener`]). See README.md for the network topology.
+//!
+//! Creating a TUN device needs root or `CAP_NET_ADMIN`.
+
+mod blocking;
+mod clock;
+mod core;
+mod device;
+mod driver;
+mod engine;
+mod notify;
+mod pcap;
+mod stack;
+mod tokio_io;
+
+pub use blocking::{MptcpListener, MptcpStream};
+pub use stack::{Stack, StackBuilder};
+pub use tokio_io::{AsyncMptcpListener, AsyncMptcpStream};
+
+pub use mptcp_proto::endpoint::{DropReason, EndpointStats};
+pub use mptcp_proto::tcp::{TcpConfig, TcpState, TcpStats};

@@ -1,0 +1,262 @@
+//! The runtime: a builder that opens the TUN device and starts the event loop, and the
+//! [`Stack`] handle that hands out blocking and async streams and listeners.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use mptcp_proto::endpoint::EndpointStats;
+use mptcp_proto::tcp::TcpConfig;
+
+use crate::clock::Clock;
+use crate::core::Shared;
+use crate::device::{DeviceConfig, TunDevice};
+use crate::driver::Driver;
+use crate::engine::{Engine, EngineConfig};
+use crate::notify::Notifier;
+use crate::pcap::PcapSink;
+
+/// Configures and starts a [`Stack`].
+///
+/// ```no_run
+/// use mptcp_tun::Stack;
+/// let stack = Stack::builder()
+///     .tun_name("mptcp0")
+///     .mtu(1500)
+///     .address("10.77.1.2".parse()?)
+///     .pcap_path("/tmp/mptcp0.pcap")
+///     .build()?;
+/// let mut stream = stack.connect("10.99.1.1:5000".parse()?)?;
+/// std::io::Write::write_all(&mut stream, b"hello")?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct StackBuilder {
+    device: DeviceConfig,
+    pcap_path: Option<PathBuf>,
+    tcp: TcpConfig,
+    listen_backlog: usize,
+    linger: Duration,
+}
+
+impl Default for StackBuilder {
+    fn default() -> Self {
+        StackBuilder {
+            device: DeviceConfig::default(),
+            pcap_path: None,
+            tcp: TcpConfig {
+                // Bulk transfers over a local TUN have a large bandwidth-delay product
+                // in bytes per RTT; 4 MiB matches Linux's default tcp_rmem maximum
+                // order of magnitude without being unbounded.
+                recv_buffer: 4 << 20,
+                send_buffer: 4 << 20,
+                ..TcpConfig::default()
+            },
+            listen_backlog: 128,
+            linger: Duration::from_secs(10),
+        }
+    }
+}
+
+impl StackBuilder {
+    /// TUN interface name (default `mptcp0`).
+    pub fn tun_name(mut self, name: impl Into<String>) -> Self {
+        self.device.name = name.into();
+        self
+    }
+
+    /// Link MTU in bytes (default 1500); the TCP MSS follows from it.
+    pub fn mtu(mut self, mtu: u16) -> Self {
+        self.device.mtu = mtu;
+        self
+    }
+
+    /// TUN transmit queue length in packets (default 5000).
+    pub fn tx_queue_len(mut self, len: u32) -> Self {
+        self.device.tx_queue_len = len;
+        self
+    }
+
+    /// Adds an address the stack owns; the kernel gets a host route for it into the
+    /// TUN. At least one is needed. (With MPTCP, each address is a potential subflow.)
+    pub fn address(mut self, addr: IpAddr) -> Self {
+        if !self.device.addresses.contains(&addr) {
+            self.device.addresses.push(addr);
+        }
+        self
+    }
+
+    /// Adds several addresses; see [`StackBuilder::address`].
+    pub fn addresses(mut self, addrs: impl IntoIterator<Item = IpAddr>) -> Self {
+        for addr in addrs {
+            self = self.address(addr);
+        }
+        self
+    }
+
+    /// Writes every packet sent and received to this pcap file (linktype RAW).
+    pub fn pcap_path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.pcap_path = Some(path.into());
+        self
+    }
+
+    /// TCP settings for every connection. The MSS is overridden to fit the MTU.
+    pub fn tcp_config(mut self, tcp: TcpConfig) -> Self {
+        self.tcp = tcp;
+        self
+    }
+
+    /// Connections not yet accepted, per listener (default 128).
+    pub fn listen_backlog(mut self, backlog: usize) -> Self {
+        self.listen_backlog = backlog;
+        self
+    }
+
+    /// How long dropping the last [`Stack`] handle waits for closed connections to
+    /// deliver their remaining data and FIN (default 10 s).
+    pub fn linger(mut self, linger: Duration) -> Self {
+        self.linger = linger;
+        self
+    }
+
+    /// Opens the TUN device, installs the routes and starts the event loop thread.
+    ///
+    /// Fails with `PermissionDenied` without root or `CAP_NET_ADMIN`, `AddrInUse` when
+    /// the device name or a route is taken, `InvalidInput` for a bad configuration.
+    pub fn build(self) -> io::Result<Stack> {
+        if self.device.addresses.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the stack needs at least one address (StackBuilder::address)",
+            ));
+        }
+        let device = TunDevice::open(&self.device)?;
+        let pcap = self
+            .pcap_path
+            .as_deref()
+            .map(PcapSink::create)
+            .transpose()?;
+        let mut tcp = self.tcp;
+        // RFC 9293 §3.7.1: MSS = MTU minus the fixed IP and TCP headers; IPv6's header
+        // is 20 bytes longer.
+        let ip_header = if self.device.addresses.iter().any(IpAddr::is_ipv6) {
+            40
+        } else {
+            20
+        };
+        tcp.mss = self.device.mtu.saturating_sub(ip_header + 20);
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret)
+            .map_err(|e| io::Error::other(format!("no OS randomness for the ISN secret: {e}")))?;
+        let engine = Engine::new(
+            EngineConfig {
+                tcp,
+                local_addrs: self.device.addresses.clone(),
+                listen_backlog: self.listen_backlog,
+                ..EngineConfig::default()
+            },
+            secret,
+        );
+        let clock = Clock::new();
+        let shared = Shared::new(engine, Notifier::new()?, clock);
+        let name = device.name().to_owned();
+        let driver = Driver {
+            shared: Arc::clone(&shared),
+            device,
+            pcap,
+            linger: self.linger,
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("mptcp-tun {name}"))
+            .spawn(move || driver.run())?;
+        Ok(Stack {
+            inner: Arc::new(StackInner {
+                shared,
+                thread: Some(thread),
+                name,
+                addresses: self.device.addresses,
+            }),
+        })
+    }
+}
+
+/// A running user-space stack on one TUN device.
+///
+/// Cheap to clone; streams and listeners keep it alive. When the last handle (stack,
+/// stream or listener) is dropped, the event loop lets closed connections finish (up to
+/// the linger time), stops, and the TUN device and its routes are removed. That drop
+/// blocks until then, so in async code drop the last handle outside the executor (or
+/// keep a `Stack` alive in `main`).
+#[derive(Clone, Debug)]
+pub struct Stack {
+    pub(crate) inner: Arc<StackInner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct StackInner {
+    pub(crate) shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+    name: String,
+    addresses: Vec<IpAddr>,
+}
+
+impl Drop for StackInner {
+    fn drop(&mut self) {
+        self.shared.lock().shutting_down = true;
+        self.shared.notifier.notify();
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        // Never join ourselves (a waker dropped on the loop thread could, in principle,
+        // hold the last handle).
+        if thread.thread().id() != std::thread::current().id() && thread.join().is_err() {
+            tracing::error!(name = %self.name, "event loop thread panicked");
+        }
+    }
+}
+
+impl Stack {
+    pub fn builder() -> StackBuilder {
+        StackBuilder::default()
+    }
+
+    /// The TUN interface name.
+    pub fn device_name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The addresses the stack owns.
+    pub fn addresses(&self) -> &[IpAddr] {
+        &self.inner.addresses
+    }
+
+    /// Connections the endpoint holds, in any state (released ones that are still
+    /// closing, and not yet accepted ones, included).
+    pub fn connection_count(&self) -> usize {
+        self.inner.shared.lock().engine.connection_count()
+    }
+
+    /// The endpoint's packet and drop counters.
+    pub fn endpoint_stats(&self) -> EndpointStats {
+        self.inner.shared.lock().engine.stats().clone()
+    }
+
+    /// The local address for a connection to `remote`: the first of the stack's
+    /// addresses of the same family.
+    pub(crate) fn local_for(&self, remote: SocketAddr) -> io::Result<SocketAddr> {
+        self.inner
+            .addresses
+            .iter()
+            .find(|a| a.is_ipv4() == remote.is_ipv4())
+            .map(|&ip| SocketAddr::new(ip, 0))
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::AddrNotAvailable,
+                    format!("the stack has no address of {remote}'s family"),
+                )
+            })
+    }
+}
