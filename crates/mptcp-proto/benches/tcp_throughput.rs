@@ -102,7 +102,10 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(2_000_000_000u64);
     println!("one TCP flow, ideal in-memory link, {total} bytes, checksums computed and verified");
-    println!("{:<10} {:>12} {:>14} {:>12}", "MTU", "Gbit/s", "segments/s", "ns/segment");
+    println!(
+        "{:<10} {:>12} {:>14} {:>12}",
+        "MTU", "Gbit/s", "segments/s", "ns/segment"
+    );
     for (mtu, mss) in [(1500, 1460u16), (9000, 8960u16)] {
         // A short warm-up so page faults and cold caches don't count.
         transfer(mss, 50_000_000);

@@ -170,6 +170,8 @@ pub(crate) struct Core {
     /// Local addresses to add once established (`connect` with several addresses).
     pub pending_locals: Vec<IpAddr>,
     pub sched: Box<dyn Scheduler>,
+    /// Joins the path manager asked for before the client was fully established.
+    pub deferred_opens: Vec<ConnAction>,
     /// Connection offsets to send again on some subflow (reinjection).
     pub reinject: VecDeque<Range<u64>>,
     pub signals: Vec<(SubflowId, Signal)>,
@@ -338,6 +340,7 @@ impl MptcpConnection {
             peer_c_flag: false,
             pending_locals: Vec::new(),
             sched: config.scheduler.build(),
+            deferred_opens: Vec::new(),
             reinject: VecDeque::new(),
             signals: Vec::new(),
             add_addr_out: VecDeque::new(),
@@ -646,14 +649,15 @@ impl MptcpConnection {
     /// A local address disappeared: REMOVE_ADDR goes out and its subflows close.
     pub fn remove_local_address(&mut self, addr: IpAddr) -> Result<(), PmError> {
         self.core.pending_locals.retain(|a| *a != addr);
-        let Some(pm) = self.core.pm.as_mut() else {
-            return Ok(());
-        };
-        let id = pm.local_addrs().find(|l| l.addr == addr).map(|l| l.id);
-        match id {
-            Some(AddrId(0)) | None => {
-                // The initial address has no entry to withdraw by id 0 on the peer
-                // side that would differ; close its subflows directly.
+        let found = self
+            .core
+            .pm
+            .as_ref()
+            .and_then(|pm| pm.local_addrs().find(|l| l.addr == addr).map(|l| l.id));
+        match (found, self.core.pm.as_mut()) {
+            // The path manager withdraws it (REMOVE_ADDR) and closes its subflows.
+            (Some(id), Some(pm)) => pm.remove_local_addr(id),
+            (_, _) => {
                 let ids: Vec<SubflowId> = self
                     .subflows
                     .iter()
@@ -667,12 +671,8 @@ impl MptcpConnection {
                         SubflowDownReason::AddressRemoved,
                     );
                 }
-                if id.is_some() {
-                    self.core.remove_out.push_back(AddrId(0));
-                }
                 Ok(())
             }
-            Some(id) => pm.remove_local_addr(id),
         }
     }
 

@@ -858,11 +858,13 @@ impl MptcpConnection {
         if self.core.mode != ConnMode::Mptcp || self.core.closed.is_some() {
             return;
         }
-        if self.core.role == Role::Client && !self.core.fully_established {
-            return;
-        }
-        if self.core.subflows_closing || self.core.app_closed {
-            return;
+        // Joins wait for the full establishment; everything else goes at once.
+        let may_open = (self.core.role == Role::Server || self.core.fully_established)
+            && !self.core.subflows_closing
+            && !self.core.app_closed;
+        if may_open {
+            let deferred = core::mem::take(&mut self.core.deferred_opens);
+            self.core.actions.extend(deferred);
         }
         let Some(pm) = self.core.pm.as_mut() else {
             return;
@@ -878,13 +880,20 @@ impl MptcpConnection {
                     remote_id,
                     remote,
                     backup,
-                } => self.core.actions.push_back(ConnAction::OpenSubflow {
-                    local,
-                    remote,
-                    local_id,
-                    remote_id,
-                    backup,
-                }),
+                } => {
+                    let open = ConnAction::OpenSubflow {
+                        local,
+                        remote,
+                        local_id,
+                        remote_id,
+                        backup,
+                    };
+                    if may_open {
+                        self.core.actions.push_back(open);
+                    } else {
+                        self.core.deferred_opens.push(open);
+                    }
+                }
                 PmAction::SendAddAddr { id, addr, port } => {
                     self.core.add_addr_out.retain(|(i, _, _)| *i != id);
                     self.core.add_addr_out.push_back((id, addr, port));
