@@ -11,7 +11,7 @@ use mptcp_proto::mptcp::{
     CloseReason, ConnMode, FallbackReason, MptcpConfig, MptcpEvent, SubflowDownReason,
 };
 use mptcp_proto::tcp::TcpEvent;
-use mptcp_proto::time::{Duration, Instant};
+use mptcp_proto::time::Duration;
 use mptcp_proto::wire::IpTcpRepr;
 use mptcp_proto::wire::mptcp::{MptcpOption, TcpRstReason};
 use rand::rngs::Xoshiro256PlusPlus;
@@ -26,10 +26,11 @@ fn ip(s: &str) -> IpAddr {
 }
 
 fn mptcp_config() -> MptcpConfig {
-    let mut c = MptcpConfig::default();
-    c.send_buffer = 128 * 1024;
-    c.recv_buffer = 128 * 1024;
-    c
+    MptcpConfig {
+        send_buffer: 128 * 1024,
+        recv_buffer: 128 * 1024,
+        ..MptcpConfig::default()
+    }
 }
 
 fn mptcp_endpoint() -> EndpointConfig {
@@ -451,8 +452,6 @@ fn lossy(seed: u64, paths: usize) {
 
 #[test]
 fn byte_exact_with_loss_and_duplication_over_one_and_two_paths_many_seeds() {
-    let start = Instant::ZERO;
-    let _ = start;
     for seed in 0..60 {
         lossy(seed, 1 + (seed as usize % 2));
     }

@@ -9,8 +9,10 @@ use crate::tcp::{TcpEvent, TcpSocket, TcpState, TcpStats};
 use crate::time::Instant;
 use crate::wire::tcp::TcpRepr;
 
-/// A connection in the table.
+/// A connection in the table. A plain TCP socket stays inline, as it was before MPTCP
+/// (no extra allocation per connection); the much larger MPTCP connection is boxed.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Conn {
     Tcp(TcpSocket),
     Mptcp(Box<MptcpConnection>),

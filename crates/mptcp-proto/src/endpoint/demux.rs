@@ -154,18 +154,16 @@ impl Endpoint {
         if let Some(config) = self.mptcp_listen_config()
             && matches!(classify_syn(&packet.tcp), SynKind::Capable { .. })
         {
-            match self.mptcp_accept(now, config, tuple, packet, listener)? {
-                Some(key) => {
-                    self.listeners
-                        .get_mut(listener)
-                        .expect("route names live listeners")
-                        .children
-                        .insert(key);
-                    self.stats.connections_accepted += 1;
-                    tracing::debug!(local = %tuple.local, remote = %tuple.remote, handle = %ConnHandle(key), "MP_CAPABLE SYN accepted");
-                    return Ok(());
-                }
-                None => {}
+            // `None`: not MPTCP v1 after all; plain TCP below.
+            if let Some(key) = self.mptcp_accept(now, config, tuple, packet, listener)? {
+                self.listeners
+                    .get_mut(listener)
+                    .expect("route names live listeners")
+                    .children
+                    .insert(key);
+                self.stats.connections_accepted += 1;
+                tracing::debug!(local = %tuple.local, remote = %tuple.remote, handle = %ConnHandle(key), "MP_CAPABLE SYN accepted");
+                return Ok(());
             }
         }
         let iss = self.isn.isn(tuple.local, tuple.remote, now);

@@ -177,7 +177,7 @@ impl Pair {
         for _ in 0..copies {
             let mut at = self.now + self.delay;
             if self.reorder > 0.0 && self.net_rng.random_bool(self.reorder) {
-                at = at + Duration::from_millis(self.net_rng.random_range(1..20));
+                at += Duration::from_millis(self.net_rng.random_range(1..20));
             }
             self.seqno += 1;
             self.in_flight.insert((at, self.seqno), wire.clone());
