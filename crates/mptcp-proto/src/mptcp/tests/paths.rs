@@ -4,6 +4,7 @@ use super::*;
 use crate::crypto::{JoinHmac, MptcpKey};
 use crate::mptcp::{CloseReason, ConnMode, SubflowDownReason};
 use crate::wire::mptcp::{AddAddr, AddrId, MpFastclose, MpJoin, TcpRstReason};
+use core::net::IpAddr;
 
 fn join(w: &Wire) -> Option<MpJoin> {
     w.mptcp().into_iter().find_map(|o| match o {
@@ -476,14 +477,105 @@ fn lossy_multipath(seed: u64, four: bool) {
 
 #[test]
 fn byte_exact_over_two_lossy_subflows_many_seeds() {
-    for seed in 0..30 {
+    for seed in 0..120 {
         lossy_multipath(seed, false);
     }
 }
 
 #[test]
 fn byte_exact_over_four_lossy_subflows_many_seeds() {
-    for seed in 100..120 {
+    for seed in 1000..1060 {
         lossy_multipath(seed, true);
     }
+}
+
+/// A filter that flips one payload byte of the `nth` data segment from the client
+/// (TCP checksum recomputed, so only the DSS checksum can tell), optionally only on
+/// the subflow from `only_from`.
+fn corrupt_nth(nth: usize, only_from: Option<IpAddr>) -> Filter {
+    let mut seen = 0;
+    Box::new(move |w| {
+        let repr = w.repr();
+        if w.dir != Dir::ToServer || repr.payload.is_empty() {
+            return Verdict::Pass;
+        }
+        if only_from.is_some_and(|a| a != w.src.ip()) {
+            return Verdict::Pass;
+        }
+        seen += 1;
+        if seen != nth {
+            return Verdict::Pass;
+        }
+        let mut payload = repr.payload.to_vec();
+        payload[0] ^= 0x5a;
+        let corrupted = TcpRepr {
+            payload: &payload,
+            ..repr.clone()
+        };
+        let mut buf = vec![0u8; corrupted.buffer_len()];
+        corrupted
+            .emit(
+                &mut TcpPacket::new_unchecked(&mut buf[..]),
+                w.src.ip(),
+                w.dst.ip(),
+                true,
+            )
+            .expect("fits");
+        Verdict::Rewrite(buf)
+    })
+}
+
+#[test]
+fn checksum_failure_on_the_only_subflow_sends_mp_fail_then_falls_back_intact() {
+    let mut cc = small_config();
+    cc.checksums = true;
+    let mut p = Pair::new(cc, small_config(), &[]);
+    p.connect();
+    assert_bytes(&p.transfer(true, b"go", Duration::from_secs(1)), b"go");
+    p.filter = Some(corrupt_nth(3, None));
+    let data = pattern(60_000, 31);
+    let got = p.transfer(true, &data, Duration::from_secs(30));
+    assert_bytes(&got, &data);
+    // The receiver sent MP_FAIL, the sender the infinite mapping; both fell back.
+    let fail = p.sent(Dir::ToClient).iter().any(|w| {
+        w.mptcp()
+            .iter()
+            .any(|o| matches!(o, MptcpOption::MpFail(_)))
+    });
+    assert!(fail, "MP_FAIL sent");
+    let infinite = p.sent(Dir::ToServer).iter().any(|w| {
+        w.mptcp()
+            .iter()
+            .any(|o| matches!(o, MptcpOption::Dss(d) if d.mapping.is_some_and(|m| m.data_len == 0)))
+    });
+    assert!(infinite, "infinite mapping sent");
+    assert_eq!(p.client.mode(), ConnMode::Fallback);
+    assert_eq!(p.server().mode(), ConnMode::Fallback);
+    let back = pattern(20_000, 32);
+    assert_bytes(&p.transfer(false, &back, Duration::from_secs(30)), &back);
+}
+
+#[test]
+fn checksum_failure_with_several_subflows_resets_that_subflow_and_reinjects() {
+    let mut cc = small_config();
+    cc.checksums = true;
+    let mut p = Pair::with_seed(cc, small_config(), &[ip("10.0.1.1")], 9);
+    p.connect();
+    assert_bytes(&p.transfer(true, b"go", Duration::from_secs(1)), b"go");
+    p.run_for(Duration::from_millis(200));
+    assert_eq!(p.client.subflow_ids().count(), 2);
+    p.filter = Some(corrupt_nth(2, Some(ip("10.0.1.1"))));
+    let data = pattern(200_000, 33);
+    let got = p.transfer(true, &data, Duration::from_secs(30));
+    assert_bytes(&got, &data);
+    // The server reset the subflow with MP_TCPRST "middlebox interference".
+    let rst = p.sent(Dir::ToClient).into_iter().any(|w| {
+        w.flags().rst()
+            && w.mptcp().iter().any(|o| {
+                matches!(o, MptcpOption::MpTcpRst(r) if r.reason == TcpRstReason::MIDDLEBOX_INTERFERENCE)
+            })
+    });
+    assert!(rst);
+    assert_eq!(p.client.mode(), ConnMode::Mptcp);
+    assert_eq!(p.client.subflow_ids().count(), 1);
 }
