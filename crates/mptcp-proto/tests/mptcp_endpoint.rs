@@ -513,7 +513,7 @@ fn random_mptcp_options_on_live_subflows_never_break_the_connection() {
                 TcpFlags::FIN | TcpFlags::ACK,
             ];
             packet.tcp.flags = flags[rng.random_range(0..flags.len())];
-            packet.tcp.seq = packet.tcp.seq + rng.random_range(0..3000u32);
+            packet.tcp.seq += rng.random_range(0..3000u32);
             let mut out = vec![0u8; 2000];
             let Ok(n) = packet.emit(&mut out, true) else {
                 continue;
