@@ -2,6 +2,7 @@
 
 use core::net::IpAddr;
 
+use crate::mptcp::MptcpConfig;
 use crate::tcp::TcpConfig;
 
 /// Settings for one [`super::Endpoint`].
@@ -29,6 +30,11 @@ pub struct EndpointConfig {
     /// RSTs for unknown segments waiting for `poll_transmit`, at most; more are
     /// dropped and counted, which also bounds what a flood of stray segments costs.
     pub max_pending_resets: usize,
+    /// MPTCP (RFC 8684) for listeners: with `Some`, a SYN carrying MP_CAPABLE v1
+    /// creates an MPTCP connection with these settings (others still get plain TCP);
+    /// with `None`, every SYN gets plain TCP. `connect_mptcp` uses it too, or the
+    /// defaults. Off by default: a plain endpoint stays exactly TCP.
+    pub mptcp: Option<MptcpConfig>,
 }
 
 impl Default for EndpointConfig {
@@ -42,6 +48,7 @@ impl Default for EndpointConfig {
             local_addrs: Vec::new(),
             hop_limit: 64,
             max_pending_resets: 64,
+            mptcp: None,
         }
     }
 }

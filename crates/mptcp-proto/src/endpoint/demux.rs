@@ -7,13 +7,16 @@
 
 use core::net::SocketAddr;
 
+use crate::mptcp::{SynKind, classify_syn};
 use crate::tcp::{TcpSocket, reset_for};
 use crate::time::Instant;
 use crate::wire::ipv4::Ipv4Error;
 use crate::wire::ipv6::Ipv6Error;
 use crate::wire::tcp::TcpError;
+use crate::wire::tcp::TcpRepr;
 use crate::wire::{IpTcpRepr, PacketError};
 
+use super::conn::Conn;
 use super::slab::Key;
 use super::{
     ConnHandle, DropReason, Endpoint, FourTuple, PendingReset, ip_header, is_unicast, unspecified,
@@ -22,6 +25,10 @@ use super::{
 /// Where an incoming segment goes.
 enum Route {
     Connection(Key),
+    /// An MP_JOIN SYN for the MPTCP connection with that token.
+    Join(Key),
+    /// An MP_JOIN SYN naming a token nobody has.
+    UnknownToken,
     Listener(Key),
     Nothing,
 }
@@ -32,6 +39,7 @@ impl Endpoint {
     /// `Ok` whatever the connection makes of them. Never panics on any input, and
     /// creates state only for a valid SYN to a listener.
     pub fn handle_packet(&mut self, now: Instant, packet: &[u8]) -> Result<(), DropReason> {
+        self.now = self.now.max(now);
         self.stats.packets_in += 1;
         self.stats.bytes_in += packet.len() as u64;
         let parsed = match IpTcpRepr::parse(packet, true) {
@@ -54,17 +62,28 @@ impl Endpoint {
             local: SocketAddr::new(dst, parsed.tcp.dst_port),
             remote: SocketAddr::new(src, parsed.tcp.src_port),
         };
-        match self.route(&tuple) {
+        match self.route(&tuple, &parsed.tcp) {
             Route::Connection(key) => {
                 let entry = self
                     .conns
                     .get_mut(key)
                     .expect("the 4-tuple index names live connections");
-                if let Err(reason) = entry.socket.handle_segment(now, &parsed.tcp) {
-                    tracing::trace!(%reason, handle = %ConnHandle(key), "segment dropped by connection");
+                match &mut entry.conn {
+                    Conn::Tcp(socket) => {
+                        if let Err(reason) = socket.handle_segment(now, &parsed.tcp) {
+                            tracing::trace!(%reason, handle = %ConnHandle(key), "segment dropped by connection");
+                        }
+                        self.touched(key);
+                    }
+                    Conn::Mptcp(_) => self.mptcp_input(now, key, tuple, &parsed),
                 }
-                self.touched(key);
                 Ok(())
+            }
+            Route::Join(key) => self.join_input(now, key, tuple, &parsed),
+            Route::UnknownToken => {
+                // RFC 8684 §3.2: an unknown token gets a RST (with MP_TCPRST).
+                self.refuse_join(&parsed, crate::wire::mptcp::TcpRstReason::MPTCP_ERROR);
+                Err(self.drop(DropReason::UnknownToken))
             }
             Route::Listener(listener) => self.listener_input(now, listener, tuple, &parsed),
             Route::Nothing => Err(self.closed_input(&parsed)),
@@ -73,9 +92,19 @@ impl Endpoint {
 
     /// Demultiplexing: the connection on this 4-tuple, else a listener on the local
     /// address (specific before unspecified), else nothing.
-    fn route(&self, tuple: &FourTuple) -> Route {
+    fn route(&self, tuple: &FourTuple, tcp: &TcpRepr<'_>) -> Route {
         if let Some(&key) = self.by_tuple.get(tuple) {
             return Route::Connection(key);
+        }
+        if tcp.flags.syn()
+            && !tcp.flags.ack()
+            && !tcp.flags.rst()
+            && let SynKind::Join { token, .. } = classify_syn(tcp)
+        {
+            return match self.tokens.get(&token) {
+                Some(&key) => Route::Join(key),
+                None => Route::UnknownToken,
+            };
         }
         let any = SocketAddr::new(unspecified(tuple.local.ip()), tuple.local.port());
         match self
@@ -122,6 +151,21 @@ impl Endpoint {
         if self.conns.len() >= self.config.max_connections {
             return Err(self.drop(DropReason::TableFull));
         }
+        if let Some(config) = self.mptcp_listen_config()
+            && matches!(classify_syn(&packet.tcp), SynKind::Capable { .. })
+        {
+            // `None`: not MPTCP v1 after all; plain TCP below.
+            if let Some(key) = self.mptcp_accept(now, config, tuple, packet, listener)? {
+                self.listeners
+                    .get_mut(listener)
+                    .expect("route names live listeners")
+                    .children
+                    .insert(key);
+                self.stats.connections_accepted += 1;
+                tracing::debug!(local = %tuple.local, remote = %tuple.remote, handle = %ConnHandle(key), "MP_CAPABLE SYN accepted");
+                return Ok(());
+            }
+        }
         let iss = self.isn.isn(tuple.local, tuple.remote, now);
         let socket = match TcpSocket::accept(
             self.config.tcp.clone(),
@@ -137,7 +181,7 @@ impl Endpoint {
                 return Err(self.drop(DropReason::InvalidSyn));
             }
         };
-        let Some(key) = self.insert(socket, tuple, Some(listener)) else {
+        let Some(key) = self.insert(Conn::Tcp(socket), tuple, Some(listener)) else {
             return Err(self.drop(DropReason::TableFull));
         };
         self.listeners
@@ -165,7 +209,7 @@ impl Endpoint {
         }
     }
 
-    fn queue_reset(&mut self, packet: &IpTcpRepr<'_>) {
+    pub(super) fn queue_reset(&mut self, packet: &IpTcpRepr<'_>) {
         let Some(tcp) = reset_for(&packet.tcp) else {
             return;
         };

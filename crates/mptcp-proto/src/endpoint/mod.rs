@@ -58,8 +58,11 @@
 //! ```
 
 mod config;
+mod conn;
 mod demux;
+mod mptcp;
 mod ports;
+mod rng;
 mod slab;
 mod stats;
 
@@ -70,12 +73,16 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 pub use config::EndpointConfig;
 pub use stats::{DropReason, EndpointStats};
 
+use crate::crypto::Token;
+use crate::mptcp::MptcpEvent;
 use crate::tcp::{IsnGenerator, TcpEvent, TcpSocket, TcpState, TcpStats};
 use crate::time::Instant;
 use crate::wire::tcp::{IP_PROTOCOL_TCP, TcpRepr};
 use crate::wire::{IpRepr, IpTcpRepr, Ipv4Repr, Ipv6Repr, PacketError};
 
+use conn::{Conn, ConnEvent};
 use ports::PortAllocator;
+use rng::KeyRng;
 use slab::{Key, Slab};
 
 /// Names one connection of one endpoint. Stale once the connection is removed: every
@@ -154,8 +161,17 @@ pub enum EndpointError {
 /// One connection's entry in the table.
 #[derive(Debug)]
 struct ConnEntry {
-    socket: TcpSocket,
+    conn: Conn,
+    /// The initial 4-tuple (the only one for plain TCP).
     tuple: FourTuple,
+    /// MPTCP: the other subflows' 4-tuples in the index.
+    subflow_tuples: Vec<FourTuple>,
+    /// MPTCP: our token, in the token table.
+    token: Option<Token>,
+    /// MPTCP events of a connection not yet accepted, delivered at `accept`.
+    held_mptcp: Vec<MptcpEvent>,
+    /// MPTCP: the final TCP-level Closed was reported.
+    closed_reported: bool,
     /// Present in the 4-tuple index (until the connection reaches CLOSED).
     registered: bool,
     /// The listener that created it, until `accept` hands it to the user.
@@ -206,6 +222,13 @@ pub struct Endpoint {
     /// Reused by `handle_timeout` to avoid an allocation per call.
     due: Vec<Key>,
     events: VecDeque<Event>,
+    /// MPTCP connections by their local token (RFC 8684 §3.2: MP_JOIN names one).
+    tokens: BTreeMap<Token, Key>,
+    /// Keys and nonces (RFC 8684 §3.1, §3.2).
+    rng: KeyRng,
+    mptcp_events: VecDeque<(ConnHandle, MptcpEvent)>,
+    /// The latest time the caller gave us (for work done outside a timed call).
+    now: Instant,
     stats: EndpointStats,
 }
 
@@ -232,6 +255,10 @@ impl Endpoint {
             timers: BTreeSet::new(),
             due: Vec::new(),
             events: VecDeque::new(),
+            tokens: BTreeMap::new(),
+            rng: KeyRng::new(secret),
+            mptcp_events: VecDeque::new(),
+            now: Instant::ZERO,
             stats: EndpointStats::default(),
         }
     }
@@ -294,7 +321,7 @@ impl Endpoint {
             if let Some(entry) = self.conns.get_mut(key) {
                 entry.listener = None;
                 entry.discarded = true;
-                entry.socket.abort();
+                entry.conn.abort();
                 self.touched(key);
             }
         }
@@ -320,8 +347,12 @@ impl Endpoint {
             .get_mut(key)
             .expect("a ready child is in the table: removal takes it off the ready queue");
         entry.listener = None;
+        let held_mptcp = core::mem::take(&mut entry.held_mptcp);
         for event in core::mem::take(&mut entry.held_events) {
             self.push_conn_event(key, event);
+        }
+        for event in held_mptcp {
+            self.mptcp_events.push_back((ConnHandle(key), event));
         }
         // Removal waited for the user while the connection was held; re-check.
         self.settle(key);
@@ -340,6 +371,7 @@ impl Endpoint {
         local: SocketAddr,
         remote: SocketAddr,
     ) -> Result<ConnHandle, EndpointError> {
+        self.now = self.now.max(now);
         let (local, remote) = (normalize(local), normalize(remote));
         if local.is_ipv4() != remote.is_ipv4() {
             return Err(EndpointError::AddressFamilyMismatch { local, remote });
@@ -355,30 +387,14 @@ impl Endpoint {
                 limit: self.config.max_connections,
             });
         }
-        let local = if local.port() == 0 {
-            let (by_tuple, listeners) = (&self.by_tuple, &self.listener_by_addr);
-            let port = self
-                .ports
-                .pick(local.ip(), remote, |port| {
-                    let candidate = SocketAddr::new(local.ip(), port);
-                    by_tuple.contains_key(&FourTuple {
-                        local: candidate,
-                        remote,
-                    }) || listeners.contains_key(&candidate)
-                        || listeners.contains_key(&SocketAddr::new(unspecified(local.ip()), port))
-                })
-                .ok_or(EndpointError::NoPortAvailable(local.ip()))?;
-            SocketAddr::new(local.ip(), port)
-        } else {
-            local
-        };
+        let local = self.resolve_local(local, remote)?;
         let tuple = FourTuple { local, remote };
         if self.by_tuple.contains_key(&tuple) {
             return Err(EndpointError::TupleInUse { local, remote });
         }
         let iss = self.isn.isn(local, remote, now);
         let socket = TcpSocket::connect(self.config.tcp.clone(), local, remote, now, iss);
-        let key = self.insert(socket, tuple, None).ok_or({
+        let key = self.insert(Conn::Tcp(socket), tuple, None).ok_or({
             EndpointError::TooManyConnections {
                 limit: self.config.max_connections,
             }
@@ -392,7 +408,7 @@ impl Endpoint {
     /// `close` or once the connection cannot send).
     pub fn write(&mut self, conn: ConnHandle, data: &[u8]) -> Result<usize, EndpointError> {
         let entry = self.entry_mut(conn)?;
-        let n = entry.socket.write(data);
+        let n = entry.conn.write(data);
         if n > 0 {
             self.touched(conn.0);
         }
@@ -403,8 +419,8 @@ impl Endpoint {
     /// update then goes out), and a closed connection is removed once read dry.
     pub fn read(&mut self, conn: ConnHandle, buf: &mut [u8]) -> Result<usize, EndpointError> {
         let entry = self.entry_mut(conn)?;
-        let n = entry.socket.read(buf);
-        if entry.socket.state() == TcpState::Closed {
+        let n = entry.conn.read(buf);
+        if entry.conn.is_closed() {
             self.settle(conn.0);
         } else if n > 0 {
             self.touched(conn.0);
@@ -415,7 +431,7 @@ impl Endpoint {
     /// Orderly close (RFC 9293 §3.10.4): a FIN follows the data already written. The
     /// connection stays readable until the peer's FIN.
     pub fn close(&mut self, conn: ConnHandle) -> Result<(), EndpointError> {
-        self.entry_mut(conn)?.socket.close();
+        self.entry_mut(conn)?.conn.close();
         self.touched(conn.0);
         Ok(())
     }
@@ -425,18 +441,19 @@ impl Endpoint {
     pub fn abort(&mut self, conn: ConnHandle) -> Result<(), EndpointError> {
         let entry = self.entry_mut(conn)?;
         entry.discarded = true;
-        entry.socket.abort();
+        entry.conn.abort();
         self.touched(conn.0);
         Ok(())
     }
 
     pub fn state(&self, conn: ConnHandle) -> Result<TcpState, EndpointError> {
-        Ok(self.entry(conn)?.socket.state())
+        Ok(self.entry(conn)?.conn.state())
     }
 
-    /// The connection's TCP counters.
+    /// The connection's TCP counters (for MPTCP, its first subflow's; see
+    /// [`Endpoint::mptcp_stats`]).
     pub fn conn_stats(&self, conn: ConnHandle) -> Result<TcpStats, EndpointError> {
-        Ok(self.entry(conn)?.socket.stats())
+        Ok(self.entry(conn)?.conn.tcp_stats())
     }
 
     pub fn addresses(&self, conn: ConnHandle) -> Result<FourTuple, EndpointError> {
@@ -445,17 +462,21 @@ impl Endpoint {
 
     /// Bytes ready to read.
     pub fn readable(&self, conn: ConnHandle) -> Result<usize, EndpointError> {
-        Ok(self.entry(conn)?.socket.readable())
+        Ok(self.entry(conn)?.conn.readable())
     }
 
     /// Free space in the send buffer.
     pub fn send_capacity(&self, conn: ConnHandle) -> Result<usize, EndpointError> {
-        Ok(self.entry(conn)?.socket.send_capacity())
+        Ok(self.entry(conn)?.conn.send_capacity())
     }
 
-    /// The connection itself, for inspection.
+    /// The plain TCP connection itself, for inspection (an MPTCP connection is not
+    /// one: [`EndpointError::UnknownConnection`]; see [`Endpoint::mptcp`]).
     pub fn socket(&self, conn: ConnHandle) -> Result<&TcpSocket, EndpointError> {
-        Ok(&self.entry(conn)?.socket)
+        match &self.entry(conn)?.conn {
+            Conn::Tcp(s) => Ok(s),
+            Conn::Mptcp(_) => Err(EndpointError::UnknownConnection(conn)),
+        }
     }
 
     // ---- driving ----
@@ -466,6 +487,7 @@ impl Endpoint {
     /// (MSS + 120 bytes of headers); a packet that does not fit is dropped, counted
     /// under [`DropReason::TransmitBufferTooSmall`] and left to retransmission.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        self.now = self.now.max(now);
         while let Some(reset) = self.resets.pop_front() {
             let packet = IpTcpRepr {
                 ip: reset.ip,
@@ -483,13 +505,16 @@ impl Endpoint {
                 continue;
             };
             let tuple = entry.tuple;
-            let result = entry.socket.poll_transmit(now).map(|t| {
-                let packet = IpTcpRepr {
-                    ip: ip_header(tuple.local.ip(), tuple.remote.ip(), hop_limit),
-                    tcp: t.segment,
-                };
-                emit(&packet, buf)
-            });
+            let result = entry
+                .conn
+                .poll_transmit(now, tuple.local, tuple.remote)
+                .map(|(local, remote, segment)| {
+                    let packet = IpTcpRepr {
+                        ip: ip_header(local.ip(), remote.ip(), hop_limit),
+                        tcp: segment,
+                    };
+                    emit(&packet, buf)
+                });
             match result {
                 Some(result) => {
                     // It may have more: back of the line, behind everyone else.
@@ -516,6 +541,7 @@ impl Endpoint {
 
     /// Runs every connection timer due at or before `now`, earliest first.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = self.now.max(now);
         let mut due = core::mem::take(&mut self.due);
         while let Some(&(deadline, key)) = self.timers.first() {
             if deadline > now {
@@ -529,7 +555,7 @@ impl Endpoint {
         }
         for &key in &due {
             if let Some(entry) = self.conns.get_mut(key) {
-                entry.socket.handle_timeout(now);
+                entry.conn.handle_timeout(now);
                 self.touched(key);
             }
         }
@@ -557,6 +583,30 @@ impl Endpoint {
     }
 
     // ---- internals ----
+
+    /// `local` with an ephemeral port when its port is 0 (RFC 6056 Algorithm 3).
+    fn resolve_local(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> Result<SocketAddr, EndpointError> {
+        if local.port() != 0 {
+            return Ok(local);
+        }
+        let (by_tuple, listeners) = (&self.by_tuple, &self.listener_by_addr);
+        let port = self
+            .ports
+            .pick(local.ip(), remote, |port| {
+                let candidate = SocketAddr::new(local.ip(), port);
+                by_tuple.contains_key(&FourTuple {
+                    local: candidate,
+                    remote,
+                }) || listeners.contains_key(&candidate)
+                    || listeners.contains_key(&SocketAddr::new(unspecified(local.ip()), port))
+            })
+            .ok_or(EndpointError::NoPortAvailable(local.ip()))?;
+        Ok(SocketAddr::new(local.ip(), port))
+    }
 
     fn entry(&self, conn: ConnHandle) -> Result<&ConnEntry, EndpointError> {
         self.conns
@@ -594,15 +644,18 @@ impl Endpoint {
     }
 
     /// Adds a connection to the table, the index and the transmit queue.
-    fn insert(
-        &mut self,
-        socket: TcpSocket,
-        tuple: FourTuple,
-        listener: Option<Key>,
-    ) -> Option<Key> {
+    fn insert(&mut self, conn: Conn, tuple: FourTuple, listener: Option<Key>) -> Option<Key> {
+        let token = match &conn {
+            Conn::Tcp(_) => None,
+            Conn::Mptcp(c) => Some(c.local_token()),
+        };
         let entry = ConnEntry {
-            socket,
+            conn,
             tuple,
+            subflow_tuples: Vec::new(),
+            token,
+            held_mptcp: Vec::new(),
+            closed_reported: false,
             registered: true,
             listener,
             held_events: Vec::new(),
@@ -614,6 +667,9 @@ impl Endpoint {
         };
         let key = self.conns.insert(entry).ok()?;
         self.by_tuple.insert(tuple, key);
+        if let Some(token) = token {
+            self.tokens.insert(token, key);
+        }
         self.touched(key);
         Some(key)
     }
@@ -637,26 +693,32 @@ impl Endpoint {
             let Some(entry) = self.conns.get_mut(key) else {
                 return;
             };
-            let Some(event) = entry.socket.poll_event() else {
+            let Some(event) = entry.conn.poll_event(&mut entry.closed_reported) else {
                 break;
             };
             self.on_conn_event(key, event);
         }
+        self.mptcp_actions(key);
         let Some(entry) = self.conns.get_mut(key) else {
             return;
         };
-        let closed = entry.socket.state() == TcpState::Closed;
+        let closed = entry.conn.is_closed();
         if closed && entry.registered {
             // New segments on this 4-tuple now meet CLOSED (a RST) or a listener.
             entry.registered = false;
             if self.by_tuple.get(&entry.tuple) == Some(&key) {
                 self.by_tuple.remove(&entry.tuple);
             }
+            for tuple in core::mem::take(&mut entry.subflow_tuples) {
+                if self.by_tuple.get(&tuple) == Some(&key) {
+                    self.by_tuple.remove(&tuple);
+                }
+            }
         }
         let deadline = if closed {
             None
         } else {
-            entry.socket.poll_timeout()
+            entry.conn.poll_timeout()
         };
         if deadline != entry.timer {
             if let Some(old) = entry.timer {
@@ -671,13 +733,39 @@ impl Endpoint {
         // for the user to read (a connection nobody accepted has no reader).
         let finished = closed
             && !entry.in_transmit_queue
-            && (entry.listener.is_some() || entry.discarded || entry.socket.readable() == 0);
+            && (entry.listener.is_some() || entry.discarded || entry.conn.readable() == 0);
         if finished {
             self.remove(key);
         }
     }
 
-    fn on_conn_event(&mut self, key: Key, event: TcpEvent) {
+    fn on_conn_event(&mut self, key: Key, event: ConnEvent) {
+        let event = match event {
+            ConnEvent::Tcp(event) => event,
+            ConnEvent::Mptcp(event) => {
+                for &tcp in conn::as_tcp_events(&event) {
+                    self.on_conn_event(key, ConnEvent::Tcp(tcp));
+                }
+                let Some(entry) = self.conns.get_mut(key) else {
+                    return;
+                };
+                let generic = matches!(
+                    event,
+                    MptcpEvent::Connected
+                        | MptcpEvent::Readable
+                        | MptcpEvent::Writable
+                        | MptcpEvent::PeerClosed
+                );
+                if generic {
+                    // Already reported as TCP events.
+                } else if entry.listener.is_some() {
+                    entry.held_mptcp.push(event);
+                } else {
+                    self.mptcp_events.push_back((ConnHandle(key), event));
+                }
+                return;
+            }
+        };
         let Some(entry) = self.conns.get_mut(key) else {
             return;
         };
@@ -739,6 +827,16 @@ impl Endpoint {
         );
         if entry.registered && self.by_tuple.get(&entry.tuple) == Some(&key) {
             self.by_tuple.remove(&entry.tuple);
+        }
+        for tuple in &entry.subflow_tuples {
+            if self.by_tuple.get(tuple) == Some(&key) {
+                self.by_tuple.remove(tuple);
+            }
+        }
+        if let Some(token) = entry.token
+            && self.tokens.get(&token) == Some(&key)
+        {
+            self.tokens.remove(&token);
         }
         if let Some(deadline) = entry.timer {
             self.timers.remove(&(deadline, key));

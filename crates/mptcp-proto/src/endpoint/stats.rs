@@ -53,11 +53,19 @@ pub enum DropReason {
     /// An outgoing packet did not fit the caller's buffer; retransmission recovers.
     #[error("transmit buffer too small")]
     TransmitBufferTooSmall,
+    /// An MP_JOIN SYN naming a token no connection has (RFC 8684 §3.2); answered
+    /// with a RST carrying MP_TCPRST.
+    #[error("MP_JOIN for an unknown token; answered with RST")]
+    UnknownToken,
+    /// An MP_JOIN SYN the connection refused (not established, too many subflows);
+    /// answered with a RST carrying MP_TCPRST.
+    #[error("MP_JOIN refused; answered with RST")]
+    JoinRefused,
 }
 
 impl DropReason {
     /// Every reason, in declaration order.
-    pub const ALL: [DropReason; 15] = [
+    pub const ALL: [DropReason; 17] = [
         DropReason::Malformed,
         DropReason::BadChecksum,
         DropReason::Fragment,
@@ -73,6 +81,8 @@ impl DropReason {
         DropReason::TableFull,
         DropReason::ResetQueueFull,
         DropReason::TransmitBufferTooSmall,
+        DropReason::UnknownToken,
+        DropReason::JoinRefused,
     ];
 
     fn index(self) -> usize {
@@ -92,6 +102,8 @@ impl DropReason {
             DropReason::TableFull => 12,
             DropReason::ResetQueueFull => 13,
             DropReason::TransmitBufferTooSmall => 14,
+            DropReason::UnknownToken => 15,
+            DropReason::JoinRefused => 16,
         }
     }
 }
@@ -157,7 +169,7 @@ mod tests {
         for (i, reason) in DropReason::ALL.into_iter().enumerate() {
             assert_eq!(stats.dropped(reason), i as u64 + 1);
         }
-        assert_eq!(stats.total_dropped(), (1..=15).sum::<u64>());
-        assert_eq!(stats.drops().count(), 15);
+        assert_eq!(stats.total_dropped(), (1..=17).sum::<u64>());
+        assert_eq!(stats.drops().count(), 17);
     }
 }

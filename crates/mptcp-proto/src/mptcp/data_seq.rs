@@ -124,6 +124,23 @@ impl DataSeq {
         }
     }
 
+    /// Sets the peer's IDSN once its key arrives (a server learns the client's key
+    /// from the third ACK or the first data, RFC 8684 §3.1, and may have sent data
+    /// before). Receive state is kept as offsets, so this is exact as long as nothing
+    /// was received yet, which is the only time a caller knows no key.
+    pub fn set_peer_idsn(&mut self, peer_idsn: Dsn) {
+        debug_assert_eq!(self.rcv_nxt, 0, "the peer's IDSN is fixed before its data");
+        self.peer_idsn = peer_idsn;
+    }
+
+    pub fn local_idsn(&self) -> Dsn {
+        self.local_idsn
+    }
+
+    pub fn peer_idsn(&self) -> Dsn {
+        self.peer_idsn
+    }
+
     // ---- conversions ----
 
     /// The DSN of send-stream offset `offset`.

@@ -351,6 +351,13 @@ impl PathManager {
         self.mesh();
     }
 
+    /// Forgets every failed pair and opens the mesh again: the connection lost all its
+    /// subflows and tries to make a path again ("make-after-break").
+    pub fn retry_failed(&mut self) {
+        self.pairs.retain(|_, state| *state != PairState::Failed);
+        self.mesh();
+    }
+
     /// Retransmits announcements whose echo is overdue, and gives up on those out of
     /// retransmissions.
     pub fn handle_timeout(&mut self, now: Instant) {

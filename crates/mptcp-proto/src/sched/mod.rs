@@ -145,7 +145,7 @@ impl Decision {
 /// A packet scheduler. Called repeatedly while it returns assignments and the
 /// connection has data; it must return only subflows from the input with `bytes` in
 /// `1..=min(space, input.sendable())`.
-pub trait Scheduler: core::fmt::Debug {
+pub trait Scheduler: core::fmt::Debug + Send {
     fn name(&self) -> &'static str;
 
     fn schedule(&mut self, input: &SchedInput<'_>) -> Decision;

@@ -520,6 +520,15 @@ impl TcpConnection {
         self.state
     }
 
+    /// Sends an ACK with the next `poll_transmit` (in synchronized states), even with
+    /// nothing new to acknowledge: the MPTCP layer uses it to carry connection-level
+    /// signals (the MP_JOIN fourth ACK, a DATA_FIN, a data ACK, ADD_ADDR).
+    pub fn request_ack(&mut self) {
+        if self.state.is_synchronized() {
+            self.ack_state = AckState::Now;
+        }
+    }
+
     pub fn local(&self) -> SocketAddr {
         self.local
     }

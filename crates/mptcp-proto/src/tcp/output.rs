@@ -193,12 +193,17 @@ impl TcpConnection {
 
     /// Option bytes used by every data segment (timestamps, the owner's options, SACK
     /// blocks) and how many SACK blocks fit.
-    fn option_budget<'a, O>(&self, owner: &O) -> (usize, usize)
+    fn option_budget<'a, O>(&self, owner: &O, data: bool) -> (usize, usize)
     where
         O: SendSource<'a> + ReceiveSink + ?Sized,
     {
         let ts = if self.ts_ok { TIMESTAMPS_SPACE } else { 0 };
-        let fixed = ts + owner.option_space();
+        let owner_space = if data {
+            owner.option_space()
+        } else {
+            owner.control_option_space()
+        };
+        let fixed = ts + owner_space;
         let blocks =
             if self.sack_ok && (!self.rcv_sack.ranges().is_empty() || self.rcv_sack.has_dsack()) {
                 // A SACK option is 2 + 8n bytes, aligned with two NOPs.
@@ -224,7 +229,7 @@ impl TcpConnection {
         O: SendSource<'a> + ReceiveSink + ?Sized,
     {
         let seg = *self.sent.get(idx)?;
-        let (option_bytes, blocks) = self.option_budget(owner);
+        let (option_bytes, blocks) = self.option_budget(owner, seg.data_len() > 0);
         let window = self.advertise_window(owner, false);
         let data_len = seg.data_len();
         let (payload, fin) = if data_len == 0 {
@@ -283,7 +288,7 @@ impl TcpConnection {
             Sending::Normal => self.cc.window().saturating_sub(self.effective_pipe()),
             Sending::Probe => u64::MAX,
         };
-        let (option_bytes, blocks) = self.option_budget(owner);
+        let (option_bytes, blocks) = self.option_budget(owner, avail > 0);
         let max_payload = self.max_payload(option_bytes) as u64;
         let len = avail.min(max_payload).min(win_room).min(cwnd_room);
         if avail > 0 && len == 0 {
@@ -378,7 +383,7 @@ impl TcpConnection {
     where
         O: SendSource<'a> + ReceiveSink + ?Sized,
     {
-        let (_, blocks) = self.option_budget(owner);
+        let (_, blocks) = self.option_budget(owner, false);
         let window = self.advertise_window(owner, false);
         let segment = self.build(now, self.snd_seq(offset), flags, window, blocks, &[]);
         Transmit {

@@ -29,6 +29,13 @@ pub trait SendSource<'a> {
     fn option_space(&self) -> usize {
         0
     }
+
+    /// TCP option bytes the owner will add to a segment without payload (a pure ACK,
+    /// a FIN alone): MPTCP's DSS is smaller there (no mapping), which leaves room for
+    /// SACK blocks. Defaults to [`SendSource::option_space`].
+    fn control_option_space(&self) -> usize {
+        self.option_space()
+    }
 }
 
 /// Where the engine puts the bytes it receives.

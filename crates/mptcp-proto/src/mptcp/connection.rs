@@ -1,0 +1,859 @@
+//! The MPTCP connection ("meta" level, RFC 8684 §2): the application's byte stream
+//! spread over subflows.
+//!
+//! Owns the connection-level send buffer and reassembly (DESIGN.md: subflows hold
+//! mappings, never bytes), the keys and tokens, the data sequence state, the scheduler,
+//! the path manager and the subflows themselves. Segment input lives in `input.rs`,
+//! output and the scheduler in `output.rs`, timers in `timers.rs`. It must not touch IP
+//! headers, ports or ISNs: the endpoint chooses those and names subflows by 4-tuple.
+//!
+//! Sans-IO: feed segments with [`MptcpConnection::handle_segment`], drain
+//! [`MptcpConnection::poll_transmit`], [`MptcpConnection::poll_event`] and
+//! [`MptcpConnection::poll_action`] (subflows the endpoint must open or forget), and
+//! wake at [`MptcpConnection::poll_timeout`].
+
+use core::net::{IpAddr, SocketAddr};
+use core::ops::Range;
+use std::collections::VecDeque;
+
+use rand_core::CryptoRng;
+
+use crate::buffer::{Reassembly, SendBuffer};
+use crate::crypto::{LocalKey, MptcpKey, Nonce, Token, TokenSpaceExhausted, generate_key};
+use crate::mptcp::SubflowId;
+use crate::mptcp::config::MptcpConfig;
+use crate::mptcp::data_seq::{DataFinRx, DataFinTx, DataSeq};
+use crate::mptcp::events::{CloseReason, FallbackReason, MptcpEvent, SubflowDownReason};
+use crate::mptcp::handshake::{SynKind, classify_syn};
+use crate::mptcp::subflow::{MpPhase, Subflow, SubflowKind, SubflowMp, SubflowStats};
+use crate::pm::{PathManager, PmError};
+use crate::sched::Scheduler;
+use crate::seq::{Dsn, SeqNum};
+use crate::tcp::{TcpConfig, TcpConnection};
+use crate::time::Instant;
+use crate::wire::mptcp::{AddAddr, AddrId, TcpRstReason};
+use crate::wire::tcp::TcpRepr;
+
+/// Most subflows a connection holds at once, handshaking ones included (Linux:
+/// MPTCP_SUBFLOWS_MAX = 8).
+pub const MAX_SUBFLOWS: usize = 8;
+
+/// Which side opened the connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Client,
+    Server,
+}
+
+/// Where the connection stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnMode {
+    /// MP_CAPABLE not resolved yet.
+    Handshake,
+    /// Multipath TCP.
+    Mptcp,
+    /// Plain TCP on the initial subflow (RFC 8684 §3.7).
+    Fallback,
+}
+
+/// Something only the endpoint can do for the connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnAction {
+    /// Open a subflow with MP_JOIN from `local` to `remote`: pick a port and an ISN,
+    /// then call [`MptcpConnection::open_subflow`].
+    OpenSubflow {
+        local: IpAddr,
+        remote: SocketAddr,
+        local_id: AddrId,
+        remote_id: AddrId,
+        backup: bool,
+    },
+    /// The subflow on this 4-tuple is gone: stop routing segments to it.
+    SubflowRemoved {
+        id: SubflowId,
+        local: SocketAddr,
+        remote: SocketAddr,
+    },
+}
+
+/// Why a peer's MP_JOIN SYN was refused; the endpoint answers with a RST carrying
+/// MP_TCPRST with [`JoinRefusal::reason`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum JoinRefusal {
+    #[error("the connection is not (or no longer) MPTCP-established")]
+    NotEstablished,
+    #[error("the connection already has {MAX_SUBFLOWS} subflows")]
+    TooManySubflows,
+    #[error("the segment is not an MP_JOIN SYN")]
+    NotAJoin,
+    #[error("the MP_JOIN names token {got:?}, ours is {ours:?}")]
+    WrongToken { got: Token, ours: Token },
+}
+
+impl JoinRefusal {
+    pub fn reason(self) -> TcpRstReason {
+        match self {
+            JoinRefusal::TooManySubflows => TcpRstReason::LACK_OF_RESOURCES,
+            JoinRefusal::NotEstablished
+            | JoinRefusal::NotAJoin
+            | JoinRefusal::WrongToken { .. } => TcpRstReason::MPTCP_ERROR,
+        }
+    }
+}
+
+/// Why `accept` did not create an MPTCP connection.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AcceptError {
+    #[error("the SYN does not ask for MPTCP v1 (plain TCP applies)")]
+    NotMpCapable,
+    #[error("the SYN was refused by TCP: {0}")]
+    Tcp(#[from] crate::tcp::TcpDrop),
+    #[error(transparent)]
+    Tokens(#[from] TokenSpaceExhausted),
+}
+
+/// An option received on a subflow that needs the whole connection; handled after
+/// the segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Signal {
+    AddAddr(AddAddr),
+    Fastclose(MptcpKey),
+    RemoveAddr(Vec<AddrId>),
+    Fail(Dsn),
+}
+
+/// One segment to send on a subflow.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubflowTransmit<'a> {
+    pub subflow: SubflowId,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub segment: TcpRepr<'a>,
+}
+
+/// Connection-level figures and one entry per live subflow.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConnStats {
+    pub mode: ConnMode,
+    pub role: Role,
+    pub local_token: Token,
+    pub checksums: bool,
+    /// Bytes the application wrote / read.
+    pub bytes_written: u64,
+    pub bytes_read: u64,
+    /// Bytes acknowledged at the data level.
+    pub bytes_data_acked: u64,
+    /// Byte ranges reinjected onto another subflow.
+    pub reinjections: u64,
+    pub subflows_opened: u64,
+    pub subflows: Vec<SubflowStats>,
+}
+
+/// Everything of the connection but the send buffer and the subflows, so that a
+/// segment borrowing the send buffer and one subflow can be decorated with the rest.
+#[derive(Debug)]
+pub(crate) struct Core {
+    pub config: MptcpConfig,
+    pub role: Role,
+    pub local_key: LocalKey,
+    pub peer_key: Option<MptcpKey>,
+    pub checksums: bool,
+    pub mode: ConnMode,
+    /// Client: a DSS with a data ACK arrived, so the server has our key and MP_CAPABLE
+    /// no longer rides on our segments (RFC 8684 §3.1). Server: the client's key
+    /// arrived.
+    pub fully_established: bool,
+    pub recv: Reassembly,
+    pub seq: DataSeq,
+    pub pm: Option<PathManager>,
+    pub peer_c_flag: bool,
+    /// Local addresses to add once established (`connect` with several addresses).
+    pub pending_locals: Vec<IpAddr>,
+    pub sched: Box<dyn Scheduler>,
+    /// Joins the path manager asked for before the client was fully established.
+    pub deferred_opens: Vec<ConnAction>,
+    /// Connection offsets to send again on some subflow (reinjection).
+    pub reinject: VecDeque<Range<u64>>,
+    pub signals: Vec<(SubflowId, Signal)>,
+    pub add_addr_out: VecDeque<(AddrId, IpAddr, Option<u16>)>,
+    pub echo_out: VecDeque<(AddrId, IpAddr, Option<u16>)>,
+    pub remove_out: VecDeque<AddrId>,
+    pub events: VecDeque<MptcpEvent>,
+    pub actions: VecDeque<ConnAction>,
+    pub next_id: u32,
+    pub tx_cursor: usize,
+    pub connected_reported: bool,
+    pub peer_closed_reported: bool,
+    pub app_closed: bool,
+    /// Subflows were closed after both DATA_FINs.
+    pub subflows_closing: bool,
+    pub closed: Option<CloseReason>,
+    pub closed_reported: bool,
+    /// Our RSTs carry MP_FASTCLOSE (the application aborted).
+    pub fastclose_out: bool,
+    /// DATA_FIN retransmission: (deadline, backoff exponent).
+    pub data_fin_rtx: Option<(Instant, u32)>,
+    /// Connection-level retransmission (reinjection) timer.
+    pub reinject_at: Option<Instant>,
+    pub reinject_backoff: u32,
+    /// No subflow left since then (make-after-break).
+    pub orphaned_since: Option<Instant>,
+    pub bytes_written: u64,
+    pub bytes_read: u64,
+    pub reinjections: u64,
+    pub subflows_opened: u64,
+    pub data_acked_total: u64,
+    /// The segment being processed wants an immediate ACK on its subflow.
+    pub ack_now: bool,
+    pub readable_pending: bool,
+    pub writable_pending: bool,
+}
+
+/// One MPTCP connection. See the module documentation.
+#[derive(Debug)]
+pub struct MptcpConnection {
+    pub(crate) send: SendBuffer,
+    pub(crate) subflows: Vec<Subflow>,
+    pub(crate) core: Core,
+}
+
+impl Core {
+    pub fn push_event(&mut self, event: MptcpEvent) {
+        match event {
+            MptcpEvent::Readable => {
+                if self.readable_pending {
+                    return;
+                }
+                self.readable_pending = true;
+            }
+            MptcpEvent::Writable => {
+                if self.writable_pending {
+                    return;
+                }
+                self.writable_pending = true;
+            }
+            MptcpEvent::Connected
+            | MptcpEvent::PeerClosed
+            | MptcpEvent::SubflowUp { .. }
+            | MptcpEvent::SubflowDown { .. }
+            | MptcpEvent::AddressAnnounced { .. }
+            | MptcpEvent::AddressRemoved { .. }
+            | MptcpEvent::Fallback { .. }
+            | MptcpEvent::Closed { .. } => {}
+        }
+        self.events.push_back(event);
+    }
+
+    /// The peer's key, token and IDSN are known and MPTCP is on.
+    pub fn data_level_ready(&self) -> bool {
+        self.mode == ConnMode::Mptcp && self.peer_key.is_some()
+    }
+
+    /// The reassembly's new in-order end: the data ACK follows it, readers wake.
+    pub fn note_received(&mut self) {
+        let before = self.seq.data_ack();
+        self.seq.update_received(self.recv.contiguous_end());
+        if self.recv.readable() > 0 && self.seq.data_ack() != before {
+            self.push_event(MptcpEvent::Readable);
+        }
+        self.check_peer_closed();
+    }
+
+    pub fn check_peer_closed(&mut self) {
+        if self.peer_closed_reported {
+            return;
+        }
+        let done = match self.mode {
+            ConnMode::Mptcp => matches!(self.seq.data_fin_rx(), DataFinRx::Complete { .. }),
+            ConnMode::Handshake | ConnMode::Fallback => false,
+        };
+        if done {
+            self.peer_closed_reported = true;
+            self.ack_now = true;
+            self.push_event(MptcpEvent::PeerClosed);
+        }
+    }
+
+    pub fn enter_fallback(&mut self, reason: FallbackReason) {
+        if self.mode == ConnMode::Fallback {
+            return;
+        }
+        tracing::debug!(?reason, "mptcp: fallback to TCP");
+        self.mode = ConnMode::Fallback;
+        self.pm = None;
+        self.push_event(MptcpEvent::Fallback { reason });
+    }
+
+    pub fn alloc_id(&mut self) -> SubflowId {
+        let id = SubflowId(self.next_id);
+        self.next_id += 1;
+        self.subflows_opened += 1;
+        id
+    }
+
+    /// Creates the path manager once MPTCP is established on the initial subflow.
+    pub fn start_pm(&mut self, local: IpAddr, remote: SocketAddr, now: Instant) {
+        if self.pm.is_some() {
+            return;
+        }
+        let config = match self.role {
+            Role::Client => self.config.pm,
+            Role::Server => self.config.pm_server,
+        };
+        let mut pm = PathManager::new(config, local, remote, self.peer_c_flag);
+        for addr in core::mem::take(&mut self.pending_locals) {
+            if let Err(err) = pm.add_local_addr(now, addr, None, false) {
+                tracing::debug!(%err, %addr, "mptcp: extra local address not added");
+            }
+        }
+        self.pm = Some(pm);
+    }
+}
+
+impl MptcpConnection {
+    fn subflow_tcp_config(config: &MptcpConfig) -> TcpConfig {
+        let mut tcp = config.tcp.clone();
+        // One shared receive window: the subflows advertise the connection's
+        // (RFC 8684 §3.3.4), so their window scale must cover it.
+        tcp.recv_buffer = config.recv_buffer.max(1);
+        tcp
+    }
+
+    fn new_core(
+        config: MptcpConfig,
+        role: Role,
+        local_key: LocalKey,
+        peer_key: Option<MptcpKey>,
+        checksums: bool,
+    ) -> (SendBuffer, Core) {
+        let peer_idsn = peer_key.map_or(Dsn(0), |k| k.idsn());
+        let core = Core {
+            role,
+            local_key,
+            peer_key,
+            checksums,
+            mode: ConnMode::Handshake,
+            fully_established: false,
+            recv: Reassembly::new(config.recv_buffer.max(1)),
+            seq: DataSeq::new(local_key.idsn, peer_idsn),
+            pm: None,
+            peer_c_flag: false,
+            pending_locals: Vec::new(),
+            sched: config.scheduler.build(),
+            deferred_opens: Vec::new(),
+            reinject: VecDeque::new(),
+            signals: Vec::new(),
+            add_addr_out: VecDeque::new(),
+            echo_out: VecDeque::new(),
+            remove_out: VecDeque::new(),
+            events: VecDeque::new(),
+            actions: VecDeque::new(),
+            next_id: 0,
+            tx_cursor: 0,
+            connected_reported: false,
+            peer_closed_reported: false,
+            app_closed: false,
+            subflows_closing: false,
+            closed: None,
+            closed_reported: false,
+            fastclose_out: false,
+            data_fin_rtx: None,
+            reinject_at: None,
+            reinject_backoff: 0,
+            orphaned_since: None,
+            bytes_written: 0,
+            bytes_read: 0,
+            reinjections: 0,
+            subflows_opened: 0,
+            data_acked_total: 0,
+            ack_now: false,
+            readable_pending: false,
+            writable_pending: false,
+            config,
+        };
+        (SendBuffer::new(core.config.send_buffer.max(1)), core)
+    }
+
+    /// Active open: the initial subflow's SYN (MP_CAPABLE without a key, RFC 8684 §3.1)
+    /// goes out with the next `poll_transmit`. `extra_locals` are our other addresses;
+    /// they join once MPTCP is established. The key comes from `rng`, its token unused
+    /// according to `token_in_use` (the endpoint's token table).
+    #[allow(clippy::too_many_arguments)]
+    pub fn connect<R: CryptoRng + ?Sized>(
+        config: MptcpConfig,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        extra_locals: &[IpAddr],
+        iss: SeqNum,
+        rng: &mut R,
+        token_in_use: impl FnMut(Token) -> bool,
+    ) -> Result<Self, TokenSpaceExhausted> {
+        let local_key = generate_key(rng, token_in_use)?;
+        let checksums = config.checksums;
+        let tcp_config = Self::subflow_tcp_config(&config);
+        let (send, mut core) = Self::new_core(config, Role::Client, local_key, None, checksums);
+        core.pending_locals = extra_locals
+            .iter()
+            .copied()
+            .filter(|a| *a != local.ip())
+            .collect();
+        let id = core.alloc_id();
+        let tcp = TcpConnection::connect(tcp_config, local, remote, now, iss);
+        let mp = SubflowMp::new(
+            SubflowKind::Initial,
+            AddrId(0),
+            AddrId(0),
+            false,
+            checksums,
+            now,
+        );
+        Ok(MptcpConnection {
+            send,
+            subflows: vec![Subflow { id, tcp, mp }],
+            core,
+        })
+    }
+
+    /// Passive open for a SYN carrying MP_CAPABLE v1 (RFC 8684 §3.1): answers with a
+    /// SYN/ACK carrying our key. [`AcceptError::NotMpCapable`] means the endpoint
+    /// should accept the SYN as plain TCP (version 0, H = 0, or no MP_CAPABLE).
+    #[allow(clippy::too_many_arguments)]
+    pub fn accept<R: CryptoRng + ?Sized>(
+        config: MptcpConfig,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        syn: &TcpRepr<'_>,
+        iss: SeqNum,
+        rng: &mut R,
+        token_in_use: impl FnMut(Token) -> bool,
+    ) -> Result<Self, AcceptError> {
+        let SynKind::Capable { checksums: peer_a } = classify_syn(syn) else {
+            return Err(AcceptError::NotMpCapable);
+        };
+        let tcp_config = Self::subflow_tcp_config(&config);
+        let tcp = TcpConnection::accept(tcp_config, local, remote, syn, now, iss)?;
+        let local_key = generate_key(rng, token_in_use)?;
+        // RFC 8684 §3.1: checksums are used when either side sets flag A.
+        let checksums = config.checksums || peer_a;
+        let (send, mut core) = Self::new_core(config, Role::Server, local_key, None, checksums);
+        let id = core.alloc_id();
+        let mp = SubflowMp::new(
+            SubflowKind::Initial,
+            AddrId(0),
+            AddrId(0),
+            false,
+            checksums,
+            now,
+        );
+        Ok(MptcpConnection {
+            send,
+            subflows: vec![Subflow { id, tcp, mp }],
+            core,
+        })
+    }
+
+    /// Opens a subflow with MP_JOIN (RFC 8684 §3.2) for a
+    /// [`ConnAction::OpenSubflow`]; the endpoint chose the port and `iss`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn open_subflow<R: CryptoRng + ?Sized>(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        local_id: AddrId,
+        remote_id: AddrId,
+        backup: bool,
+        iss: SeqNum,
+        rng: &mut R,
+    ) -> SubflowId {
+        let tcp_config = Self::subflow_tcp_config(&self.core.config);
+        let id = self.core.alloc_id();
+        let tcp = TcpConnection::connect(tcp_config, local, remote, now, iss);
+        let kind = SubflowKind::JoinOut {
+            nonce: Nonce::generate(rng),
+            peer_nonce: None,
+        };
+        let mp = SubflowMp::new(kind, local_id, remote_id, backup, self.core.checksums, now);
+        let mut subflow = Subflow { id, tcp, mp };
+        subflow.tcp.set_backup(backup);
+        self.subflows.push(subflow);
+        self.core.orphaned_since = None;
+        id
+    }
+
+    /// Takes a peer's MP_JOIN SYN routed here by its token: a subflow in SYN-RECEIVED
+    /// whose SYN/ACK carries our truncated HMAC. The connection is untouched when this
+    /// fails; the endpoint answers with a RST (MP_TCPRST [`JoinRefusal::reason`]).
+    pub fn accept_join<R: CryptoRng + ?Sized>(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        syn: &TcpRepr<'_>,
+        iss: SeqNum,
+        rng: &mut R,
+    ) -> Result<SubflowId, JoinRefusal> {
+        let SynKind::Join {
+            token,
+            nonce: peer_nonce,
+            addr_id,
+            backup,
+        } = classify_syn(syn)
+        else {
+            return Err(JoinRefusal::NotAJoin);
+        };
+        if token != self.core.local_key.token {
+            return Err(JoinRefusal::WrongToken {
+                got: token,
+                ours: self.core.local_key.token,
+            });
+        }
+        if !self.core.data_level_ready() || self.core.closed.is_some() || self.core.subflows_closing
+        {
+            return Err(JoinRefusal::NotEstablished);
+        }
+        if self.subflows.len() >= MAX_SUBFLOWS.min(self.core.config.pm_server.max_subflows.max(1)) {
+            return Err(JoinRefusal::TooManySubflows);
+        }
+        let tcp_config = Self::subflow_tcp_config(&self.core.config);
+        let tcp = TcpConnection::accept(tcp_config, local, remote, syn, now, iss)
+            .map_err(|_| JoinRefusal::NotAJoin)?;
+        let local_id = self
+            .core
+            .pm
+            .as_ref()
+            .and_then(|pm| {
+                pm.local_addrs()
+                    .find(|l| l.addr == local.ip())
+                    .map(|l| l.id)
+            })
+            .unwrap_or(AddrId(0));
+        let id = self.core.alloc_id();
+        let kind = SubflowKind::JoinIn {
+            nonce: Nonce::generate(rng),
+            peer_nonce,
+        };
+        let mut mp = SubflowMp::new(kind, local_id, addr_id, false, self.core.checksums, now);
+        mp.peer_backup = backup;
+        let mut subflow = Subflow { id, tcp, mp };
+        subflow.tcp.set_backup(backup);
+        self.subflows.push(subflow);
+        self.core.orphaned_since = None;
+        Ok(id)
+    }
+
+    // ---- application API ----
+
+    /// Queues bytes; returns how many fit in the send buffer. Nothing after `close`.
+    pub fn write(&mut self, data: &[u8]) -> usize {
+        if self.core.app_closed || self.core.closed.is_some() {
+            return 0;
+        }
+        let n = self.send.write(data);
+        self.core.bytes_written += n as u64;
+        n
+    }
+
+    /// Reads in-order bytes. Reading opens the receive window; a window update goes
+    /// out if the peer may be waiting on it.
+    pub fn read(&mut self, buf: &mut [u8]) -> usize {
+        let before = self.core.recv.window();
+        let n = self.core.recv.read(buf);
+        self.core.bytes_read += n as u64;
+        if n > 0 {
+            self.core.readable_pending = false;
+            // A window that was nearly closed opens: tell the peer (RFC 9293 §3.8.6.2.2
+            // applied to the shared window).
+            let mss = self.subflows.iter().map(|s| s.tcp.stats().send_mss).max();
+            let mss = u64::from(mss.unwrap_or(1460));
+            if (before as u64) < 2 * mss && self.core.recv.window() as u64 >= 2 * mss {
+                self.request_ack_any();
+            }
+        }
+        if self.core.recv.readable() > 0 {
+            self.core.readable_pending = false;
+        }
+        n
+    }
+
+    /// Bytes ready to read.
+    pub fn readable(&self) -> usize {
+        self.core.recv.readable()
+    }
+
+    /// Free send-buffer space.
+    pub fn send_capacity(&self) -> usize {
+        self.send.free_space()
+    }
+
+    /// Bytes written and not yet acknowledged at the data level.
+    pub fn send_queue(&self) -> usize {
+        self.send.len()
+    }
+
+    /// The peer closed its side and everything before was read.
+    pub fn is_read_closed(&self) -> bool {
+        self.core.peer_closed_reported && self.core.recv.readable() == 0
+    }
+
+    /// Orderly close of our sending side: a DATA_FIN follows the data written (RFC
+    /// 8684 §3.3.3); after a fallback, the subflow's FIN.
+    pub fn close(&mut self) {
+        if self.core.app_closed {
+            return;
+        }
+        self.core.app_closed = true;
+        match self.core.mode {
+            ConnMode::Fallback => {
+                for s in &mut self.subflows {
+                    s.tcp.close();
+                }
+            }
+            ConnMode::Handshake | ConnMode::Mptcp => {
+                self.core.seq.close_send(self.send.end());
+            }
+        }
+    }
+
+    /// Abort: MP_FASTCLOSE with the peer's key on a RST on every subflow (RFC 8684
+    /// §3.5), or a plain RST after a fallback; unread and unsent data is discarded.
+    pub fn abort(&mut self) {
+        if self.core.closed.is_some() {
+            return;
+        }
+        self.core.fastclose_out = self.core.mode == ConnMode::Mptcp && self.core.peer_key.is_some();
+        for s in &mut self.subflows {
+            s.tcp.abort();
+            s.mp.phase = MpPhase::Dead;
+            s.mp.rst_out = true;
+        }
+        self.core.closed = Some(CloseReason::Aborted);
+    }
+
+    /// Announces or uses a new local address (a path event): joins go out from it to
+    /// every known peer address (full mesh), and it is announced if configured.
+    pub fn add_local_address(&mut self, now: Instant, addr: IpAddr) -> Result<AddrId, PmError> {
+        match self.core.pm.as_mut() {
+            Some(pm) => pm.add_local_addr(now, addr, None, false),
+            None => {
+                if !self.core.pending_locals.contains(&addr) {
+                    self.core.pending_locals.push(addr);
+                }
+                Ok(AddrId(0))
+            }
+        }
+    }
+
+    /// A local address disappeared: REMOVE_ADDR goes out and its subflows close.
+    pub fn remove_local_address(&mut self, addr: IpAddr) -> Result<(), PmError> {
+        self.core.pending_locals.retain(|a| *a != addr);
+        let found = self
+            .core
+            .pm
+            .as_ref()
+            .and_then(|pm| pm.local_addrs().find(|l| l.addr == addr).map(|l| l.id));
+        match (found, self.core.pm.as_mut()) {
+            // The path manager withdraws it (REMOVE_ADDR) and closes its subflows.
+            (Some(id), Some(pm)) => pm.remove_local_addr(id),
+            (_, _) => {
+                let ids: Vec<SubflowId> = self
+                    .subflows
+                    .iter()
+                    .filter(|s| s.local().ip() == addr)
+                    .map(|s| s.id)
+                    .collect();
+                for id in ids {
+                    self.reset_subflow(
+                        id,
+                        TcpRstReason::ADMINISTRATIVELY_PROHIBITED,
+                        SubflowDownReason::AddressRemoved,
+                    );
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Changes our backup wish for a subflow and tells the peer with MP_PRIO (RFC 8684
+    /// §3.3.8).
+    pub fn set_subflow_backup(&mut self, id: SubflowId, backup: bool) -> bool {
+        let Some(s) = self.subflows.iter_mut().find(|s| s.id == id) else {
+            return false;
+        };
+        if s.mp.backup != backup {
+            s.mp.backup = backup;
+            s.mp.prio_pending = true;
+            s.tcp.set_backup(backup || s.mp.peer_backup);
+            s.tcp.request_ack();
+        }
+        true
+    }
+
+    // ---- driving ----
+
+    pub fn poll_event(&mut self) -> Option<MptcpEvent> {
+        let event = self.core.events.pop_front()?;
+        match event {
+            MptcpEvent::Readable => self.core.readable_pending = false,
+            MptcpEvent::Writable => self.core.writable_pending = false,
+            MptcpEvent::Connected
+            | MptcpEvent::PeerClosed
+            | MptcpEvent::SubflowUp { .. }
+            | MptcpEvent::SubflowDown { .. }
+            | MptcpEvent::AddressAnnounced { .. }
+            | MptcpEvent::AddressRemoved { .. }
+            | MptcpEvent::Fallback { .. }
+            | MptcpEvent::Closed { .. } => {}
+        }
+        Some(event)
+    }
+
+    /// The next thing the endpoint must do for this connection.
+    pub fn poll_action(&mut self) -> Option<ConnAction> {
+        self.core.actions.pop_front()
+    }
+
+    // ---- inspection ----
+
+    pub fn role(&self) -> Role {
+        self.core.role
+    }
+
+    pub fn mode(&self) -> ConnMode {
+        self.core.mode
+    }
+
+    pub fn is_fallback(&self) -> bool {
+        self.core.mode == ConnMode::Fallback
+    }
+
+    /// Our token (how the peer names this connection in MP_JOIN).
+    pub fn local_token(&self) -> Token {
+        self.core.local_key.token
+    }
+
+    pub fn local_key(&self) -> MptcpKey {
+        self.core.local_key.key
+    }
+
+    pub fn peer_key(&self) -> Option<MptcpKey> {
+        self.core.peer_key
+    }
+
+    /// DSS checksums are in use (either side set flag A).
+    pub fn checksums(&self) -> bool {
+        self.core.checksums
+    }
+
+    /// Why the connection ended, once it has.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.core.closed
+    }
+
+    /// Nothing is left to do: closed, and every subflow is CLOSED (TIME-WAIT over).
+    pub fn is_finished(&self) -> bool {
+        self.core.closed.is_some() && self.subflows.is_empty()
+    }
+
+    /// The subflows, by id.
+    pub fn subflow_ids(&self) -> impl Iterator<Item = SubflowId> + '_ {
+        self.subflows.iter().map(|s| s.id)
+    }
+
+    /// The subflow on this 4-tuple.
+    pub fn subflow_for(&self, local: SocketAddr, remote: SocketAddr) -> Option<SubflowId> {
+        self.subflows
+            .iter()
+            .find(|s| s.local() == local && s.remote() == remote)
+            .map(|s| s.id)
+    }
+
+    /// The 4-tuple of a subflow.
+    pub fn subflow_addrs(&self, id: SubflowId) -> Option<(SocketAddr, SocketAddr)> {
+        self.subflows
+            .iter()
+            .find(|s| s.id == id)
+            .map(|s| (s.local(), s.remote()))
+    }
+
+    /// The TCP engine of a subflow, for inspection.
+    pub fn subflow_tcp(&self, id: SubflowId) -> Option<&TcpConnection> {
+        self.subflows.iter().find(|s| s.id == id).map(|s| &s.tcp)
+    }
+
+    /// Where our DATA_FIN stands.
+    pub fn data_fin_tx(&self) -> DataFinTx {
+        self.core.seq.data_fin_tx()
+    }
+
+    /// The data ACK we send (the next DSN expected from the peer).
+    pub fn data_ack(&self) -> Dsn {
+        self.core.seq.data_ack()
+    }
+
+    pub fn stats(&self) -> ConnStats {
+        ConnStats {
+            mode: self.core.mode,
+            role: self.core.role,
+            local_token: self.core.local_key.token,
+            checksums: self.core.checksums,
+            bytes_written: self.core.bytes_written,
+            bytes_read: self.core.bytes_read,
+            bytes_data_acked: self.core.data_acked_total,
+            reinjections: self.core.reinjections,
+            subflows_opened: self.core.subflows_opened,
+            subflows: self.subflows.iter().map(Subflow::stats).collect(),
+        }
+    }
+
+    // ---- internals shared by input, output and timers ----
+
+    pub(crate) fn index_of(&self, id: SubflowId) -> Option<usize> {
+        self.subflows.iter().position(|s| s.id == id)
+    }
+
+    /// Resets one subflow with MP_TCPRST `reason`; its data is reinjected when it is
+    /// reaped.
+    pub(crate) fn reset_subflow(
+        &mut self,
+        id: SubflowId,
+        reason: TcpRstReason,
+        down: SubflowDownReason,
+    ) {
+        if let Some(i) = self.index_of(id) {
+            let s = &mut self.subflows[i];
+            s.mp.reset_reason = Some(reason);
+            s.mp.down_reason.get_or_insert(down);
+            s.mp.phase = MpPhase::Dead;
+            s.mp.rst_out = true;
+            s.tcp.abort();
+        }
+    }
+
+    /// An ACK on the best subflow that carries data (to move a signal or a window).
+    pub(crate) fn request_ack_any(&mut self) {
+        let best = self
+            .subflows
+            .iter_mut()
+            .filter(|s| s.mp.carries_data())
+            .min_by_key(|s| (s.mp.stale, s.tcp.stats().srtt, s.id));
+        if let Some(s) = best {
+            s.tcp.request_ack();
+        }
+    }
+
+    /// The MP_CAPABLE we put on the initial subflow's SYN or SYN/ACK.
+    pub(crate) fn capable_flags(core: &Core) -> crate::wire::mptcp::CapableFlags {
+        use crate::wire::mptcp::CapableFlags;
+        let mut flags = CapableFlags::HMAC_SHA256;
+        if core.checksums {
+            flags = flags.union(CapableFlags::CHECKSUM);
+        }
+        if core.config.deny_join_to_initial_address && core.role == Role::Server {
+            flags = flags.union(CapableFlags::NO_MORE_SUBFLOWS);
+        }
+        flags
+    }
+}

@@ -1,0 +1,265 @@
+//! One subflow: a TCP engine plus the little MPTCP state that belongs to that path
+//! (its mappings in both directions, its handshake, the signals it still has to
+//! carry). It owns no stream bytes: the connection's send buffer and reassembly do.
+
+use core::net::SocketAddr;
+
+use crate::crypto::Nonce;
+use crate::mptcp::SubflowId;
+use crate::mptcp::events::SubflowDownReason;
+use crate::mptcp::mapping::{RxMappings, TxMappings};
+use crate::seq::Dsn;
+use crate::tcp::{TcpConnection, TcpState};
+use crate::time::{Duration, Instant};
+use crate::wire::mptcp::{AddrId, TcpRstReason};
+
+/// How the subflow came to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SubflowKind {
+    /// The first subflow, opened with MP_CAPABLE (RFC 8684 §3.1).
+    Initial,
+    /// Opened by us with MP_JOIN (§3.2): our nonce, and the peer's once its SYN/ACK
+    /// arrived.
+    JoinOut {
+        nonce: Nonce,
+        peer_nonce: Option<Nonce>,
+    },
+    /// Opened by the peer with MP_JOIN.
+    JoinIn { nonce: Nonce, peer_nonce: Nonce },
+}
+
+/// Where the subflow stands at the MPTCP level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MpPhase {
+    /// The TCP handshake (and with it MP_CAPABLE / MP_JOIN) is under way.
+    Handshake,
+    /// MP_JOIN initiator: the SYN/ACK's HMAC was right and our third ACK (full HMAC)
+    /// went out; no data until the responder's fourth ACK (§3.2). `rtx_at`: when to
+    /// repeat the third ACK.
+    AwaitFourthAck { rtx_at: Instant, backoff: u32 },
+    /// Carries data.
+    Established,
+    /// Reset, closed or failed: no more data.
+    Dead,
+}
+
+/// The MPTCP state of one subflow.
+#[derive(Debug)]
+pub(crate) struct SubflowMp {
+    pub kind: SubflowKind,
+    pub phase: MpPhase,
+    pub local_id: AddrId,
+    pub remote_id: AddrId,
+    /// We asked for backup priority (MP_JOIN B flag / MP_PRIO we sent).
+    pub backup: bool,
+    /// The peer asked us to treat it as backup (its MP_JOIN B flag or MP_PRIO).
+    pub peer_backup: bool,
+    pub tx: TxMappings,
+    pub rx: RxMappings,
+    /// A DSS arrived on this subflow.
+    pub dss_seen: bool,
+    /// MP_TCPRST reason to put on our RST.
+    pub reset_reason: Option<TcpRstReason>,
+    /// The reason the subflow will be reported down with once it closes.
+    pub down_reason: Option<SubflowDownReason>,
+    /// The peer's MP_TCPRST reason on its last RST.
+    pub peer_rst_reason: Option<TcpRstReason>,
+    /// We reset the subflow and its RST has not been polled out yet: it stays until
+    /// then.
+    pub rst_out: bool,
+    /// Abort after the current input is processed (protocol error).
+    pub abort: Option<(TcpRstReason, SubflowDownReason)>,
+    /// MP_PRIO to send (our backup wish changed).
+    pub prio_pending: bool,
+    /// MP_FAIL to send (§3.7), with the DSN of the failed mapping.
+    pub fail_pending: Option<Dsn>,
+    /// An infinite mapping to send on the next segment (§3.7): (subflow offset, DSN).
+    pub infinite_pending: Option<(u64, Dsn)>,
+    /// The infinite mapping is in force on this subflow (fallback after MP_FAIL), with
+    /// the (subflow offset, connection offset) it started at for sending.
+    pub infinite_tx: Option<(u64, u64)>,
+    /// DSS checksum of the last mapping sent: (DSN, data-level length, checksum).
+    pub checksum_cache: Option<(Dsn, u16, u16)>,
+    /// RTO count at the last time the subflow ACK advanced.
+    pub rto_at_progress: u64,
+    pub acked_at_progress: u64,
+    /// Stale: RTOs without progress; the scheduler avoids it.
+    pub stale: bool,
+    /// SubflowUp was reported.
+    pub reported_up: bool,
+    /// Payload bytes handed to the connection's reassembly (new or duplicate).
+    pub bytes_delivered: u64,
+    /// Payload bytes scheduled onto this subflow (reinjections included).
+    pub bytes_scheduled: u64,
+    pub bytes_reinjected: u64,
+}
+
+/// One subflow of a connection.
+#[derive(Debug)]
+pub(crate) struct Subflow {
+    pub id: SubflowId,
+    pub tcp: TcpConnection,
+    pub mp: SubflowMp,
+}
+
+impl SubflowMp {
+    pub fn new(
+        kind: SubflowKind,
+        local_id: AddrId,
+        remote_id: AddrId,
+        backup: bool,
+        checksums: bool,
+        _now: Instant,
+    ) -> Self {
+        SubflowMp {
+            kind,
+            phase: MpPhase::Handshake,
+            local_id,
+            remote_id,
+            backup,
+            peer_backup: false,
+            tx: TxMappings::new(),
+            rx: RxMappings::new(checksums),
+            dss_seen: false,
+            reset_reason: None,
+            down_reason: None,
+            peer_rst_reason: None,
+            rst_out: false,
+            abort: None,
+            prio_pending: false,
+            fail_pending: None,
+            infinite_pending: None,
+            infinite_tx: None,
+            checksum_cache: None,
+            rto_at_progress: 0,
+            acked_at_progress: 0,
+            stale: false,
+            reported_up: false,
+            bytes_delivered: 0,
+            bytes_scheduled: 0,
+            bytes_reinjected: 0,
+        }
+    }
+
+    /// May carry connection data.
+    pub fn carries_data(&self) -> bool {
+        match self.phase {
+            MpPhase::Established => true,
+            MpPhase::Handshake | MpPhase::AwaitFourthAck { .. } | MpPhase::Dead => false,
+        }
+    }
+}
+
+impl Subflow {
+    pub fn local(&self) -> SocketAddr {
+        self.tcp.local()
+    }
+
+    pub fn remote(&self) -> SocketAddr {
+        self.tcp.remote()
+    }
+
+    /// Either side wants it used only as a backup (RFC 8684 §3.3.8).
+    pub fn is_backup(&self) -> bool {
+        self.mp.backup || self.mp.peer_backup
+    }
+
+    /// Can take new data from the scheduler now.
+    pub fn schedulable(&self) -> bool {
+        self.mp.carries_data()
+            && matches!(
+                self.tcp.state(),
+                TcpState::Established | TcpState::CloseWait
+            )
+            && !self.tcp.is_closing()
+    }
+
+    /// Bytes mapped to the subflow that it has not sent yet.
+    pub fn unsent(&self) -> u64 {
+        self.mp.tx.end().saturating_sub(self.tcp.sent_offset())
+    }
+
+    /// Updates the stale mark from the engine's RTO count (RFC 8684 §3.3.6 leaves the
+    /// "potentially failed" heuristic to the implementation). Returns true when it just
+    /// became stale.
+    pub fn refresh_stale(&mut self, stale_after: u64) -> bool {
+        let stats = self.tcp.stats();
+        let acked = self.tcp.acked_offset();
+        if acked > self.mp.acked_at_progress {
+            self.mp.acked_at_progress = acked;
+            self.mp.rto_at_progress = stats.rto_count;
+            self.mp.stale = false;
+            return false;
+        }
+        let became = !self.mp.stale
+            && stats.rto_count.saturating_sub(self.mp.rto_at_progress) >= stale_after.max(1);
+        if became {
+            self.mp.stale = true;
+        }
+        became
+    }
+
+    /// The retransmission timeout the engine would use now (for connection timers).
+    pub fn rto(&self) -> Duration {
+        self.tcp.stats().rto
+    }
+}
+
+/// Per-subflow figures a CLI can show.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SubflowStats {
+    pub id: SubflowId,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub local_id: AddrId,
+    pub remote_id: AddrId,
+    pub state: TcpState,
+    /// Carries data at the MPTCP level.
+    pub established: bool,
+    pub backup: bool,
+    pub stale: bool,
+    /// Payload bytes sent (first transmissions).
+    pub bytes_sent: u64,
+    pub bytes_retransmitted: u64,
+    /// Payload bytes received in order at the subflow level.
+    pub bytes_received: u64,
+    /// Bytes mapped onto this subflow by the scheduler (reinjections included).
+    pub bytes_scheduled: u64,
+    pub bytes_reinjected: u64,
+    pub srtt: Option<Duration>,
+    pub rttvar: Duration,
+    pub cwnd: u64,
+    pub ssthresh: u64,
+    pub bytes_in_flight: u64,
+    pub rto_count: u64,
+    pub mss: u32,
+}
+
+impl Subflow {
+    pub fn stats(&self) -> SubflowStats {
+        let t = self.tcp.stats();
+        SubflowStats {
+            id: self.id,
+            local: self.local(),
+            remote: self.remote(),
+            local_id: self.mp.local_id,
+            remote_id: self.mp.remote_id,
+            state: self.tcp.state(),
+            established: self.mp.carries_data(),
+            backup: self.is_backup(),
+            stale: self.mp.stale,
+            bytes_sent: t.bytes_sent,
+            bytes_retransmitted: t.bytes_retransmitted,
+            bytes_received: t.bytes_received,
+            bytes_scheduled: self.mp.bytes_scheduled,
+            bytes_reinjected: self.mp.bytes_reinjected,
+            srtt: t.srtt,
+            rttvar: t.rttvar,
+            cwnd: t.cwnd,
+            ssthresh: t.ssthresh,
+            bytes_in_flight: t.bytes_in_flight,
+            rto_count: t.rto_count,
+            mss: t.send_mss,
+        }
+    }
+}

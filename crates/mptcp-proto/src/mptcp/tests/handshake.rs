@@ -1,0 +1,245 @@
+//! MP_CAPABLE, first data, fallback: the option fields each segment carries.
+
+use super::*;
+use crate::mptcp::{ConnMode, FallbackReason};
+use crate::wire::mptcp::{CapableFlags, DsnWire, MpCapable, MpCapableKeys};
+
+fn capable(w: &Wire) -> Option<MpCapable> {
+    w.mptcp().into_iter().find_map(|o| match o {
+        MptcpOption::MpCapable(c) => Some(c),
+        _ => None,
+    })
+}
+
+fn dss(w: &Wire) -> Option<crate::wire::mptcp::Dss> {
+    w.mptcp().into_iter().find_map(|o| match o {
+        MptcpOption::Dss(d) => Some(d),
+        _ => None,
+    })
+}
+
+#[test]
+fn mp_capable_three_way_handshake_and_first_data_carry_the_right_keys() {
+    let mut p = Pair::new(small_config(), small_config(), &[]);
+    p.connect();
+    p.client.write(b"hello");
+    p.run_for(Duration::from_millis(100));
+    let client_key = p.client.local_key();
+    let server_key = p.server().local_key();
+    assert_eq!(p.client.peer_key(), Some(server_key));
+    assert_eq!(p.server().peer_key(), Some(client_key));
+    let mut buf = [0u8; 16];
+    assert_eq!(p.server().read(&mut buf), 5);
+    assert_eq!(&buf[..5], b"hello");
+
+    let server_key = p.server().local_key();
+    let to_server = p.sent(Dir::ToServer);
+    // SYN: MP_CAPABLE length 4, version 1, H = 1, no key.
+    let syn = to_server[0];
+    assert_eq!(syn.flags(), TcpFlags::SYN);
+    let syn_opt = &syn.repr().options.mptcp[0];
+    assert_eq!(syn_opt.wire_len(), 4);
+    assert_eq!(
+        capable(syn),
+        Some(MpCapable {
+            version: 1,
+            flags: CapableFlags::HMAC_SHA256,
+            keys: MpCapableKeys::None
+        })
+    );
+    // SYN/ACK: length 12 with the server's key.
+    let synack = p.sent(Dir::ToClient)[0];
+    assert_eq!(synack.flags(), TcpFlags::SYN | TcpFlags::ACK);
+    assert_eq!(synack.repr().options.mptcp[0].wire_len(), 12);
+    assert_eq!(
+        capable(synack).map(|c| c.keys),
+        Some(MpCapableKeys::Sender { sender: server_key })
+    );
+    // Third ACK: length 20, both keys.
+    let third = to_server[1];
+    assert_eq!(third.payload_len(), 0);
+    assert_eq!(third.repr().options.mptcp[0].wire_len(), 20);
+    assert_eq!(
+        capable(third).map(|c| c.keys),
+        Some(MpCapableKeys::Both {
+            sender: client_key,
+            receiver: server_key
+        })
+    );
+    // First data: length 22, both keys and the data-level length.
+    let first = to_server[2];
+    assert_eq!(first.payload_len(), 5);
+    assert_eq!(first.repr().options.mptcp[0].wire_len(), 22);
+    assert_eq!(
+        capable(first).map(|c| c.keys),
+        Some(MpCapableKeys::BothWithData {
+            sender: client_key,
+            receiver: server_key,
+            data_len: 5,
+            checksum: None
+        })
+    );
+    // The server's ACK of it carries a DSS with a 64-bit data ACK covering the data.
+    let server_ack = p
+        .sent(Dir::ToClient)
+        .into_iter()
+        .skip(1)
+        .find_map(dss)
+        .expect("a DSS from the server");
+    assert_eq!(
+        server_ack.data_ack,
+        Some(DsnWire::Long(client_key.idsn() + 1 + 5))
+    );
+}
+
+#[test]
+fn client_keeps_mp_capable_on_data_until_it_sees_a_data_ack() {
+    let mut p = Pair::new(small_config(), small_config(), &[]);
+    // The server never answers after its SYN/ACK: its ACKs are lost.
+    p.connect();
+    p.filter = Some(Box::new(move |w| {
+        if w.dir == Dir::ToClient {
+            Verdict::Drop
+        } else {
+            Verdict::Pass
+        }
+    }));
+    p.client.write(b"abc");
+    p.run_for(Duration::from_millis(1500));
+    let data: Vec<_> = p
+        .sent(Dir::ToServer)
+        .into_iter()
+        .filter(|w| w.payload_len() > 0)
+        .collect();
+    assert!(data.len() >= 2, "the first data is retransmitted");
+    for w in data {
+        assert_eq!(
+            capable(w).map(|c| c.keys),
+            Some(MpCapableKeys::BothWithData {
+                sender: p.client.local_key(),
+                receiver: p.client.peer_key().expect("known"),
+                data_len: 3,
+                checksum: None,
+            })
+        );
+    }
+    // Once the server's DSS with a data ACK gets through, DSS replaces MP_CAPABLE.
+    p.filter = None;
+    p.run_for(Duration::from_millis(3000));
+    p.client.write(b"more");
+    p.run_for(Duration::from_millis(200));
+
+    let last = p
+        .sent(Dir::ToServer)
+        .into_iter()
+        .rev()
+        .find(|w| w.payload_len() > 0)
+        .expect("data");
+    assert!(capable(last).is_none());
+    let d = dss(last).expect("DSS on later data");
+    let m = d.mapping.expect("a mapping");
+    assert_eq!(m.dsn, DsnWire::Long(p.client.local_key().idsn() + 1 + 3));
+    assert_eq!(m.subflow_seq, SeqNum(4));
+    assert_eq!(m.data_len, 4);
+}
+
+#[test]
+fn checksums_are_used_when_either_side_sets_a() {
+    for (client_a, server_a) in [(true, false), (false, true), (true, true), (false, false)] {
+        let mut cc = small_config();
+        cc.checksums = client_a;
+        let mut sc = small_config();
+        sc.checksums = server_a;
+        let mut p = Pair::new(cc, sc, &[]);
+        p.connect();
+        let want = client_a || server_a;
+        assert_eq!(p.client.checksums(), want);
+        assert_eq!(p.server().checksums(), want);
+        let data = pattern(3000, 7);
+        let got = p.transfer(true, &data, Duration::from_secs(2));
+        assert_bytes(&got, &data);
+        let back = p.transfer(false, &data, Duration::from_secs(2));
+        assert_bytes(&back, &data);
+        // Every mapping on the wire has a checksum exactly when negotiated.
+        for w in &p.log {
+            if let Some(m) = dss(w).and_then(|d| d.mapping) {
+                assert_eq!(m.checksum.is_some(), want, "{client_a} {server_a}");
+            }
+            if let Some(MpCapableKeys::BothWithData { checksum, .. }) = capable(w).map(|c| c.keys) {
+                assert_eq!(checksum.is_some(), want);
+            }
+        }
+        let syn = p.sent(Dir::ToServer)[0];
+        assert_eq!(
+            capable(syn).map(|c| c.flags.checksum_required()),
+            Some(client_a)
+        );
+    }
+}
+
+#[test]
+fn no_mp_capable_in_syn_ack_falls_back_transparently() {
+    let mut p = Pair::new(small_config(), small_config(), &[]);
+    // A middlebox strips MPTCP options from the server's segments.
+    p.filter = Some(Box::new(|w| {
+        if w.dir == Dir::ToClient {
+            Verdict::Rewrite(strip_mptcp(w))
+        } else {
+            Verdict::Pass
+        }
+    }));
+    p.run_for(Duration::from_millis(100));
+    assert_eq!(p.client.mode(), ConnMode::Fallback);
+    assert!(p.client_events.contains(&MptcpEvent::Fallback {
+        reason: FallbackReason::NoMpCapableInSynAck
+    }));
+    // The client's third ACK carries no MP_CAPABLE: the server falls back too.
+    assert_eq!(p.server().mode(), ConnMode::Fallback);
+    let data = pattern(20_000, 3);
+    assert_bytes(&p.transfer(true, &data, Duration::from_secs(3)), &data);
+    assert_bytes(&p.transfer(false, &data, Duration::from_secs(3)), &data);
+    // No MPTCP option after the SYN from the client.
+    for w in p.sent(Dir::ToServer).into_iter().skip(1) {
+        assert!(w.mptcp().is_empty());
+    }
+}
+
+#[test]
+fn options_stripped_after_the_handshake_fall_back_with_data_intact() {
+    let mut p = Pair::new(small_config(), small_config(), &[]);
+    // Strip everything but SYNs: the SYN/ACK negotiates MPTCP, then nothing.
+    p.filter = Some(Box::new(|w| {
+        if w.flags().syn() {
+            Verdict::Pass
+        } else {
+            Verdict::Rewrite(strip_mptcp(w))
+        }
+    }));
+    p.run_for(Duration::from_millis(100));
+    // The third ACK lost its MP_CAPABLE: the server falls back at once.
+    assert_eq!(p.server().mode(), ConnMode::Fallback);
+    assert!(p.server_events.contains(&MptcpEvent::Fallback {
+        reason: FallbackReason::NoMpCapableInThirdAck
+    }));
+    let data = pattern(30_000, 4);
+    assert_bytes(&p.transfer(true, &data, Duration::from_secs(5)), &data);
+    assert_eq!(p.client.mode(), ConnMode::Fallback);
+    let back = pattern(10_000, 5);
+    assert_bytes(&p.transfer(false, &back, Duration::from_secs(5)), &back);
+}
+
+/// The segment's bytes with every MPTCP option replaced by NOPs (a middlebox that
+/// strips unknown options), checksum fixed.
+pub fn strip_mptcp(w: &Wire) -> Vec<u8> {
+    let mut repr = w.repr();
+    repr.options.mptcp.clear();
+    let mut buf = vec![0u8; repr.buffer_len()];
+    repr.emit(
+        &mut TcpPacket::new_unchecked(&mut buf[..]),
+        w.src.ip(),
+        w.dst.ip(),
+        true,
+    )
+    .expect("fits");
+    buf
+}

@@ -1,0 +1,581 @@
+//! Several subflows: MP_JOIN, ADD_ADDR / REMOVE_ADDR, failures and reinjection.
+
+use super::*;
+use crate::crypto::{JoinHmac, MptcpKey};
+use crate::mptcp::{CloseReason, ConnMode, SubflowDownReason};
+use crate::wire::mptcp::{AddAddr, AddrId, MpFastclose, MpJoin, TcpRstReason};
+use core::net::IpAddr;
+
+fn join(w: &Wire) -> Option<MpJoin> {
+    w.mptcp().into_iter().find_map(|o| match o {
+        MptcpOption::MpJoin(j) => Some(j),
+        _ => None,
+    })
+}
+
+fn up_count(events: &[MptcpEvent]) -> usize {
+    events
+        .iter()
+        .filter(|e| matches!(e, MptcpEvent::SubflowUp { .. }))
+        .count()
+}
+
+/// A client with a second address: once established it joins from it.
+fn two_path_pair(seed: u64) -> Pair {
+    let mut p = Pair::with_seed(small_config(), small_config(), &[ip("10.0.1.1")], seed);
+    p.connect();
+    // Full establishment needs a data ACK from the server.
+    assert_bytes(&p.transfer(true, b"go", Duration::from_secs(1)), b"go");
+    p.run_for(Duration::from_millis(200));
+    p
+}
+
+#[test]
+fn mp_join_four_way_handshake_fields_and_hmacs() {
+    let p = two_path_pair(1);
+    assert_eq!(p.client.subflow_ids().count(), 2);
+    let server = p.server.as_ref().expect("server");
+    assert_eq!(server.subflow_ids().count(), 2);
+    assert_eq!(up_count(&p.client_events), 2);
+    assert_eq!(up_count(&p.server_events), 2);
+    let joins: Vec<&Wire> = p.log.iter().filter(|w| join(w).is_some()).collect();
+    // SYN, SYN/ACK, third ACK.
+    assert_eq!(joins.len(), 3, "{}", p.dump());
+    let client_key = p.client.local_key();
+    let server_key = server.local_key();
+    let (token, nonce_a) = match join(joins[0]) {
+        Some(MpJoin::Syn {
+            token,
+            nonce,
+            addr_id,
+            backup,
+        }) => {
+            assert_eq!(addr_id, AddrId(1));
+            assert!(!backup);
+            (token, nonce)
+        }
+        other => panic!("MP_JOIN SYN expected, got {other:?}"),
+    };
+    assert_eq!(token, server_key.token());
+    assert_eq!(joins[0].repr().options.mptcp[0].wire_len(), 12);
+    let nonce_b = match join(joins[1]) {
+        Some(MpJoin::SynAck { hmac, nonce, .. }) => {
+            assert_eq!(
+                hmac,
+                crate::crypto::join_synack_hmac(server_key, client_key, nonce, nonce_a)
+            );
+            nonce
+        }
+        other => panic!("MP_JOIN SYN/ACK expected, got {other:?}"),
+    };
+    assert_eq!(joins[1].repr().options.mptcp[0].wire_len(), 16);
+    match join(joins[2]) {
+        Some(MpJoin::Ack { hmac }) => assert_eq!(
+            hmac,
+            crate::crypto::join_ack_hmac(client_key, server_key, nonce_a, nonce_b)
+        ),
+        other => panic!("MP_JOIN ACK expected, got {other:?}"),
+    }
+    assert_eq!(joins[2].repr().options.mptcp[0].wire_len(), 24);
+    // The fourth ACK: the responder's next segment on that subflow, with a DSS; the
+    // initiator sent no data before it.
+    let tuple = (joins[0].src, joins[0].dst);
+    let after: Vec<&Wire> = p
+        .log
+        .iter()
+        .filter(|w| (w.src, w.dst) == tuple || (w.dst, w.src) == tuple)
+        .collect();
+    let third = after
+        .iter()
+        .position(|w| matches!(join(w), Some(MpJoin::Ack { .. })))
+        .expect("third ACK");
+    let fourth = after[third + 1..]
+        .iter()
+        .position(|w| w.dir == Dir::ToClient)
+        .map(|i| i + third + 1)
+        .expect("fourth ACK");
+    assert!(after[..fourth].iter().all(|w| w.payload_len() == 0));
+    assert_eq!(after[fourth].payload_len(), 0);
+}
+
+#[test]
+fn data_flows_over_two_subflows_byte_exact() {
+    let mut p = two_path_pair(2);
+    let data = pattern(300_000, 11);
+    assert_bytes(&p.transfer(true, &data, Duration::from_secs(20)), &data);
+    let back = pattern(200_000, 12);
+    assert_bytes(&p.transfer(false, &back, Duration::from_secs(20)), &back);
+    let stats = p.client.stats();
+    assert_eq!(stats.subflows.len(), 2);
+    for s in &stats.subflows {
+        assert!(s.bytes_sent > 10_000, "both subflows carry data: {stats:?}");
+    }
+}
+
+#[test]
+fn join_with_bad_hmac_is_reset_and_connection_survives() {
+    let mut p = Pair::new(small_config(), small_config(), &[ip("10.0.1.1")]);
+    // A middlebox corrupts the initiator's full HMAC in the third ACK.
+    p.filter = Some(Box::new(|w| {
+        let mut repr = w.repr();
+        let mut changed = false;
+        for o in repr.options.mptcp.iter_mut() {
+            if let MptcpOption::MpJoin(MpJoin::Ack { hmac }) = o {
+                *hmac = JoinHmac([0x55; 20]);
+                changed = true;
+            }
+        }
+        if !changed {
+            return Verdict::Pass;
+        }
+        let mut buf = vec![0u8; repr.buffer_len()];
+        repr.emit(
+            &mut TcpPacket::new_unchecked(&mut buf[..]),
+            w.src.ip(),
+            w.dst.ip(),
+            true,
+        )
+        .expect("fits");
+        Verdict::Rewrite(buf)
+    }));
+    p.connect();
+    assert_bytes(&p.transfer(true, b"go", Duration::from_secs(1)), b"go");
+    p.run_for(Duration::from_millis(300));
+    // The responder reset the joining subflow with MP_TCPRST.
+    let rst = p
+        .log
+        .iter()
+        .find(|w| w.dir == Dir::ToClient && w.flags().rst())
+        .expect("a RST");
+    assert_eq!(
+        rst.mptcp(),
+        vec![MptcpOption::MpTcpRst(crate::wire::mptcp::MpTcpRst {
+            flags: crate::wire::mptcp::TcpRstFlags::default(),
+            reason: TcpRstReason::MPTCP_ERROR,
+        })]
+    );
+    // The connection is untouched: one subflow on each side, data still flows.
+    assert_eq!(p.server().subflow_ids().count(), 1);
+    assert_eq!(up_count(&p.server_events), 1);
+    let data = pattern(50_000, 3);
+    assert_bytes(&p.transfer(true, &data, Duration::from_secs(5)), &data);
+    assert_eq!(p.client.mode(), ConnMode::Mptcp);
+}
+
+#[test]
+fn join_with_unknown_token_is_refused_with_mp_tcprst() {
+    let mut p = Pair::new(small_config(), small_config(), &[ip("10.0.1.1")]);
+    // Rewrite the join SYN's token.
+    p.filter = Some(Box::new(|w| {
+        let mut repr = w.repr();
+        let mut changed = false;
+        for o in repr.options.mptcp.iter_mut() {
+            if let MptcpOption::MpJoin(MpJoin::Syn { token, .. }) = o {
+                token.0 ^= 1;
+                changed = true;
+            }
+        }
+        if !changed {
+            return Verdict::Pass;
+        }
+        let mut buf = vec![0u8; repr.buffer_len()];
+        repr.emit(
+            &mut TcpPacket::new_unchecked(&mut buf[..]),
+            w.src.ip(),
+            w.dst.ip(),
+            true,
+        )
+        .expect("fits");
+        Verdict::Rewrite(buf)
+    }));
+    p.connect();
+    assert_bytes(&p.transfer(true, b"go", Duration::from_secs(1)), b"go");
+    p.run_for(Duration::from_millis(300));
+    assert!(!p.refused.is_empty());
+    assert!(matches!(
+        p.refused[0].mptcp()[..],
+        [MptcpOption::MpTcpRst(r)] if r.reason == TcpRstReason::MPTCP_ERROR
+    ));
+    assert_eq!(p.server().subflow_ids().count(), 1);
+    let data = pattern(20_000, 4);
+    assert_bytes(&p.transfer(true, &data, Duration::from_secs(5)), &data);
+}
+
+#[test]
+fn add_addr_is_retransmitted_until_echoed_and_opens_a_subflow() {
+    let mut sc = small_config();
+    sc.pm_server.add_addr_timeout = Duration::from_millis(500);
+    let mut p = Pair::new(small_config(), sc, &[]);
+    p.connect();
+    assert_bytes(&p.transfer(true, b"go", Duration::from_secs(1)), b"go");
+    // The client's echoes are lost twice.
+    let mut echoes_dropped = 0;
+    p.filter = Some(Box::new(move |w| {
+        let echo = w.dir == Dir::ToServer
+            && w.mptcp()
+                .iter()
+                .any(|o| matches!(o, MptcpOption::AddAddr(a) if a.hmac.is_none()));
+        if echo && echoes_dropped < 2 {
+            echoes_dropped += 1;
+            Verdict::Drop
+        } else {
+            Verdict::Pass
+        }
+    }));
+    let now = p.now;
+    p.server()
+        .add_local_address(now, ip("10.9.1.1"))
+        .expect("new address");
+    p.run_for(Duration::from_secs(3));
+    let announcements: Vec<AddAddr> = p
+        .sent(Dir::ToClient)
+        .into_iter()
+        .flat_map(|w| {
+            w.mptcp()
+                .into_iter()
+                .filter_map(|o| match o {
+                    MptcpOption::AddAddr(a) => Some(a),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(announcements.len(), 3, "sent until the third echo arrives");
+    let server_key = p.server().local_key();
+    for a in &announcements {
+        assert_eq!(a.addr_id, AddrId(1));
+        assert_eq!(a.addr, ip("10.9.1.1"));
+        assert_eq!(
+            a.hmac,
+            Some(crate::crypto::add_addr_hmac(
+                server_key,
+                p.client.local_key(),
+                1,
+                ip("10.9.1.1"),
+                None
+            ))
+        );
+    }
+    assert!(p.client_events.contains(&MptcpEvent::AddressAnnounced {
+        id: AddrId(1),
+        addr: "10.9.1.1:80".parse().expect("address"),
+    }));
+    // Full mesh: the client opened a subflow to the announced address.
+    assert_eq!(p.client.subflow_ids().count(), 2);
+    assert!(
+        p.client
+            .stats()
+            .subflows
+            .iter()
+            .any(|s| s.remote == "10.9.1.1:80".parse().expect("address") && s.established)
+    );
+}
+
+#[test]
+fn add_addr_with_a_bad_hmac_is_ignored() {
+    let mut p = Pair::new(small_config(), small_config(), &[]);
+    p.connect();
+    assert_bytes(&p.transfer(true, b"go", Duration::from_secs(1)), b"go");
+    p.filter = Some(Box::new(|w| {
+        let mut repr = w.repr();
+        let mut changed = false;
+        for o in repr.options.mptcp.iter_mut() {
+            if let MptcpOption::AddAddr(a) = o
+                && let Some(h) = a.hmac.as_mut()
+            {
+                h.0[0] ^= 0xff;
+                changed = true;
+            }
+        }
+        if !changed {
+            return Verdict::Pass;
+        }
+        let mut buf = vec![0u8; repr.buffer_len()];
+        repr.emit(
+            &mut TcpPacket::new_unchecked(&mut buf[..]),
+            w.src.ip(),
+            w.dst.ip(),
+            true,
+        )
+        .expect("fits");
+        Verdict::Rewrite(buf)
+    }));
+    let now = p.now;
+    p.server()
+        .add_local_address(now, ip("10.9.1.1"))
+        .expect("new address");
+    p.run_for(Duration::from_secs(1));
+    assert!(
+        !p.client_events
+            .iter()
+            .any(|e| matches!(e, MptcpEvent::AddressAnnounced { .. }))
+    );
+    assert_eq!(p.client.subflow_ids().count(), 1);
+    // No echo went back.
+    assert!(!p.sent(Dir::ToServer).iter().any(|w| {
+        w.mptcp()
+            .iter()
+            .any(|o| matches!(o, MptcpOption::AddAddr(_)))
+    }));
+}
+
+#[test]
+fn remove_addr_closes_the_subflows_of_that_address() {
+    let mut p = two_path_pair(5);
+    p.client
+        .remove_local_address(ip("10.0.1.1"))
+        .expect("known");
+    p.run_for(Duration::from_millis(300));
+    assert_eq!(p.client.subflow_ids().count(), 1);
+    assert_eq!(p.server().subflow_ids().count(), 1);
+    assert!(
+        p.server_events
+            .contains(&MptcpEvent::AddressRemoved { id: AddrId(1) })
+    );
+    assert!(p.client_events.iter().any(|e| matches!(
+        e,
+        MptcpEvent::SubflowDown {
+            reason: SubflowDownReason::AddressRemoved,
+            ..
+        }
+    )));
+    let data = pattern(30_000, 8);
+    assert_bytes(&p.transfer(true, &data, Duration::from_secs(5)), &data);
+}
+
+#[test]
+fn subflow_reset_mid_transfer_reinjects_and_data_is_intact() {
+    let mut p = two_path_pair(6);
+    let data = pattern(400_000, 21);
+    let mut written = 0;
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut reset_done = false;
+    for _ in 0..4000 {
+        written += p.client.write(&data[written..]);
+        loop {
+            let n = p.server().read(&mut buf);
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        if got.len() == data.len() {
+            break;
+        }
+        if !reset_done && got.len() > 100_000 {
+            // The second path dies with a RST while it has data in flight.
+            let id = p.client.subflow_ids().nth(1).expect("two subflows");
+            p.client.reset_subflow(
+                id,
+                TcpRstReason::UNSPECIFIED,
+                SubflowDownReason::LocalReset {
+                    reason: TcpRstReason::UNSPECIFIED,
+                },
+            );
+            reset_done = true;
+        }
+        p.run_for(Duration::from_millis(5));
+    }
+    assert!(reset_done);
+    assert_bytes(&got, &data);
+    assert!(p.client.stats().reinjections > 0);
+    assert_eq!(p.client.subflow_ids().count(), 1);
+}
+
+/// An in-window segment from the client on the server's first subflow carrying
+/// MP_FASTCLOSE with `key`, as a RST or as an ACK.
+fn inject_fastclose(p: &mut Pair, key: MptcpKey, rst: bool) {
+    let now = p.now;
+    let server = p.server.as_mut().expect("server");
+    let sid = server.subflow_ids().next().expect("a subflow");
+    let (local, remote) = server.subflow_addrs(sid).expect("addresses");
+    let tcp = server.subflow_tcp(sid).expect("tcp");
+    let seq = tcp.irs() + 1 + tcp.received_offset() as u32;
+    let ack = tcp.iss() + 1 + tcp.sent_offset() as u32;
+    let mut seg = TcpRepr {
+        src_port: remote.port(),
+        dst_port: local.port(),
+        seq,
+        ack: if rst { SeqNum(0) } else { ack },
+        flags: if rst { TcpFlags::RST } else { TcpFlags::ACK },
+        window: 1000,
+        urgent: 0,
+        options: Default::default(),
+        payload: &[],
+    };
+    seg.options
+        .mptcp
+        .push(MptcpOption::MpFastclose(MpFastclose { receiver_key: key }));
+    server.handle_segment(now, sid, &seg);
+}
+
+#[test]
+fn mp_fastclose_with_a_wrong_key_is_ignored_and_the_right_key_closes() {
+    let mut p = two_path_pair(7);
+    let server_key = p.server().local_key();
+    inject_fastclose(&mut p, MptcpKey(server_key.0 ^ 1), false);
+    p.run_for(Duration::from_millis(100));
+    // Wrong key: nothing happens at all.
+    assert!(p.server().close_reason().is_none());
+    assert_eq!(p.server().subflow_ids().count(), 2);
+    let data = pattern(20_000, 2);
+    assert_bytes(&p.transfer(true, &data, Duration::from_secs(5)), &data);
+    // The right key, on a RST: every subflow goes and the connection closes.
+    inject_fastclose(&mut p, server_key, true);
+    p.run_for(Duration::from_millis(100));
+    assert_eq!(p.server().close_reason(), Some(CloseReason::PeerFastClose));
+    assert!(p.server_events.contains(&MptcpEvent::Closed {
+        reason: CloseReason::PeerFastClose
+    }));
+    assert!(p.server().is_finished());
+}
+
+#[test]
+fn abort_sends_mp_fastclose_with_the_peers_key() {
+    let mut p = two_path_pair(8);
+    p.client.abort();
+    p.run_for(Duration::from_millis(100));
+    let server_key = p.server().local_key();
+    let fastcloses = p
+        .sent(Dir::ToServer)
+        .into_iter()
+        .filter(|w| w.flags().rst())
+        .filter(|w| {
+            w.mptcp()
+                == vec![MptcpOption::MpFastclose(MpFastclose {
+                    receiver_key: server_key,
+                })]
+        })
+        .count();
+    assert_eq!(fastcloses, 2, "one on each subflow");
+    assert_eq!(p.server().close_reason(), Some(CloseReason::PeerFastClose));
+}
+
+/// Random loss, duplication and reordering with `paths` subflows.
+fn lossy_multipath(seed: u64, four: bool) {
+    let mut p = Pair::with_seed(small_config(), small_config(), &[ip("10.0.1.1")], seed);
+    p.connect();
+    assert_bytes(&p.transfer(true, b"go", Duration::from_secs(2)), b"go");
+    if four {
+        let now = p.now;
+        p.server()
+            .add_local_address(now, ip("10.9.1.1"))
+            .expect("new address");
+    }
+    p.run_for(Duration::from_millis(500));
+    let want = if four { 4 } else { 2 };
+    assert_eq!(p.client.subflow_ids().count(), want, "seed {seed}");
+    p.loss = 0.03;
+    p.dup = 0.02;
+    p.reorder = 0.05;
+    let up = pattern(60_000, seed);
+    assert_bytes(&p.transfer(true, &up, Duration::from_secs(120)), &up);
+    let down = pattern(30_000, seed + 7);
+    assert_bytes(&p.transfer(false, &down, Duration::from_secs(120)), &down);
+}
+
+#[test]
+fn byte_exact_over_two_lossy_subflows_many_seeds() {
+    for seed in 0..120 {
+        lossy_multipath(seed, false);
+    }
+}
+
+#[test]
+fn byte_exact_over_four_lossy_subflows_many_seeds() {
+    for seed in 1000..1060 {
+        lossy_multipath(seed, true);
+    }
+}
+
+/// A filter that flips one payload byte of the `nth` data segment from the client
+/// (TCP checksum recomputed, so only the DSS checksum can tell), optionally only on
+/// the subflow from `only_from`.
+fn corrupt_nth(nth: usize, only_from: Option<IpAddr>) -> Filter {
+    let mut seen = 0;
+    Box::new(move |w| {
+        let repr = w.repr();
+        if w.dir != Dir::ToServer || repr.payload.is_empty() {
+            return Verdict::Pass;
+        }
+        if only_from.is_some_and(|a| a != w.src.ip()) {
+            return Verdict::Pass;
+        }
+        seen += 1;
+        if seen != nth {
+            return Verdict::Pass;
+        }
+        let mut payload = repr.payload.to_vec();
+        payload[0] ^= 0x5a;
+        let corrupted = TcpRepr {
+            payload: &payload,
+            ..repr.clone()
+        };
+        let mut buf = vec![0u8; corrupted.buffer_len()];
+        corrupted
+            .emit(
+                &mut TcpPacket::new_unchecked(&mut buf[..]),
+                w.src.ip(),
+                w.dst.ip(),
+                true,
+            )
+            .expect("fits");
+        Verdict::Rewrite(buf)
+    })
+}
+
+#[test]
+fn checksum_failure_on_the_only_subflow_sends_mp_fail_then_falls_back_intact() {
+    let mut cc = small_config();
+    cc.checksums = true;
+    let mut p = Pair::new(cc, small_config(), &[]);
+    p.connect();
+    assert_bytes(&p.transfer(true, b"go", Duration::from_secs(1)), b"go");
+    p.filter = Some(corrupt_nth(3, None));
+    let data = pattern(60_000, 31);
+    let got = p.transfer(true, &data, Duration::from_secs(30));
+    assert_bytes(&got, &data);
+    // The receiver sent MP_FAIL, the sender the infinite mapping; both fell back.
+    let fail = p.sent(Dir::ToClient).iter().any(|w| {
+        w.mptcp()
+            .iter()
+            .any(|o| matches!(o, MptcpOption::MpFail(_)))
+    });
+    assert!(fail, "MP_FAIL sent");
+    let infinite = p.sent(Dir::ToServer).iter().any(|w| {
+        w.mptcp()
+            .iter()
+            .any(|o| matches!(o, MptcpOption::Dss(d) if d.mapping.is_some_and(|m| m.data_len == 0)))
+    });
+    assert!(infinite, "infinite mapping sent");
+    assert_eq!(p.client.mode(), ConnMode::Fallback);
+    assert_eq!(p.server().mode(), ConnMode::Fallback);
+    let back = pattern(20_000, 32);
+    assert_bytes(&p.transfer(false, &back, Duration::from_secs(30)), &back);
+}
+
+#[test]
+fn checksum_failure_with_several_subflows_resets_that_subflow_and_reinjects() {
+    let mut cc = small_config();
+    cc.checksums = true;
+    let mut p = Pair::with_seed(cc, small_config(), &[ip("10.0.1.1")], 9);
+    p.connect();
+    assert_bytes(&p.transfer(true, b"go", Duration::from_secs(1)), b"go");
+    p.run_for(Duration::from_millis(200));
+    assert_eq!(p.client.subflow_ids().count(), 2);
+    p.filter = Some(corrupt_nth(2, Some(ip("10.0.1.1"))));
+    let data = pattern(200_000, 33);
+    let got = p.transfer(true, &data, Duration::from_secs(30));
+    assert_bytes(&got, &data);
+    // The server reset the subflow with MP_TCPRST "middlebox interference".
+    let rst = p.sent(Dir::ToClient).into_iter().any(|w| {
+        w.flags().rst()
+            && w.mptcp().iter().any(|o| {
+                matches!(o, MptcpOption::MpTcpRst(r) if r.reason == TcpRstReason::MIDDLEBOX_INTERFERENCE)
+            })
+    });
+    assert!(rst);
+    assert_eq!(p.client.mode(), ConnMode::Mptcp);
+    assert_eq!(p.client.subflow_ids().count(), 1);
+}
