@@ -309,6 +309,7 @@ pub struct TcpConnection {
     siblings: Vec<SubflowSnapshot>,
     own_index: usize,
     bytes_since_last_loss: u64,
+    bytes_between_last_losses: u64,
     loss_events: u64,
     is_backup: bool,
 
@@ -401,6 +402,7 @@ impl TcpConnection {
             siblings: Vec::new(),
             own_index: 0,
             bytes_since_last_loss: 0,
+            bytes_between_last_losses: 0,
             loss_events: 0,
             is_backup: false,
             events: VecDeque::new(),
@@ -625,6 +627,14 @@ impl TcpConnection {
         self.own_index = own_index.min(subflows.len());
     }
 
+    /// The connection penalises this subflow (its data blocks the shared receive
+    /// window; Raiciu et al., NSDI 2012): congestion control halves the window. Not a
+    /// loss event.
+    pub fn penalize(&mut self, now: Instant) {
+        self.with_snapshot(|cc, _| cc.on_penalty(now));
+        tracing::trace!(cwnd = self.cc.window(), "tcp: window penalised");
+    }
+
     /// This subflow as coupled congestion control sees it.
     pub fn snapshot(&self) -> SubflowSnapshot {
         SubflowSnapshot {
@@ -633,6 +643,7 @@ impl TcpConnection {
             mss: self.send_mss,
             bytes_in_flight: self.sent.pipe(),
             bytes_since_last_loss: self.bytes_since_last_loss,
+            bytes_between_last_losses: self.bytes_between_last_losses,
             loss_events: self.loss_events,
             is_backup: self.is_backup,
         }
