@@ -145,6 +145,11 @@ pub struct ConnStats {
     pub bytes_data_acked: u64,
     /// Byte ranges reinjected onto another subflow.
     pub reinjections: u64,
+    /// Bytes sent again on a faster subflow because the receive window was blocked by
+    /// a slower one (opportunistic retransmission).
+    pub opportunistic_bytes: u64,
+    /// Windows halved on slow subflows that blocked the receive window.
+    pub penalties: u64,
     pub subflows_opened: u64,
     pub subflows: Vec<SubflowStats>,
 }
@@ -201,8 +206,12 @@ pub(crate) struct Core {
     pub bytes_written: u64,
     pub bytes_read: u64,
     pub reinjections: u64,
+    pub opportunistic_bytes: u64,
+    pub penalties: u64,
     pub subflows_opened: u64,
     pub data_acked_total: u64,
+    /// Reused buffer of subflow snapshots for coupled congestion control.
+    pub cc_snapshots: Vec<crate::cc::SubflowSnapshot>,
     /// The segment being processed wants an immediate ACK on its subflow.
     pub ack_now: bool,
     pub readable_pending: bool,
@@ -364,8 +373,11 @@ impl MptcpConnection {
             bytes_written: 0,
             bytes_read: 0,
             reinjections: 0,
+            opportunistic_bytes: 0,
+            penalties: 0,
             subflows_opened: 0,
             data_acked_total: 0,
+            cc_snapshots: Vec::new(),
             ack_now: false,
             readable_pending: false,
             writable_pending: false,
@@ -803,6 +815,8 @@ impl MptcpConnection {
             bytes_read: self.core.bytes_read,
             bytes_data_acked: self.core.data_acked_total,
             reinjections: self.core.reinjections,
+            opportunistic_bytes: self.core.opportunistic_bytes,
+            penalties: self.core.penalties,
             subflows_opened: self.core.subflows_opened,
             subflows: self.subflows.iter().map(Subflow::stats).collect(),
         }

@@ -16,11 +16,13 @@
 
 pub mod config;
 mod connection;
+mod coupling;
 pub mod data_seq;
 pub mod events;
 pub mod handshake;
 mod input;
 pub mod mapping;
+mod opportunistic;
 mod output;
 pub mod subflow;
 mod timers;
