@@ -3,14 +3,14 @@
 //! scheduler). The receiver's DSN-keyed reassembly keeps the first copy and drops the
 //! others; the sender frees the bytes on the data ACK.
 //!
-//! A chunk goes to every candidate (regular subflows, or backups when no regular one is
-//! available) that has window space when it is scheduled, each taking as much of it as
-//! its space allows. A subflow whose window is full misses that chunk rather than
-//! holding the others back, so the connection runs at the pace of its fastest path
-//! while the slower ones carry copies of what they can (Linux likewise lets a lagging
-//! subflow skip data).
+//! A chunk goes out when the fastest candidate (lowest smoothed RTT; regular subflows,
+//! or backups when no regular one is available) has window space, and then to every
+//! candidate that has space, each taking as much of it as its space allows. So the
+//! fastest path carries every byte and sets the pace; a slower subflow whose window is
+//! full misses that chunk rather than holding the others back (Linux likewise lets a
+//! lagging subflow skip data).
 
-use super::{Decision, SchedInput, Scheduler};
+use super::{Decision, SchedInput, Scheduler, fastest};
 use crate::sched::Assignment;
 
 /// See the module documentation.
@@ -28,7 +28,11 @@ impl Scheduler for Redundant {
         if sendable == 0 {
             return decision;
         }
-        for s in input.candidates().iter().filter(|s| s.space() > 0) {
+        let candidates = input.candidates();
+        if fastest(&candidates).is_none_or(|f| f.space() == 0) {
+            return decision;
+        }
+        for s in candidates.iter().filter(|s| s.space() > 0) {
             decision.assignments.push(Assignment {
                 subflow: s.id,
                 bytes: s.space().min(sendable),
@@ -60,10 +64,13 @@ mod tests {
         assert_eq!(assigned(&d), vec![(1, 14_480), (2, 14_480), (4, 4_480)]);
         let d = s.schedule(&input(&flows, 3_000));
         assert_eq!(assigned(&d), vec![(1, 3_000), (2, 3_000), (4, 3_000)]);
-        // A full subflow misses the chunk; nothing anywhere means wait.
-        flows[1].in_flight = flows[1].cwnd;
+        // A full slower subflow misses the chunk; a full fastest one means wait.
+        flows[0].in_flight = flows[0].cwnd;
         let d = s.schedule(&input(&flows, 3_000));
-        assert_eq!(assigned(&d), vec![(2, 3_000), (4, 3_000)]);
+        assert_eq!(assigned(&d), vec![(1, 3_000), (2, 3_000)]);
+        flows[1].in_flight = flows[1].cwnd;
+        assert!(s.schedule(&input(&flows, 3_000)).is_wait());
+        flows[1].in_flight = 0;
         for f in &mut flows {
             f.send_window = 0;
         }
