@@ -2,8 +2,8 @@
 //! routed by token (RFC 8684 §3.2), the subflows a connection asks for, and the
 //! connection-level events and path events.
 //!
-//! Not done here yet: SYN cookies for MP_CAPABLE (the server keeps the connection from
-//! the SYN on, bounded by the listener backlog like plain TCP).
+//! SYN cookies for MP_CAPABLE (no state between the SYN and the third ACK or first
+//! data) live in `cookie.rs`.
 
 use core::net::{IpAddr, SocketAddr};
 

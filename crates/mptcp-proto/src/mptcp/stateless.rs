@@ -48,18 +48,22 @@ impl MptcpConnection {
             return Err(AcceptError::NotMpCapable);
         };
         let tcp_config = Self::subflow_tcp_config(config);
-        let mut segment = TcpConnection::stateless_syn_ack(tcp_config, local, remote, syn, now, iss)?;
+        let mut segment =
+            TcpConnection::stateless_syn_ack(tcp_config, local, remote, syn, now, iss)?;
         // RFC 8684 §3.1: checksums are used when either side sets flag A.
         let checksums = config.checksums || peer_a;
-        segment.options.mptcp.push(MptcpOption::MpCapable(MpCapable {
-            version: MPTCP_VERSION,
-            flags: capable_flags_for(
-                checksums,
-                config.deny_join_to_initial_address,
-                Role::Server,
-            ),
-            keys: MpCapableKeys::Sender { sender: key },
-        }));
+        segment
+            .options
+            .mptcp
+            .push(MptcpOption::MpCapable(MpCapable {
+                version: MPTCP_VERSION,
+                flags: capable_flags_for(
+                    checksums,
+                    config.deny_join_to_initial_address,
+                    Role::Server,
+                ),
+                keys: MpCapableKeys::Sender { sender: key },
+            }));
         Ok(segment)
     }
 
