@@ -331,10 +331,10 @@ fn a_token_taken_between_syn_ack_and_third_ack_resets_with_transient_mp_tcprst()
 
 #[test]
 fn a_syn_whose_cookie_key_token_is_taken_gets_plain_tcp() {
+    let mut probe = server();
     let mut server = server();
     let now = Instant::from_secs(10);
-    // Learn the key the cookie would give, then take its token first.
-    let mut probe = server_with_secret();
+    // Learn the key the cookie would give (same secret), then take its token first.
     let syn_ack = syn_ack_for(&mut probe, now, capable_syn(77));
     let key = probe.cookies.mptcp_key(&tuple(), SeqNum(77), syn_ack.seq);
     let other = server
@@ -372,10 +372,6 @@ fn a_syn_whose_cookie_key_token_is_taken_gets_plain_tcp() {
     assert_eq!(server.handle_packet(now, &ip_packet(ack)), Ok(()));
     assert_eq!(server.stats().syn_cookies_accepted, 1);
     assert_eq!(server.connection_count(), 2);
-}
-
-fn server_with_secret() -> Endpoint {
-    server()
 }
 
 #[test]
