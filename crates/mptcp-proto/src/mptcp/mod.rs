@@ -22,6 +22,7 @@ pub mod handshake;
 mod input;
 pub mod mapping;
 mod output;
+mod stateless;
 pub mod subflow;
 mod timers;
 
