@@ -320,7 +320,7 @@ impl Core {
 }
 
 impl MptcpConnection {
-    fn subflow_tcp_config(config: &MptcpConfig) -> TcpConfig {
+    pub(crate) fn subflow_tcp_config(config: &MptcpConfig) -> TcpConfig {
         let mut tcp = config.tcp.clone();
         // One shared receive window: the subflows advertise the connection's
         // (RFC 8684 §3.3.4), so their window scale must cover it.
@@ -441,12 +441,30 @@ impl MptcpConnection {
         rng: &mut R,
         token_in_use: impl FnMut(Token) -> bool,
     ) -> Result<Self, AcceptError> {
+        if !matches!(classify_syn(syn), SynKind::Capable { .. }) {
+            return Err(AcceptError::NotMpCapable);
+        }
+        let local_key = generate_key(rng, token_in_use)?;
+        Self::accept_with_key(config, now, local, remote, syn, iss, local_key)
+    }
+
+    /// [`MptcpConnection::accept`] with our key chosen by the caller: SYN cookies
+    /// derive it from the cookie, so the key in a stateless SYN/ACK is the key of the
+    /// connection rebuilt at the ACK. The caller has checked that its token is free.
+    pub fn accept_with_key(
+        config: MptcpConfig,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        syn: &TcpRepr<'_>,
+        iss: SeqNum,
+        local_key: LocalKey,
+    ) -> Result<Self, AcceptError> {
         let SynKind::Capable { checksums: peer_a } = classify_syn(syn) else {
             return Err(AcceptError::NotMpCapable);
         };
         let tcp_config = Self::subflow_tcp_config(&config);
         let tcp = TcpConnection::accept(tcp_config, local, remote, syn, now, iss)?;
-        let local_key = generate_key(rng, token_in_use)?;
         // RFC 8684 §3.1: checksums are used when either side sets flag A.
         let checksums = config.checksums || peer_a;
         let (send, mut core) = Self::new_core(config, Role::Server, local_key, None, checksums);
@@ -860,14 +878,10 @@ impl MptcpConnection {
 
     /// The MP_CAPABLE we put on the initial subflow's SYN or SYN/ACK.
     pub(crate) fn capable_flags(core: &Core) -> crate::wire::mptcp::CapableFlags {
-        use crate::wire::mptcp::CapableFlags;
-        let mut flags = CapableFlags::HMAC_SHA256;
-        if core.checksums {
-            flags = flags.union(CapableFlags::CHECKSUM);
-        }
-        if core.config.deny_join_to_initial_address && core.role == Role::Server {
-            flags = flags.union(CapableFlags::NO_MORE_SUBFLOWS);
-        }
-        flags
+        super::stateless::capable_flags_for(
+            core.checksums,
+            core.config.deny_join_to_initial_address,
+            core.role,
+        )
     }
 }

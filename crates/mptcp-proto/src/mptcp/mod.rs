@@ -24,6 +24,7 @@ mod input;
 pub mod mapping;
 mod opportunistic;
 mod output;
+mod stateless;
 pub mod subflow;
 mod timers;
 

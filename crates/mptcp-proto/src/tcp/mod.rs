@@ -28,6 +28,7 @@ mod rtt;
 mod sack;
 mod sent;
 mod socket;
+mod stateless;
 mod timers;
 
 use core::net::SocketAddr;
@@ -371,7 +372,7 @@ impl TcpConnection {
             sack_ok: false,
             ts_ok: false,
             ts_recent: 0,
-            ts_offset: iss.0.rotate_left(13),
+            ts_offset: stateless::ts_offset_for(iss),
             rto_at: None,
             tlp_at: None,
             reorder_at: None,

@@ -395,7 +395,7 @@ impl TcpConnection {
         }
     }
 
-    fn emit_syn<'a, O>(&mut self, now: Instant, owner: &mut O) -> Transmit<'a>
+    pub(super) fn emit_syn<'a, O>(&mut self, now: Instant, owner: &mut O) -> Transmit<'a>
     where
         O: SendSource<'a> + ReceiveSink + ?Sized,
     {
