@@ -38,6 +38,10 @@ use crate::wire::tcp::TcpRepr;
 /// MPTCP_SUBFLOWS_MAX = 8).
 pub const MAX_SUBFLOWS: usize = 8;
 
+/// Final figures of this many removed subflows are kept for [`ConnStats`] (the most
+/// recent ones): a connection that churns paths must not grow without bound.
+pub const CLOSED_SUBFLOW_HISTORY: usize = 2 * MAX_SUBFLOWS;
+
 /// Which side opened the connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -147,6 +151,10 @@ pub struct ConnStats {
     pub reinjections: u64,
     pub subflows_opened: u64,
     pub subflows: Vec<SubflowStats>,
+    /// The last figures of subflows that are gone (closed, reset, timed out), oldest
+    /// first, at most [`CLOSED_SUBFLOW_HISTORY`]: a transfer's per-path totals stay
+    /// visible after its subflows closed.
+    pub closed_subflows: Vec<SubflowStats>,
 }
 
 /// Everything of the connection but the send buffer and the subflows, so that a
@@ -202,6 +210,8 @@ pub(crate) struct Core {
     pub bytes_read: u64,
     pub reinjections: u64,
     pub subflows_opened: u64,
+    /// Final figures of removed subflows, at most [`CLOSED_SUBFLOW_HISTORY`].
+    pub closed_subflows: VecDeque<SubflowStats>,
     pub data_acked_total: u64,
     /// The segment being processed wants an immediate ACK on its subflow.
     pub ack_now: bool,
@@ -365,6 +375,7 @@ impl MptcpConnection {
             bytes_read: 0,
             reinjections: 0,
             subflows_opened: 0,
+            closed_subflows: VecDeque::new(),
             data_acked_total: 0,
             ack_now: false,
             readable_pending: false,
@@ -805,6 +816,7 @@ impl MptcpConnection {
             reinjections: self.core.reinjections,
             subflows_opened: self.core.subflows_opened,
             subflows: self.subflows.iter().map(Subflow::stats).collect(),
+            closed_subflows: self.core.closed_subflows.iter().copied().collect(),
         }
     }
 

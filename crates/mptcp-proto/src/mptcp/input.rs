@@ -14,7 +14,9 @@ use arrayvec::ArrayVec;
 
 use crate::crypto::{verify_add_addr_hmac, verify_join_ack_hmac, verify_join_synack_hmac};
 use crate::mptcp::SubflowId;
-use crate::mptcp::connection::{ConnAction, ConnMode, Core, MptcpConnection, Role, Signal};
+use crate::mptcp::connection::{
+    CLOSED_SUBFLOW_HISTORY, ConnAction, ConnMode, Core, MptcpConnection, Role, Signal,
+};
 use crate::mptcp::data_seq::DataAckOutcome;
 use crate::mptcp::events::{CloseReason, FallbackReason, MptcpEvent, SubflowDownReason};
 use crate::mptcp::mapping::{InsertKind, MappingError, ReceivedMapping, RxEvent, RxMappings};
@@ -739,6 +741,10 @@ impl MptcpConnection {
             }
             let s = self.subflows.remove(i);
             let reason = s.mp.down_reason.unwrap_or(SubflowDownReason::Closed);
+            if self.core.closed_subflows.len() >= CLOSED_SUBFLOW_HISTORY {
+                self.core.closed_subflows.pop_front();
+            }
+            self.core.closed_subflows.push_back(s.stats());
             if self.core.mode == ConnMode::Mptcp {
                 let data_ack = self.core.seq.snd_una();
                 for range in s.mp.tx.unacked_ranges(data_ack) {

@@ -344,6 +344,36 @@ fn remove_addr_closes_the_subflows_of_that_address() {
 }
 
 #[test]
+fn stats_keep_the_final_figures_of_removed_subflows() {
+    let mut p = two_path_pair(15);
+    let data = pattern(200_000, 9);
+    assert_bytes(&p.transfer(true, &data, Duration::from_secs(5)), &data);
+    p.run_for(Duration::from_millis(300));
+    let before = p.client.stats();
+    let second = before
+        .subflows
+        .iter()
+        .find(|s| s.local.ip() == ip("10.0.1.1"))
+        .copied()
+        .expect("a subflow from the second address");
+    assert!(before.closed_subflows.is_empty());
+    p.client
+        .remove_local_address(ip("10.0.1.1"))
+        .expect("known");
+    p.run_for(Duration::from_millis(300));
+    let after = p.client.stats();
+    assert_eq!(after.subflows.len(), 1);
+    assert_eq!(after.closed_subflows.len(), 1);
+    let closed = after.closed_subflows[0];
+    assert_eq!(closed.id, second.id);
+    assert_eq!((closed.local, closed.remote), (second.local, second.remote));
+    assert_eq!(closed.state, crate::tcp::TcpState::Closed);
+    // Nothing was written after the snapshot: its totals are the final ones.
+    assert_eq!(closed.bytes_sent, second.bytes_sent);
+    assert_eq!(closed.bytes_scheduled, second.bytes_scheduled);
+}
+
+#[test]
 fn subflow_reset_mid_transfer_reinjects_and_data_is_intact() {
     let mut p = two_path_pair(6);
     let data = pattern(400_000, 21);
