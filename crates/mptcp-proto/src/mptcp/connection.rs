@@ -25,6 +25,7 @@ use crate::mptcp::config::MptcpConfig;
 use crate::mptcp::data_seq::{DataFinRx, DataFinTx, DataSeq};
 use crate::mptcp::events::{CloseReason, FallbackReason, MptcpEvent, SubflowDownReason};
 use crate::mptcp::handshake::{SynKind, classify_syn};
+use crate::mptcp::mapping::{RxMappings, rx_mapping_limit};
 use crate::mptcp::subflow::{MpPhase, Subflow, SubflowKind, SubflowMp, SubflowStats};
 use crate::pm::{PathManager, PmError};
 use crate::sched::Scheduler;
@@ -320,6 +321,14 @@ impl Core {
     }
 }
 
+impl Core {
+    /// A subflow's receive-side mapping table, sized to let the whole connection-level
+    /// receive window sit above a hole with one mapping per segment.
+    pub(crate) fn new_rx(&self) -> RxMappings {
+        RxMappings::with_limit(self.checksums, rx_mapping_limit(self.config.recv_buffer))
+    }
+}
+
 impl MptcpConnection {
     fn subflow_tcp_config(config: &MptcpConfig) -> TcpConfig {
         let mut tcp = config.tcp.clone();
@@ -416,7 +425,7 @@ impl MptcpConnection {
             AddrId(0),
             AddrId(0),
             false,
-            checksums,
+            core.new_rx(),
             now,
         );
         Ok(MptcpConnection {
@@ -455,7 +464,7 @@ impl MptcpConnection {
             AddrId(0),
             AddrId(0),
             false,
-            checksums,
+            core.new_rx(),
             now,
         );
         Ok(MptcpConnection {
@@ -486,7 +495,7 @@ impl MptcpConnection {
             nonce: Nonce::generate(rng),
             peer_nonce: None,
         };
-        let mp = SubflowMp::new(kind, local_id, remote_id, backup, self.core.checksums, now);
+        let mp = SubflowMp::new(kind, local_id, remote_id, backup, self.core.new_rx(), now);
         let mut subflow = Subflow { id, tcp, mp };
         subflow.tcp.set_backup(backup);
         self.subflows.push(subflow);
@@ -546,7 +555,7 @@ impl MptcpConnection {
             nonce: Nonce::generate(rng),
             peer_nonce,
         };
-        let mut mp = SubflowMp::new(kind, local_id, addr_id, false, self.core.checksums, now);
+        let mut mp = SubflowMp::new(kind, local_id, addr_id, false, self.core.new_rx(), now);
         mp.peer_backup = backup;
         let mut subflow = Subflow { id, tcp, mp };
         subflow.tcp.set_backup(backup);

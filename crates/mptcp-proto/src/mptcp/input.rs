@@ -19,7 +19,7 @@ use crate::mptcp::connection::{
 };
 use crate::mptcp::data_seq::DataAckOutcome;
 use crate::mptcp::events::{CloseReason, FallbackReason, MptcpEvent, SubflowDownReason};
-use crate::mptcp::mapping::{InsertKind, MappingError, ReceivedMapping, RxEvent, RxMappings};
+use crate::mptcp::mapping::{InsertKind, MappingError, ReceivedMapping, RxEvent};
 use crate::mptcp::subflow::{MpPhase, SubflowKind, SubflowMp};
 use crate::pm::{AddrSide, PmAction};
 use crate::seq::{Dsn, SeqNum};
@@ -79,7 +79,7 @@ impl RxOwner<'_> {
                     self.core.seq.set_peer_idsn(key.idsn());
                     self.core.checksums |= flags.checksum_required();
                     self.core.peer_c_flag = flags.contains(CapableFlags::NO_MORE_SUBFLOWS);
-                    self.mp.rx = RxMappings::new(self.core.checksums);
+                    self.mp.rx = self.core.new_rx();
                     self.core.mode = ConnMode::Mptcp;
                     // The SYN/ACK's window is the connection's (never scaled).
                     self.core.seq.on_peer_window(None, seg.window, 0);
@@ -303,7 +303,7 @@ impl RxOwner<'_> {
                 }
                 self.core.check_peer_closed();
             }
-            Err(MappingError::TooMany { offset }) => {
+            Err(MappingError::TooMany { offset, .. }) => {
                 tracing::debug!(offset, "mptcp: mapping limit, payload refused");
                 self.refuse = true;
             }
