@@ -302,7 +302,9 @@ pub struct TcpConnection {
     tlp: Option<TlpProbe>,
     dupacks: u32,
     cc: Box<dyn CongestionControl>,
-    /// The last send opportunity found the window open but no data to send.
+    /// The last send opportunity was limited by something other than the congestion
+    /// window (no data to send, or the peer's receive window): cwnd must not grow on
+    /// the ACKs that follow (RFC 7661).
     app_limited: bool,
     siblings: Vec<SubflowSnapshot>,
     own_index: usize,
