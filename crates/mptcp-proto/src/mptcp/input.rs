@@ -864,10 +864,12 @@ impl MptcpConnection {
         if self.core.mode != ConnMode::Mptcp || self.core.closed.is_some() {
             return;
         }
-        // Joins wait for the full establishment; everything else goes at once.
+        // Joins wait for the full establishment; everything else goes at once. An
+        // application that closed its sending side still has data in flight and may
+        // still receive (a request, then shutdown, then a long response): new paths
+        // help until both DATA_FINs are through.
         let may_open = (self.core.role == Role::Server || self.core.fully_established)
-            && !self.core.subflows_closing
-            && !self.core.app_closed;
+            && !self.core.subflows_closing;
         if may_open {
             let deferred = core::mem::take(&mut self.core.deferred_opens);
             self.core.actions.extend(deferred);

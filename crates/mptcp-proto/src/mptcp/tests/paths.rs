@@ -374,6 +374,35 @@ fn stats_keep_the_final_figures_of_removed_subflows() {
 }
 
 #[test]
+fn a_client_that_closed_its_sending_side_still_joins_its_other_paths() {
+    // Regression: joins waited for the full establishment and were dropped for good if
+    // the application had closed by then (request, shutdown, then a long response:
+    // the response got one path only, and died with it).
+    let mut p = Pair::new(small_config(), small_config(), &[ip("10.0.1.1")]);
+    p.connect();
+    assert_eq!(p.client.write(b"GET /"), 5);
+    p.client.close();
+    let response = pattern(300_000, 12);
+    assert_bytes(
+        &p.transfer(false, &response, Duration::from_secs(10)),
+        &response,
+    );
+    assert_eq!(up_count(&p.client_events), 2, "{:?}", p.client_events);
+    let second = p
+        .client
+        .stats()
+        .subflows
+        .iter()
+        .find(|s| s.local.ip() == ip("10.0.1.1"))
+        .copied()
+        .expect("the join from the second address");
+    assert!(second.bytes_received > 0, "it carried part of the response");
+    let mut buf = [0u8; 16];
+    assert_eq!(p.server().read(&mut buf), 5);
+    assert_eq!(&buf[..5], b"GET /");
+}
+
+#[test]
 fn subflow_reset_mid_transfer_reinjects_and_data_is_intact() {
     let mut p = two_path_pair(6);
     let data = pattern(400_000, 21);
