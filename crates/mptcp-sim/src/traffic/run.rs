@@ -98,8 +98,11 @@ impl TrafficRun {
         let seed = scenario.seed;
         let mut next = 0;
         let mut sim = scenario.build(|spec| {
-            let opts = host_options[next].clone();
+            let mut opts = host_options[next].clone();
             next += 1;
+            // The host's addresses: packets to others are dropped, and accepted MPTCP
+            // connections announce the ones they did not arrive on.
+            opts.endpoint.local_addrs = spec.addresses.clone();
             let mut host = StackHost::new(opts, host_secret(seed, &spec.name));
             host.set_verify(options.verify);
             Box::new(host)
