@@ -865,6 +865,13 @@ impl MptcpConnection {
         }
     }
 
+    /// An ACK on every subflow that carries data (a DATA_FIN retransmission).
+    pub(crate) fn request_ack_all(&mut self) {
+        for s in self.subflows.iter_mut().filter(|s| s.mp.carries_data()) {
+            s.tcp.request_ack();
+        }
+    }
+
     /// The MP_CAPABLE we put on the initial subflow's SYN or SYN/ACK.
     pub(crate) fn capable_flags(core: &Core) -> crate::wire::mptcp::CapableFlags {
         use crate::wire::mptcp::CapableFlags;

@@ -2,9 +2,10 @@
 
 use super::*;
 use crate::crypto::{JoinHmac, MptcpKey};
+use crate::mptcp::data_seq::DataFinTx;
 use crate::mptcp::{CloseReason, ConnMode, SubflowDownReason};
 use crate::wire::mptcp::{AddAddr, AddrId, MpFastclose, MpJoin, TcpRstReason};
-use core::net::IpAddr;
+use core::net::{IpAddr, SocketAddr};
 
 fn join(w: &Wire) -> Option<MpJoin> {
     w.mptcp().into_iter().find_map(|o| match o {
@@ -400,6 +401,44 @@ fn a_client_that_closed_its_sending_side_still_joins_its_other_paths() {
     let mut buf = [0u8; 16];
     assert_eq!(p.server().read(&mut buf), 5);
     assert_eq!(&buf[..5], b"GET /");
+}
+
+#[test]
+fn a_data_fin_lost_on_a_silently_dead_subflow_is_retransmitted_on_the_others() {
+    // Regression: the DATA_FIN (on a pure ACK after the data) was repeated on one
+    // subflow only; when that path had died without a RST, the idle subflow never
+    // timed out, never turned stale, and the connection never closed.
+    let mut p = two_path_pair(16);
+    let data = pattern(50_000, 13);
+    assert_bytes(&p.transfer(true, &data, Duration::from_secs(5)), &data);
+    p.run_for(Duration::from_millis(300));
+    // From now on, the path of the first segment carrying our DATA_FIN is a black hole.
+    let mut dead: Option<SocketAddr> = None;
+    p.filter = Some(Box::new(move |w| {
+        if w.dir != Dir::ToServer {
+            return Verdict::Pass;
+        }
+        let fin = w
+            .mptcp()
+            .iter()
+            .any(|o| matches!(o, MptcpOption::Dss(d) if d.data_fin));
+        if dead.is_none() && fin {
+            dead = Some(w.src);
+        }
+        if dead == Some(w.src) {
+            Verdict::Drop
+        } else {
+            Verdict::Pass
+        }
+    }));
+    p.client.close();
+    p.run_for(Duration::from_secs(10));
+    assert!(
+        matches!(p.client.data_fin_tx(), DataFinTx::Acked { .. }),
+        "{:?}",
+        p.client.data_fin_tx()
+    );
+    assert!(p.server_events.contains(&MptcpEvent::PeerClosed));
 }
 
 #[test]
