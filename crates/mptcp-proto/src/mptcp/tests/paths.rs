@@ -677,3 +677,41 @@ fn checksum_failure_with_several_subflows_resets_that_subflow_and_reinjects() {
     assert_eq!(p.client.mode(), ConnMode::Mptcp);
     assert_eq!(p.client.subflow_ids().count(), 1);
 }
+
+#[test]
+fn a_close_before_a_checksum_fallback_ends_the_stream_with_the_subflow_fin() {
+    // Regression: the application wrote everything and closed while the connection was
+    // MPTCP (a DATA_FIN pending); a checksum failure then made it fall back, and the
+    // subflow never sent its FIN: the peer read all the data but never saw the end.
+    let mut cc = small_config();
+    cc.checksums = true;
+    let mut p = Pair::new(cc, small_config(), &[]);
+    p.connect();
+    assert_bytes(&p.transfer(true, b"go", Duration::from_secs(1)), b"go");
+    p.filter = Some(corrupt_nth(3, None));
+    let data = pattern(40_000, 33);
+    assert_eq!(p.client.write(&data), data.len());
+    p.client.close();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    for _ in 0..2000 {
+        p.run_for(Duration::from_millis(10));
+        loop {
+            let n = p.server().read(&mut buf);
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        if p.server_events.contains(&MptcpEvent::PeerClosed) {
+            break;
+        }
+    }
+    assert_bytes(&got, &data);
+    assert_eq!(p.client.mode(), ConnMode::Fallback);
+    assert!(
+        p.server_events.contains(&MptcpEvent::PeerClosed),
+        "{:?}",
+        p.server_events
+    );
+}
