@@ -24,8 +24,12 @@ use mptcp_sim::traffic::{RunOptions, TrafficRun};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 
-/// Seeds run by default: tuned to about a minute in the test profile on two cores.
-const DEFAULT_SEEDS: u64 = 3_000;
+/// Seeds run by default: about 30 s in the test profile on two cores. Known failures
+/// further out (open bugs, see the branch report): 6217, 10937, 14345, 23573, 27346,
+/// 28988, 29273, 29827 (an announced address lost before the initial path died: the
+/// ADD_ADDR is only repeated after 120 s), 11813 and 16414 (a spurious NoDataAck
+/// fallback on a duplicating path).
+const DEFAULT_SEEDS: u64 = 5_000;
 
 /// One seed's network: the scenario text, and when the initial path dies (if it
 /// does), counted from the moment both connections are fully established.

@@ -200,9 +200,9 @@ mod tests {
         assert_eq!(m.reinject_min, Duration::from_millis(300));
         assert_eq!(m.stale_rto_count, 4);
         assert_eq!((m.pm.max_subflows, m.pm_server.max_subflows), (3, 3));
-        assert_eq!(m.send_buffer, 2_000_000);
-        assert_eq!(m.recv_buffer, 512_000);
-        assert_eq!(o.endpoint.tcp.recv_buffer, 512_000);
+        assert_eq!(m.send_buffer, 2 * 1024 * 1024);
+        assert_eq!(m.recv_buffer, 512 * 1024);
+        assert_eq!(o.endpoint.tcp.recv_buffer, 512 * 1024);
         assert_eq!(m.tcp.congestion_control, CcAlgorithm::NewReno);
         assert!(m.deny_join_to_initial_address);
     }
