@@ -111,7 +111,7 @@ impl SubflowMp {
         local_id: AddrId,
         remote_id: AddrId,
         backup: bool,
-        checksums: bool,
+        rx: RxMappings,
         _now: Instant,
     ) -> Self {
         SubflowMp {
@@ -122,7 +122,7 @@ impl SubflowMp {
             backup,
             peer_backup: false,
             tx: TxMappings::new(),
-            rx: RxMappings::new(checksums),
+            rx,
             dss_seen: false,
             reset_reason: None,
             down_reason: None,
