@@ -130,15 +130,32 @@ impl RxOwner<'_> {
         });
         match self.core.mode {
             ConnMode::Handshake => {
-                self.mp.phase = MpPhase::Established;
                 let Some((key, _)) = keys else {
+                    if dss.is_some() {
+                        // The peer speaks MPTCP: its third ACK and first data (the
+                        // segments with our key echoed) were lost or overtaken by a
+                        // later segment, say a lone DATA_FIN. RFC 8684 §3.1 has the
+                        // first data repeat both keys until a data ACK shows we have
+                        // them, so they will come; until then nothing of this segment
+                        // can be mapped (no peer IDSN), and its payload is refused so
+                        // that it is sent again. Linux falls back here for want of a
+                        // socket to hold the state; we have one, and option stripping
+                        // leaves no DSS behind.
+                        tracing::debug!(
+                            seq = ?seg.seq,
+                            "mptcp: DSS before the peer's key: waiting for MP_CAPABLE"
+                        );
+                        return;
+                    }
                     // The ACK completing the handshake must echo both keys (RFC 8684
-                    // §3.1; Linux falls back likewise): without them the options were
-                    // stripped or the peer is not MPTCP.
+                    // §3.1; Linux falls back likewise): without them and without any
+                    // DSS, the options were stripped or the peer is not MPTCP.
+                    self.mp.phase = MpPhase::Established;
                     self.core
                         .enter_fallback(FallbackReason::NoMpCapableInThirdAck);
                     return;
                 };
+                self.mp.phase = MpPhase::Established;
                 self.core.peer_key = Some(key);
                 self.core.seq.set_peer_idsn(key.idsn());
                 self.core.mode = ConnMode::Mptcp;
