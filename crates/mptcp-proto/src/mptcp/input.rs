@@ -776,6 +776,10 @@ impl MptcpConnection {
             }
             if let Some(pm) = self.core.pm.as_mut() {
                 pm.on_subflow_closed(s.mp.local_id, s.mp.remote_id);
+                if reason != SubflowDownReason::Closed {
+                    // A path failed: repeat unechoed announcements on the others.
+                    pm.resend_unechoed(now);
+                }
             }
             self.core.actions.push_back(ConnAction::SubflowRemoved {
                 id: s.id,
@@ -892,9 +896,20 @@ impl MptcpConnection {
             let deferred = core::mem::take(&mut self.core.deferred_opens);
             self.core.actions.extend(deferred);
         }
+        // RFC 8684 §3.4.1: ADD_ADDR is repeated until echoed; the first wait is the
+        // RTO of the live subflows (the largest, as Linux's ADD_ADDR timer).
+        let rto = self
+            .subflows
+            .iter()
+            .filter(|s| s.mp.carries_data() && !s.mp.stale)
+            .map(|s| s.rto())
+            .max();
         let Some(pm) = self.core.pm.as_mut() else {
             return;
         };
+        if let Some(rto) = rto {
+            pm.set_rto(rto);
+        }
         pm.handle_timeout(now);
         let mut request_ack = false;
         let mut close = Vec::new();

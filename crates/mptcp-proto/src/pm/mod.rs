@@ -31,8 +31,11 @@ pub struct PmConfig {
     /// Announce local addresses with ADD_ADDR (usually the server). Linux: `signal`
     /// endpoints.
     pub announce: bool,
-    /// Time before an unechoed ADD_ADDR is sent again. Linux's `add_addr_timeout`
-    /// defaults to 120 s (TCP_RTO_MAX).
+    /// Longest wait before an unechoed ADD_ADDR is sent again. The wait is the
+    /// connection's retransmission timeout ([`PathManager::set_rto`]), doubled per
+    /// retransmission, and at most this. Linux's `add_addr_timeout` (120 s,
+    /// TCP_RTO_MAX) is such a maximum since Linux 6.18, which waits for the largest
+    /// subflow RTO; a fixed 120 s left connections shorter than that with no repeat.
     pub add_addr_timeout: Duration,
     /// Retransmissions of an ADD_ADDR before giving up. Linux: ADD_ADDR_RETRANS_MAX = 3.
     pub add_addr_retransmits: u32,
@@ -137,8 +140,9 @@ struct Announcement {
     port: Option<u16>,
     /// Transmissions so far.
     sent: u32,
-    /// When to send again (or give up).
-    deadline: Instant,
+    /// When it was last sent: the next transmission (or giving up) is one echo
+    /// timeout later ([`echo_timeout`]), with the RTO known at that time.
+    last_sent: Instant,
 }
 
 /// Path manager state of one connection.
@@ -170,6 +174,8 @@ pub struct PathManager {
     announcements: BTreeMap<AddrId, Announcement>,
     /// The peer set MP_CAPABLE flag C: no subflows to its initial address (§3.1).
     peer_denies_initial: bool,
+    /// The connection's retransmission timeout, the first wait for an echo.
+    rto: Option<Duration>,
     actions: VecDeque<PmAction>,
 }
 
@@ -199,6 +205,7 @@ impl PathManager {
             pairs: BTreeMap::from([((id0, id0), PairState::Established)]),
             announcements: BTreeMap::new(),
             peer_denies_initial: peer_c_flag,
+            rto: None,
             actions: VecDeque::new(),
         }
     }
@@ -211,6 +218,36 @@ impl PathManager {
         self.remotes.values()
     }
 
+    /// The connection's current retransmission timeout (RFC 6298): the wait for an
+    /// ADD_ADDR echo before the first retransmission. It applies to announcements
+    /// already waiting too (the first ones go out before any RTT is measured).
+    pub fn set_rto(&mut self, rto: Duration) {
+        self.rto = Some(rto);
+    }
+
+    /// The wait after an announcement's `sent`-th transmission: the RTO doubled per
+    /// retransmission (like a TCP segment's), at most `add_addr_timeout`.
+    fn echo_timeout(&self, sent: u32) -> Duration {
+        echo_timeout(self.config.add_addr_timeout, self.rto, sent)
+    }
+
+    /// The paths are in trouble (a subflow went stale or down, RFC 8684 §3.3.6): every
+    /// announcement still unechoed goes out again now, with a fresh retransmission
+    /// budget. The copy sent before may have left on the failing path, and the peer
+    /// may need the address to survive the failure; the connection puts it on a
+    /// healthy subflow.
+    pub fn resend_unechoed(&mut self, now: Instant) {
+        for (&id, a) in &mut self.announcements {
+            a.sent = 1;
+            a.last_sent = now;
+            self.actions.push_back(PmAction::SendAddAddr {
+                id,
+                addr: a.addr,
+                port: a.port,
+            });
+        }
+    }
+
     /// The next action, oldest first.
     pub fn poll_action(&mut self) -> Option<PmAction> {
         self.actions.pop_front()
@@ -218,7 +255,10 @@ impl PathManager {
 
     /// When [`PathManager::handle_timeout`] must next run.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.announcements.values().map(|a| a.deadline).min()
+        self.announcements
+            .values()
+            .map(|a| a.last_sent + self.echo_timeout(a.sent))
+            .min()
     }
 
     /// A local address appeared. It gets the lowest free id, is announced if so
@@ -258,7 +298,7 @@ impl PathManager {
                     addr,
                     port,
                     sent: 1,
-                    deadline: now + self.config.add_addr_timeout,
+                    last_sent: now,
                 },
             );
         }
@@ -361,11 +401,11 @@ impl PathManager {
     /// Retransmits announcements whose echo is overdue, and gives up on those out of
     /// retransmissions.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let timeout = self.config.add_addr_timeout;
         let limit = self.config.add_addr_retransmits;
+        let (max, rto) = (self.config.add_addr_timeout, self.rto);
         let actions = &mut self.actions;
         self.announcements.retain(|&id, a| {
-            if a.deadline > now {
+            if a.last_sent + echo_timeout(max, rto, a.sent) > now {
                 return true;
             }
             if a.sent > limit {
@@ -373,7 +413,7 @@ impl PathManager {
                 return false;
             }
             a.sent += 1;
-            a.deadline = now + timeout;
+            a.last_sent = now;
             actions.push_back(PmAction::SendAddAddr {
                 id,
                 addr: a.addr,
@@ -421,6 +461,14 @@ impl PathManager {
             }
         }
     }
+}
+
+/// The wait after an announcement's `sent`-th transmission: the RTO doubled per
+/// retransmission (like a TCP segment's), at most `max`.
+fn echo_timeout(max: Duration, rto: Option<Duration>, sent: u32) -> Duration {
+    let base = rto.map_or(max, |rto| rto.min(max));
+    base.saturating_mul(1u64 << sent.saturating_sub(1).min(16))
+        .min(max)
 }
 
 #[cfg(test)]
@@ -660,5 +708,64 @@ mod tests {
         pm.handle_timeout(Instant::from_secs(16));
         assert_eq!(drain(&mut pm), vec![PmAction::AddAddrGaveUp { id: a }]);
         assert_eq!(pm.poll_timeout(), None);
+    }
+
+    #[test]
+    fn add_addr_waits_one_rto_then_backs_off_and_repeats_at_once_when_paths_fail() {
+        let config = PmConfig {
+            open_subflows: false,
+            announce: true,
+            ..PmConfig::default()
+        };
+        let mut pm = PathManager::new(config, ip("10.9.0.1"), sock("10.0.0.1:5555"), false);
+        let t0 = Instant::from_secs(1);
+        let id = pm
+            .add_local_addr(t0, ip("10.9.1.1"), None, false)
+            .expect("free id");
+        let send = PmAction::SendAddAddr {
+            id,
+            addr: ip("10.9.1.1"),
+            port: None,
+        };
+        assert_eq!(drain(&mut pm), vec![send]);
+        // No RTT measured yet: the 120 s maximum. Once the connection knows its RTO
+        // (300 ms), the waiting announcement follows it.
+        assert_eq!(pm.poll_timeout(), Some(t0 + Duration::from_secs(120)));
+        pm.set_rto(Duration::from_millis(300));
+        assert_eq!(pm.poll_timeout(), Some(t0 + Duration::from_millis(300)));
+        // Retransmissions back off as TCP's do: 300, 600, 1200 ms.
+        let mut at = t0 + Duration::from_millis(300);
+        for wait in [600, 1200] {
+            pm.handle_timeout(at);
+            assert_eq!(drain(&mut pm), vec![send]);
+            assert_eq!(pm.poll_timeout(), Some(at + Duration::from_millis(wait)));
+            at += Duration::from_millis(wait);
+        }
+        // A subflow went stale: the announcement goes again now, with a fresh budget.
+        let trouble = at - Duration::from_millis(100);
+        pm.resend_unechoed(trouble);
+        assert_eq!(drain(&mut pm), vec![send]);
+        assert_eq!(
+            pm.poll_timeout(),
+            Some(trouble + Duration::from_millis(300))
+        );
+        // The echo ends it; nothing is repeated after that, even on trouble.
+        pm.on_add_addr_echo(id, ip("10.9.1.1"), None);
+        assert_eq!(pm.poll_timeout(), None);
+        pm.resend_unechoed(at);
+        assert_eq!(drain(&mut pm), vec![]);
+    }
+
+    #[test]
+    fn the_add_addr_wait_never_exceeds_the_configured_maximum() {
+        let max = Duration::from_secs(2);
+        assert_eq!(echo_timeout(max, None, 1), max);
+        assert_eq!(
+            echo_timeout(max, Some(Duration::from_millis(700)), 2),
+            Duration::from_millis(1400)
+        );
+        assert_eq!(echo_timeout(max, Some(Duration::from_millis(700)), 3), max);
+        assert_eq!(echo_timeout(max, Some(Duration::from_secs(5)), 1), max);
+        assert_eq!(echo_timeout(max, Some(Duration::from_millis(1)), 99), max);
     }
 }

@@ -283,7 +283,10 @@ fn a_data_fin_overtaking_the_lost_third_ack_and_first_data_is_no_fallback() {
     while !fin_passed.get() && p.now < Instant::from_secs(2) {
         p.run_for(Duration::from_millis(5));
     }
-    assert!(fin_passed.get(), "the DATA_FIN went out before any key got through");
+    assert!(
+        fin_passed.get(),
+        "the DATA_FIN went out before any key got through"
+    );
     p.run_for(Duration::from_millis(12));
     assert_eq!(p.server().mode(), ConnMode::Handshake);
     p.run_for(Duration::from_secs(3));
@@ -292,7 +295,10 @@ fn a_data_fin_overtaking_the_lost_third_ack_and_first_data_is_no_fallback() {
     let mut buf = [0u8; 16];
     assert_eq!(p.server().read(&mut buf), 7);
     assert_eq!(&buf[..7], b"request");
-    assert!(p.server().is_read_closed(), "the DATA_FIN is taken once mapped");
+    assert!(
+        p.server().is_read_closed(),
+        "the DATA_FIN is taken once mapped"
+    );
     let fell_back = |events: &[MptcpEvent]| {
         events
             .iter()

@@ -273,6 +273,81 @@ fn add_addr_is_retransmitted_until_echoed_and_opens_a_subflow() {
 }
 
 #[test]
+fn a_lost_add_addr_is_repeated_after_an_rto_not_after_two_minutes() {
+    // Seeds 6217, 14345, 23573, 27346, 29273, 29827 of mptcp_seeds: the announcement
+    // was lost on a lossy path and repeated only after the 120 s `add_addr_timeout`;
+    // the initial path died in between, and the peer never learned the way around.
+    let mut p = Pair::new(small_config(), small_config(), &[]);
+    assert_eq!(
+        p.server_config.pm_server.add_addr_timeout,
+        Duration::from_secs(120)
+    );
+    p.connect();
+    assert_bytes(&p.transfer(true, b"go", Duration::from_secs(1)), b"go");
+    let mut dropped = 0;
+    p.filter = Some(Box::new(move |w| {
+        let announcement = w
+            .mptcp()
+            .iter()
+            .any(|o| matches!(o, MptcpOption::AddAddr(a) if a.hmac.is_some()));
+        if announcement && dropped == 0 {
+            dropped += 1;
+            Verdict::Drop
+        } else {
+            Verdict::Pass
+        }
+    }));
+    let announced_at = p.now;
+    p.server()
+        .add_local_address(announced_at, ip("10.9.1.1"))
+        .expect("new address");
+    // The server's RTO (RFC 6298) on its only subflow.
+    let initial = p
+        .server()
+        .subflow_ids()
+        .next()
+        .expect("the initial subflow");
+    let rto = p
+        .server()
+        .subflow_tcp(initial)
+        .expect("the initial subflow")
+        .stats()
+        .rto;
+    assert!(rto < Duration::from_secs(1), "{rto:?}");
+    // When each announcement left, to the 5 ms step.
+    let announcements = |p: &Pair| {
+        p.sent(Dir::ToClient)
+            .into_iter()
+            .filter(|w| {
+                w.mptcp()
+                    .iter()
+                    .any(|o| matches!(o, MptcpOption::AddAddr(a) if a.hmac.is_some()))
+            })
+            .count()
+    };
+    let mut sent_at = Vec::new();
+    let mut seen = 0;
+    while p.now < announced_at + Duration::from_secs(2) {
+        p.run_for(Duration::from_millis(5));
+        let n = announcements(&p);
+        sent_at.extend((seen..n).map(|_| p.now));
+        seen = n;
+    }
+    assert_eq!(sent_at.len(), 2, "the lost one and its repeat: {sent_at:?}");
+    // One RTO later, not 120 s.
+    let gap = sent_at[1].saturating_since(sent_at[0]);
+    assert!(
+        gap + Duration::from_millis(5) >= rto && gap <= rto + Duration::from_millis(5),
+        "repeated after {gap:?}, RTO {rto:?}"
+    );
+    assert!(p.client_events.contains(&MptcpEvent::AddressAnnounced {
+        id: AddrId(1),
+        addr: "10.9.1.1:80".parse().expect("address"),
+    }));
+    assert_eq!(p.client.subflow_ids().count(), 2);
+}
+
+#[test]
 fn add_addr_with_a_bad_hmac_is_ignored() {
     let mut p = Pair::new(small_config(), small_config(), &[]);
     p.connect();
