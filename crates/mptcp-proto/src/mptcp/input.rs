@@ -249,8 +249,22 @@ impl RxOwner<'_> {
         let SubflowKind::JoinIn { nonce, peer_nonce } = self.mp.kind else {
             return;
         };
-        if self.mp.phase != MpPhase::Handshake || seg.flags.syn() {
+        if seg.flags.syn() {
             return;
+        }
+        match self.mp.phase {
+            MpPhase::Handshake => {}
+            MpPhase::Established => {
+                if matches!(join, Some(MpJoin::Ack { .. })) {
+                    // §3.2: the initiator repeats its third ACK until the fourth
+                    // arrives, so ours was lost: answer again. A pure ACK is never
+                    // acknowledged by TCP itself, and without this the initiator gives
+                    // the subflow up after its retries.
+                    self.core.ack_now = true;
+                }
+                return;
+            }
+            MpPhase::AwaitFourthAck { .. } | MpPhase::Dead => return,
         }
         let ok = match (self.core.peer_key, join) {
             // §3.2: HMAC-A = HMAC(Key-A ‖ Key-B, R-A ‖ R-B), 160 bits.

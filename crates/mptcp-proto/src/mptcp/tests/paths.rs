@@ -100,6 +100,66 @@ fn mp_join_four_way_handshake_fields_and_hmacs() {
 }
 
 #[test]
+fn a_lost_fourth_ack_is_sent_again_when_the_third_ack_is_repeated() {
+    // Seed 10937 of mptcp_seeds: the responder's fourth ACK (a pure ACK) was lost; the
+    // initiator repeated its third ACK, but a pure ACK gets no ACK from TCP, so the
+    // responder stayed silent and the join was given up after its retries.
+    let mut p = Pair::new(small_config(), small_config(), &[ip("10.0.1.1")]);
+    let mut dropped = 0;
+    p.filter = Some(Box::new(move |w| {
+        let fourth = w.dir == Dir::ToClient
+            && w.dst.ip() == ip("10.0.1.1")
+            && !w.flags().syn()
+            && w.payload_len() == 0;
+        if fourth && dropped == 0 {
+            dropped += 1;
+            Verdict::Drop
+        } else {
+            Verdict::Pass
+        }
+    }));
+    p.connect();
+    assert_bytes(&p.transfer(true, b"go", Duration::from_secs(1)), b"go");
+    p.run_for(Duration::from_secs(2));
+    let third_acks = p
+        .sent(Dir::ToServer)
+        .into_iter()
+        .filter(|w| matches!(join(w), Some(MpJoin::Ack { .. })))
+        .count();
+    assert_eq!(third_acks, 2, "the third ACK was repeated once");
+    let joined = p
+        .client
+        .stats()
+        .subflows
+        .into_iter()
+        .find(|s| s.local.ip() == ip("10.0.1.1"))
+        .expect("the joined subflow is still there");
+    assert!(joined.established);
+    assert!(
+        !p.client_events.iter().any(|e| matches!(
+            e,
+            MptcpEvent::SubflowDown {
+                reason: SubflowDownReason::JoinFailed,
+                ..
+            }
+        )),
+        "{:?}",
+        p.client_events
+    );
+    let data = pattern(60_000, 21);
+    assert_bytes(&p.transfer(true, &data, Duration::from_secs(5)), &data);
+    assert!(
+        p.client
+            .stats()
+            .subflows
+            .iter()
+            .find(|s| s.local.ip() == ip("10.0.1.1"))
+            .is_some_and(|s| s.bytes_sent > 0),
+        "the joined subflow carries data"
+    );
+}
+
+#[test]
 fn data_flows_over_two_subflows_byte_exact() {
     let mut p = two_path_pair(2);
     let data = pattern(300_000, 11);
