@@ -15,6 +15,7 @@
 use core::net::{IpAddr, SocketAddr};
 use std::collections::{BTreeMap, VecDeque};
 
+use arrayvec::ArrayVec;
 use tracing::debug;
 
 use crate::time::{Duration, Instant};
@@ -107,7 +108,9 @@ pub enum PmAction {
     /// Close every subflow using address `id` on `side` (RST with MP_TCPRST or FIN; the
     /// address is gone).
     CloseSubflows { side: AddrSide, id: AddrId },
-    /// An announcement was never echoed after all retransmissions.
+    /// An announcement was never echoed after all retransmissions (the path manager
+    /// then opens subflows from that address itself, see
+    /// [`PathManager::handle_timeout`]).
     AddAddrGaveUp { id: AddrId },
 }
 
@@ -399,8 +402,13 @@ impl PathManager {
     }
 
     /// Retransmits announcements whose echo is overdue, and gives up on those out of
-    /// retransmissions.
+    /// retransmissions. An address the peer never echoed may be unknown to it, and
+    /// then only we can make a subflow from it: when the only path died before the
+    /// announcement got through, that is the connection's one way to survive. So it
+    /// opens subflows from that address to the peer's (RFC 8684 §3.2: either host may
+    /// open one), even where `open_subflows` is off; one that fails is not retried.
     pub fn handle_timeout(&mut self, now: Instant) {
+        let before = self.actions.len();
         let limit = self.config.add_addr_retransmits;
         let (max, rto) = (self.config.add_addr_timeout, self.rto);
         let actions = &mut self.actions;
@@ -421,6 +429,57 @@ impl PathManager {
             });
             true
         });
+        let gave_up: ArrayVec<AddrId, 8> = self
+            .actions
+            .iter()
+            .skip(before)
+            .filter_map(|a| match a {
+                PmAction::AddAddrGaveUp { id } => Some(*id),
+                PmAction::OpenSubflow { .. }
+                | PmAction::SendAddAddr { .. }
+                | PmAction::EchoAddAddr { .. }
+                | PmAction::SendRemoveAddr { .. }
+                | PmAction::CloseSubflows { .. } => None,
+            })
+            .take(8)
+            .collect();
+        for id in gave_up {
+            self.join_from(id);
+        }
+    }
+
+    /// Opens subflows from local address `id` to every known peer address of its
+    /// family not yet paired with it, up to the subflow limit.
+    fn join_from(&mut self, id: AddrId) {
+        let Some(local) = self.locals.get(&id).copied() else {
+            return;
+        };
+        let mut live = self
+            .pairs
+            .values()
+            .filter(|s| matches!(s, PairState::Opening | PairState::Established))
+            .count();
+        for remote in self.remotes.values() {
+            if live >= self.config.max_subflows {
+                return;
+            }
+            let key = (local.id, remote.id);
+            let denied = remote.id == AddrId(0) && self.peer_denies_initial;
+            let same_family = local.addr.is_ipv4() == remote.addr.is_ipv4();
+            if self.pairs.contains_key(&key) || denied || !same_family {
+                continue;
+            }
+            debug!(?id, remote = %remote.addr, "ADD_ADDR never echoed: joining from it");
+            self.pairs.insert(key, PairState::Opening);
+            live += 1;
+            self.actions.push_back(PmAction::OpenSubflow {
+                local_id: local.id,
+                local: local.addr,
+                remote_id: remote.id,
+                remote: remote.addr,
+                backup: local.backup,
+            });
+        }
     }
 
     fn initial_remote_port(&self) -> u16 {
@@ -706,7 +765,20 @@ mod tests {
         pm.handle_timeout(Instant::from_secs(14));
         assert_eq!(drain(&mut pm), vec![send_a]);
         pm.handle_timeout(Instant::from_secs(16));
-        assert_eq!(drain(&mut pm), vec![PmAction::AddAddrGaveUp { id: a }]);
+        // Never echoed: the peer may not know the address, so we join from it.
+        assert_eq!(
+            drain(&mut pm),
+            vec![
+                PmAction::AddAddrGaveUp { id: a },
+                PmAction::OpenSubflow {
+                    local_id: a,
+                    local: ip("10.9.1.1"),
+                    remote_id: AddrId(0),
+                    remote: sock("10.0.0.1:5555"),
+                    backup: false,
+                }
+            ]
+        );
         assert_eq!(pm.poll_timeout(), None);
     }
 

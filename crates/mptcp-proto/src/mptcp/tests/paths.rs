@@ -408,6 +408,53 @@ fn a_lost_add_addr_is_repeated_after_an_rto_not_after_two_minutes() {
 }
 
 #[test]
+fn an_address_never_echoed_gets_a_subflow_from_us_when_the_only_path_died() {
+    // Seed 6217 of mptcp_seeds: the server's announcement was lost and its only path
+    // died before the repeat; the client could never learn the other address, and
+    // only the server could make a subflow from it (RFC 8684 §3.2).
+    let mut sc = small_config();
+    sc.make_after_break = Duration::from_secs(60);
+    let mut cc = small_config();
+    cc.make_after_break = Duration::from_secs(60);
+    let mut p = Pair::new(cc, sc, &[]);
+    p.connect();
+    assert_bytes(&p.transfer(true, b"go", Duration::from_secs(1)), b"go");
+    // Every announcement is lost, and the initial path is dead from now on.
+    let initial = (client_addr(), server_addr());
+    p.filter = Some(Box::new(move |w| {
+        let announcement = w
+            .mptcp()
+            .iter()
+            .any(|o| matches!(o, MptcpOption::AddAddr(_)));
+        let on_initial = (w.src, w.dst) == initial || (w.dst, w.src) == initial;
+        if announcement || on_initial {
+            Verdict::Drop
+        } else {
+            Verdict::Pass
+        }
+    }));
+    let now = p.now;
+    p.server()
+        .add_local_address(now, ip("10.9.1.1"))
+        .expect("new address");
+    let data = pattern(30_000, 5);
+    let got = p.transfer(false, &data, Duration::from_secs(40));
+    assert_bytes(&got, &data);
+    let joined = p
+        .client
+        .stats()
+        .subflows
+        .into_iter()
+        .find(|s| s.remote.ip() == ip("10.9.1.1"))
+        .expect("the server's join reached the client");
+    assert!(
+        joined.established && joined.bytes_received > 0,
+        "{joined:?}"
+    );
+    assert_eq!(joined.local, client_addr(), "to the client's known address");
+}
+
+#[test]
 fn add_addr_with_a_bad_hmac_is_ignored() {
     let mut p = Pair::new(small_config(), small_config(), &[]);
     p.connect();
