@@ -830,6 +830,7 @@ impl MptcpConnection {
             self.core.connected_reported = true;
             self.core.push_event(MptcpEvent::Connected);
         }
+        let mut came_up = false;
         for s in &mut self.subflows {
             if s.mp.reported_up || !s.mp.carries_data() || !s.tcp.state().is_synchronized() {
                 continue;
@@ -849,6 +850,20 @@ impl MptcpConnection {
                 remote: s.tcp.remote(),
                 backup: s.mp.backup || s.mp.peer_backup,
             });
+            came_up |= s.mp.kind != SubflowKind::Initial;
+        }
+        if came_up {
+            // A stale subflow found no healthy one to hand its data to when it went
+            // stale; a new one (a make-before-break replacement) takes it now.
+            let stale: Vec<SubflowId> = self
+                .subflows
+                .iter()
+                .filter(|s| s.mp.stale && s.mp.carries_data())
+                .map(|s| s.id)
+                .collect();
+            for id in stale {
+                self.reinject_from(id);
+            }
         }
     }
 

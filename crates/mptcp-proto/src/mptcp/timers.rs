@@ -143,7 +143,7 @@ impl MptcpConnection {
 
     /// A stale subflow's data goes to the others too (RFC 8684 §3.3.6), if there are
     /// others that can take it.
-    fn reinject_from(&mut self, id: SubflowId) {
+    pub(crate) fn reinject_from(&mut self, id: SubflowId) {
         if self.core.mode != ConnMode::Mptcp {
             return;
         }
