@@ -25,6 +25,7 @@ use crate::mptcp::config::MptcpConfig;
 use crate::mptcp::data_seq::{DataFinRx, DataFinTx, DataSeq};
 use crate::mptcp::events::{CloseReason, FallbackReason, MptcpEvent, SubflowDownReason};
 use crate::mptcp::handshake::{SynKind, classify_syn};
+use crate::mptcp::mapping::{RxMappings, rx_mapping_limit};
 use crate::mptcp::subflow::{MpPhase, Subflow, SubflowKind, SubflowMp, SubflowStats};
 use crate::pm::{PathKey, PathManager, PmConfig, PmError};
 use crate::sched::Scheduler;
@@ -38,6 +39,10 @@ use crate::wire::tcp::TcpRepr;
 /// behind [`crate::pm::PmConfig::max_subflows`] (Linux: MPTCP_SUBFLOWS_MAX = 8). The
 /// scheduler's fixed-size views hold this many.
 pub const MAX_SUBFLOWS: usize = crate::sched::MAX_ASSIGNMENTS;
+
+/// Final figures of this many removed subflows are kept for [`ConnStats`] (the most
+/// recent ones): a connection that churns paths must not grow without bound.
+pub const CLOSED_SUBFLOW_HISTORY: usize = 2 * MAX_SUBFLOWS;
 
 /// Which side opened the connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,6 +158,10 @@ pub struct ConnStats {
     pub penalties: u64,
     pub subflows_opened: u64,
     pub subflows: Vec<SubflowStats>,
+    /// The last figures of subflows that are gone (closed, reset, timed out), oldest
+    /// first, at most [`CLOSED_SUBFLOW_HISTORY`]: a transfer's per-path totals stay
+    /// visible after its subflows closed.
+    pub closed_subflows: Vec<SubflowStats>,
 }
 
 /// Everything of the connection but the send buffer and the subflows, so that a
@@ -213,6 +222,8 @@ pub(crate) struct Core {
     pub opportunistic_bytes: u64,
     pub penalties: u64,
     pub subflows_opened: u64,
+    /// Final figures of removed subflows, at most [`CLOSED_SUBFLOW_HISTORY`].
+    pub closed_subflows: VecDeque<SubflowStats>,
     pub data_acked_total: u64,
     /// Reused buffer of subflow snapshots for coupled congestion control.
     pub cc_snapshots: Vec<crate::cc::SubflowSnapshot>,
@@ -328,6 +339,14 @@ impl Core {
     }
 }
 
+impl Core {
+    /// A subflow's receive-side mapping table, sized to let the whole connection-level
+    /// receive window sit above a hole with one mapping per segment.
+    pub(crate) fn new_rx(&self) -> RxMappings {
+        RxMappings::with_limit(self.checksums, rx_mapping_limit(self.config.recv_buffer))
+    }
+}
+
 impl MptcpConnection {
     pub(crate) fn subflow_tcp_config(config: &MptcpConfig) -> TcpConfig {
         let mut tcp = config.tcp.clone();
@@ -386,6 +405,7 @@ impl MptcpConnection {
             opportunistic_bytes: 0,
             penalties: 0,
             subflows_opened: 0,
+            closed_subflows: VecDeque::new(),
             data_acked_total: 0,
             cc_snapshots: Vec::new(),
             ack_now: false,
@@ -427,7 +447,7 @@ impl MptcpConnection {
             AddrId(0),
             AddrId(0),
             false,
-            checksums,
+            core.new_rx(),
             now,
         );
         Ok(MptcpConnection {
@@ -484,7 +504,7 @@ impl MptcpConnection {
             AddrId(0),
             AddrId(0),
             false,
-            checksums,
+            core.new_rx(),
             now,
         );
         Ok(MptcpConnection {
@@ -515,7 +535,7 @@ impl MptcpConnection {
             nonce: Nonce::generate(rng),
             peer_nonce: None,
         };
-        let mp = SubflowMp::new(kind, local_id, remote_id, backup, self.core.checksums, now);
+        let mp = SubflowMp::new(kind, local_id, remote_id, backup, self.core.new_rx(), now);
         let mut subflow = Subflow { id, tcp, mp };
         subflow.tcp.set_backup(backup);
         // The path manager's key of this join: the oldest pending one for the pair.
@@ -585,7 +605,7 @@ impl MptcpConnection {
             nonce: Nonce::generate(rng),
             peer_nonce,
         };
-        let mut mp = SubflowMp::new(kind, local_id, addr_id, false, self.core.checksums, now);
+        let mut mp = SubflowMp::new(kind, local_id, addr_id, false, self.core.new_rx(), now);
         mp.peer_backup = backup;
         mp.path = self
             .core
@@ -862,6 +882,7 @@ impl MptcpConnection {
             penalties: self.core.penalties,
             subflows_opened: self.core.subflows_opened,
             subflows: self.subflows.iter().map(Subflow::stats).collect(),
+            closed_subflows: self.core.closed_subflows.iter().copied().collect(),
         }
     }
 
@@ -897,6 +918,13 @@ impl MptcpConnection {
             .filter(|s| s.mp.carries_data())
             .min_by_key(|s| (s.mp.stale, s.tcp.stats().srtt, s.id));
         if let Some(s) = best {
+            s.tcp.request_ack();
+        }
+    }
+
+    /// An ACK on every subflow that carries data (a DATA_FIN retransmission).
+    pub(crate) fn request_ack_all(&mut self) {
+        for s in self.subflows.iter_mut().filter(|s| s.mp.carries_data()) {
             s.tcp.request_ack();
         }
     }

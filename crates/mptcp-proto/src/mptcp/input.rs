@@ -14,10 +14,12 @@ use arrayvec::ArrayVec;
 
 use crate::crypto::{verify_add_addr_hmac, verify_join_ack_hmac, verify_join_synack_hmac};
 use crate::mptcp::SubflowId;
-use crate::mptcp::connection::{ConnAction, ConnMode, Core, MptcpConnection, Role, Signal};
+use crate::mptcp::connection::{
+    CLOSED_SUBFLOW_HISTORY, ConnAction, ConnMode, Core, MptcpConnection, Role, Signal,
+};
 use crate::mptcp::data_seq::DataAckOutcome;
 use crate::mptcp::events::{CloseReason, FallbackReason, MptcpEvent, SubflowDownReason};
-use crate::mptcp::mapping::{InsertKind, MappingError, ReceivedMapping, RxEvent, RxMappings};
+use crate::mptcp::mapping::{InsertKind, MappingError, ReceivedMapping, RxEvent};
 use crate::mptcp::subflow::{MpPhase, SubflowKind, SubflowMp};
 use crate::pm::{AddrSide, PmAction};
 use crate::seq::{Dsn, SeqNum};
@@ -77,7 +79,7 @@ impl RxOwner<'_> {
                     self.core.seq.set_peer_idsn(key.idsn());
                     self.core.checksums |= flags.checksum_required();
                     self.core.peer_c_flag = flags.contains(CapableFlags::NO_MORE_SUBFLOWS);
-                    self.mp.rx = RxMappings::new(self.core.checksums);
+                    self.mp.rx = self.core.new_rx();
                     self.core.mode = ConnMode::Mptcp;
                     // The SYN/ACK's window is the connection's (never scaled).
                     self.core.seq.on_peer_window(None, seg.window, 0);
@@ -301,7 +303,7 @@ impl RxOwner<'_> {
                 }
                 self.core.check_peer_closed();
             }
-            Err(MappingError::TooMany { offset }) => {
+            Err(MappingError::TooMany { offset, .. }) => {
                 tracing::debug!(offset, "mptcp: mapping limit, payload refused");
                 self.refuse = true;
             }
@@ -740,6 +742,10 @@ impl MptcpConnection {
             }
             let s = self.subflows.remove(i);
             let reason = s.mp.down_reason.unwrap_or(SubflowDownReason::Closed);
+            if self.core.closed_subflows.len() >= CLOSED_SUBFLOW_HISTORY {
+                self.core.closed_subflows.pop_front();
+            }
+            self.core.closed_subflows.push_back(s.stats());
             if self.core.mode == ConnMode::Mptcp {
                 let data_ack = self.core.seq.snd_una();
                 for range in s.mp.tx.unacked_ranges(data_ack) {
@@ -874,10 +880,12 @@ impl MptcpConnection {
         if self.core.mode != ConnMode::Mptcp || self.core.closed.is_some() {
             return;
         }
-        // Joins wait for the full establishment; everything else goes at once.
+        // Joins wait for the full establishment; everything else goes at once. An
+        // application that closed its sending side still has data in flight and may
+        // still receive (a request, then shutdown, then a long response): new paths
+        // help until both DATA_FINs are through.
         let may_open = (self.core.role == Role::Server || self.core.fully_established)
-            && !self.core.subflows_closing
-            && !self.core.app_closed;
+            && !self.core.subflows_closing;
         if may_open {
             let deferred = core::mem::take(&mut self.core.deferred_opens);
             self.core.actions.extend(deferred);

@@ -242,6 +242,16 @@ impl MptcpConnection {
         for (id, reason, down) in aborts {
             self.reset_subflow(id, reason, down);
         }
+        if self.core.mode == ConnMode::Fallback && self.core.app_closed {
+            // The application closed while the connection was still MPTCP (a DATA_FIN
+            // was pending) and it fell back since: the end of the stream is now the
+            // subflow's FIN (RFC 8684 §3.7), or the peer waits forever.
+            for s in &mut self.subflows {
+                if !s.tcp.is_closing() {
+                    s.tcp.close();
+                }
+            }
+        }
         if self.core.mode != ConnMode::Mptcp || self.core.closed.is_some() {
             return;
         }

@@ -118,7 +118,7 @@ impl SubflowMp {
         local_id: AddrId,
         remote_id: AddrId,
         backup: bool,
-        checksums: bool,
+        rx: RxMappings,
         now: Instant,
     ) -> Self {
         SubflowMp {
@@ -129,7 +129,7 @@ impl SubflowMp {
             backup,
             peer_backup: false,
             tx: TxMappings::new(),
-            rx: RxMappings::new(checksums),
+            rx,
             dss_seen: false,
             reset_reason: None,
             down_reason: None,

@@ -190,7 +190,11 @@ impl MptcpConnection {
             return;
         }
         // RFC 8684 §3.3.3: the DATA_FIN is retransmitted until a data ACK covers it.
-        self.request_ack_any();
+        // Again on every subflow that carries data, as Linux does (mptcp_send_ack): a
+        // DATA_FIN without data rides on a pure ACK, which TCP never retransmits, so on
+        // one subflow whose path died silently it would be repeated into the void
+        // forever (the idle subflow never times out, so it never turns stale).
+        self.request_ack_all();
         let backoff = (backoff + 1).min(MAX_BACKOFF);
         let rto = self.max_rto();
         self.core.data_fin_rtx = Some((now + rto.saturating_mul(1 << backoff), backoff));
