@@ -7,6 +7,7 @@ use std::rc::Rc;
 
 use super::*;
 use crate::cc::CcAlgorithm;
+use crate::pm::Handover;
 use crate::sched::SchedulerKind;
 
 /// A drop-tail link: serialisation at `rate`, then a fixed propagation delay; seeded
@@ -233,6 +234,10 @@ fn shared_bottleneck(cc: CcAlgorithm, tcp_start: Duration) -> (u64, u64) {
         c.send_buffer = 512 * 1024;
         c.recv_buffer = 512 * 1024;
         c.tcp.congestion_control = cc;
+        // Exactly two subflows: under make-before-break, a subflow that goes stale in
+        // the start-up (two RTOs while both flows overfill the queue) gets a
+        // replacement on the same address pair, and when it recovers both stay.
+        c.pm.handover = Handover::BreakBeforeMake;
         c
     };
     let mut multi = Pair::with_seed(config(cc), config(cc), &[ip("10.0.1.1")], 21);
