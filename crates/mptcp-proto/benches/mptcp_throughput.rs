@@ -12,7 +12,8 @@
 //! the handshakes and the first `WARMUP` bytes).
 //!
 //! Run with `cargo bench -p mptcp-proto --bench mptcp_throughput`
-//! (`BENCH_BYTES=...` changes the bytes moved per row, default 1 GB).
+//! (`BENCH_BYTES=...` changes the bytes moved per row, default 1 GB;
+//! `BENCH_ONLY=1500x2` runs one row, MTU x subflows, e.g. under a profiler).
 
 mod common;
 
@@ -180,8 +181,12 @@ fn main() {
         "acks/seg",
         "allocs/seg"
     );
+    let only = std::env::var("BENCH_ONLY").ok();
     for (mtu, mss) in [(1500, 1460u16), (9000, 8960u16)] {
         for subflows in [1usize, 2, 4] {
+            if only.as_ref().is_some_and(|o| *o != format!("{mtu}x{subflows}")) {
+                continue;
+            }
             let o = transfer(subflows, mss, total.max(2 * WARMUP));
             let gbps = o.bytes as f64 * 8.0 / o.cpu_seconds / 1e9;
             let wall_gbps = o.bytes as f64 * 8.0 / o.wall_seconds / 1e9;
