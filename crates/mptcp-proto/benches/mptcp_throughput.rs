@@ -184,7 +184,10 @@ fn main() {
     let only = std::env::var("BENCH_ONLY").ok();
     for (mtu, mss) in [(1500, 1460u16), (9000, 8960u16)] {
         for subflows in [1usize, 2, 4] {
-            if only.as_ref().is_some_and(|o| *o != format!("{mtu}x{subflows}")) {
+            if only
+                .as_ref()
+                .is_some_and(|o| *o != format!("{mtu}x{subflows}"))
+            {
                 continue;
             }
             let o = transfer(subflows, mss, total.max(2 * WARMUP));

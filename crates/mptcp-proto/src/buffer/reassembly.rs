@@ -168,7 +168,12 @@ impl Reassembly {
         let extends_contiguous = lo == self.contiguous_end;
         // In-order data that reaches no out-of-order range (the usual case): store it and
         // move the cumulative point, without a round trip through the range set.
-        if extends_contiguous && self.out_of_order.first().is_none_or(|(start, _)| start > hi) {
+        if extends_contiguous
+            && self
+                .out_of_order
+                .first()
+                .is_none_or(|(start, _)| start > hi)
+        {
             store(&mut self.storage, lo, &data[dup_end..keep_end]);
             self.contiguous_end = hi;
             outcome.new_bytes = keep_end - dup_end;
