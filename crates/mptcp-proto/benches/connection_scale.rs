@@ -92,9 +92,7 @@ impl Net {
                 let extra: Vec<IpAddr> = (1..subflows)
                     .map(|i| IpAddr::from([10, 0, i as u8, 1]))
                     .collect();
-                self.client
-                    .connect_mptcp(self.now, local, remote, &extra)
-                    .map_err(Into::into)
+                self.client.connect_mptcp(self.now, local, remote, &extra)
             }
         }
         .expect("connect")
