@@ -362,6 +362,10 @@ impl MptcpConnection {
                     continue;
                 }
                 let s = &mut self.subflows[i];
+                if s.outstanding() == 0 {
+                    // The no-progress clock starts with the first byte outstanding.
+                    s.mp.progress_at = now;
+                }
                 s.mp.tx.push(dsn, bytes);
                 s.mp.bytes_scheduled += u64::from(bytes);
                 if reinject.is_some() {
