@@ -639,3 +639,39 @@ fn add_addr_before_full_establishment_opens_a_subflow_once_established() {
         p.client.stats().subflows
     );
 }
+
+/// Found against Linux (a veth taken down and up again): once a subflow from one of our
+/// addresses failed, its pair was never tried again, and announcing the address again
+/// (the runtime's "address is back" path event) was refused as a duplicate. A path
+/// event for a known address retries the failed pairs.
+#[test]
+fn a_known_address_added_again_rejoins_after_its_subflow_failed() {
+    let mut p = two_path_pair(7);
+    let id = p.client.subflow_ids().nth(1).expect("two subflows");
+    p.client.reset_subflow(
+        id,
+        TcpRstReason::UNSPECIFIED,
+        SubflowDownReason::LocalReset {
+            reason: TcpRstReason::UNSPECIFIED,
+        },
+    );
+    p.run_for(Duration::from_millis(300));
+    assert_eq!(p.client.subflow_ids().count(), 1, "the failed subflow is gone");
+    let now = p.now;
+    assert_eq!(
+        p.client.add_local_address(now, ip("10.0.1.1")),
+        Ok(AddrId(1)),
+        "the address keeps its id"
+    );
+    p.run_for(Duration::from_millis(300));
+    let joined: Vec<_> = p
+        .client
+        .stats()
+        .subflows
+        .into_iter()
+        .filter(|s| s.local.ip() == ip("10.0.1.1") && s.established)
+        .collect();
+    assert_eq!(joined.len(), 1, "a new subflow from 10.0.1.1: {joined:?}");
+    let data = pattern(30_000, 10);
+    assert_bytes(&p.transfer(true, &data, Duration::from_secs(5)), &data);
+}
