@@ -199,11 +199,27 @@ impl Netns {
             }
             ns.path_routes(2);
         }
-        ns.exec(
-            &ns.peer,
-            "ip mptcp limits set subflow 8 add_addr_accepted 8",
-        );
+        if paths == 2 {
+            // Kernel-to-kernel baselines bind a subflow to the veth address itself.
+            ns.exec(&ns.ours, "ip rule add from 10.99.2.2 lookup 102 priority 100");
+            ns.exec(&ns.ours, "ip -6 rule add from fd00:99:2::2 lookup 102 priority 100");
+        }
+        for name in [&ns.ours, &ns.peer] {
+            ns.exec(name, "ip mptcp limits set subflow 8 add_addr_accepted 8");
+        }
         ns
+    }
+
+    /// Lets a second stack of ours run in "peer" (both ends ours): it owns 10.88.p.1
+    /// (routed into its TUN), "peer" forwards, "ours" routes 10.88.0.0/16 over path 1,
+    /// and the path-2 rules cover 10.88.2.1 as they cover 10.99.2.1.
+    pub fn route_peer_stack(&self) {
+        self.exec(&self.peer, "sysctl -qw net.ipv4.ip_forward=1");
+        self.exec(&self.ours, "ip route add 10.88.0.0/16 via 10.99.1.1 dev vo1");
+        if self.paths == 2 {
+            self.exec(&self.ours, "ip rule add to 10.88.2.0/24 lookup 102 priority 200");
+            self.exec(&self.peer, "ip rule add from 10.88.2.1 lookup 102 priority 100");
+        }
     }
 
     /// (Re)installs path `p`'s policy table 102 on both sides (a link going down takes
