@@ -624,7 +624,11 @@ fn add_addr_before_full_establishment_opens_a_subflow_once_established() {
         id: AddrId(1),
         addr: "10.9.1.1:80".parse().expect("address"),
     }));
-    assert_eq!(p.client.subflow_ids().count(), 1, "no join before full establishment");
+    assert_eq!(
+        p.client.subflow_ids().count(),
+        1,
+        "no join before full establishment"
+    );
     // Data from the client brings the server's DSS: fully established.
     let data = pattern(20_000, 9);
     assert_bytes(&p.transfer(true, &data, Duration::from_secs(2)), &data);
@@ -656,7 +660,11 @@ fn a_known_address_added_again_rejoins_after_its_subflow_failed() {
         },
     );
     p.run_for(Duration::from_millis(300));
-    assert_eq!(p.client.subflow_ids().count(), 1, "the failed subflow is gone");
+    assert_eq!(
+        p.client.subflow_ids().count(),
+        1,
+        "the failed subflow is gone"
+    );
     let now = p.now;
     assert_eq!(
         p.client.add_local_address(now, ip("10.0.1.1")),
