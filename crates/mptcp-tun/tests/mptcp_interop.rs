@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use mptcp_tun::{ConnMode, MptcpEvent, MptcpStream, Stack, StackBuilder};
@@ -79,7 +78,7 @@ fn mbit(bytes: usize, elapsed: Duration) -> f64 {
     bytes as f64 * 8.0 / elapsed.as_secs_f64() / 1e6
 }
 
-fn goodput(label: &str, bytes: usize, elapsed: Duration) -> f64 {
+fn goodput(label: &str, bytes: usize, elapsed: Duration) {
     let rate = mbit(bytes, elapsed);
     let profile = if cfg!(debug_assertions) {
         "debug"
@@ -91,7 +90,6 @@ fn goodput(label: &str, bytes: usize, elapsed: Duration) -> f64 {
         bytes as f64 / MB as f64,
         elapsed.as_secs_f64()
     );
-    rate
 }
 
 /// The most each subflow (by its 4-tuple) moved, sampled while a transfer runs:
@@ -165,21 +163,9 @@ fn sampler<'s>(
     })
 }
 
-/// Goodput of both directions, Mbit/s.
-#[derive(Debug, Clone, Copy)]
-struct Rates {
-    ours_to_kernel: f64,
-    kernel_to_ours: f64,
-}
-
 /// Both directions at once: our stream and a kernel stream each send `size` bytes with
-/// their own seed; asserts both arrive intact. Returns the rates and subflow totals.
-fn full_duplex(
-    label: &str,
-    ours: &MptcpStream,
-    kernel: &TcpStream,
-    size: usize,
-) -> (Rates, SubflowTotals) {
+/// their own seed; asserts both arrive intact. Returns the subflow totals.
+fn full_duplex(label: &str, ours: &MptcpStream, kernel: &TcpStream, size: usize) -> SubflowTotals {
     duplex(
         label,
         ours,
@@ -201,45 +187,40 @@ fn duplex<A: Sync, B: Sync>(
     shut_ours: impl Fn(&A) + Sync,
     shut_kernel: impl Fn(&B) + Sync,
     stats: Option<&MptcpStream>,
-) -> (Rates, SubflowTotals)
+) -> SubflowTotals
 where
     for<'a> &'a A: Read + Write,
     for<'a> &'a B: Read + Write,
 {
     let stop = AtomicBool::new(false);
     let start = Instant::now();
-    let (sent_by_us, got_by_kernel, sent_by_kernel, got_by_us, totals) =
-        std::thread::scope(|s| {
-            let sampling = stats.map(|st| sampler(s, st, &stop));
-            let us_tx = s.spawn(|| send_stream(ours, size, 0x5eed_0001, || shut_ours(ours)));
-            let k_tx = s.spawn(|| {
-                send_stream(kernel, size, 0x5eed_0002, || shut_kernel(kernel))
-            });
-            let k_rx = s.spawn(|| {
-                let d = recv_stream(kernel);
-                (d, start.elapsed())
-            });
-            let us_rx = recv_stream(ours);
-            let us_rx_time = start.elapsed();
-            let got_by_kernel = k_rx.join().expect("kernel receiver");
-            stop.store(true, Ordering::Relaxed);
-            (
-                us_tx.join().expect("our sender"),
-                got_by_kernel,
-                k_tx.join().expect("kernel sender"),
-                (us_rx, us_rx_time),
-                sampling.map_or_else(SubflowTotals::default, |h| h.join().expect("sampler")),
-            )
+    let (sent_by_us, got_by_kernel, sent_by_kernel, got_by_us, totals) = std::thread::scope(|s| {
+        let sampling = stats.map(|st| sampler(s, st, &stop));
+        let us_tx = s.spawn(|| send_stream(ours, size, 0x5eed_0001, || shut_ours(ours)));
+        let k_tx = s.spawn(|| send_stream(kernel, size, 0x5eed_0002, || shut_kernel(kernel)));
+        let k_rx = s.spawn(|| {
+            let d = recv_stream(kernel);
+            (d, start.elapsed())
         });
+        let us_rx = recv_stream(ours);
+        let us_rx_time = start.elapsed();
+        let got_by_kernel = k_rx.join().expect("kernel receiver");
+        stop.store(true, Ordering::Relaxed);
+        (
+            us_tx.join().expect("our sender"),
+            got_by_kernel,
+            k_tx.join().expect("kernel sender"),
+            (us_rx, us_rx_time),
+            sampling.map_or_else(SubflowTotals::default, |h| h.join().expect("sampler")),
+        )
+    });
     assert_eq!(got_by_kernel.0, sent_by_us, "{label}: ours -> kernel");
     assert_eq!(got_by_us.0, sent_by_kernel, "{label}: kernel -> ours");
     assert_eq!(got_by_us.0.len, size);
-    let rates = Rates {
-        ours_to_kernel: goodput(&format!("{label} ours->kernel"), size, got_by_kernel.1),
-        kernel_to_ours: goodput(&format!("{label} kernel->ours"), size, got_by_us.1),
-    };
+    goodput(&format!("{label} ours->kernel"), size, got_by_kernel.1);
+    goodput(&format!("{label} kernel->ours"), size, got_by_us.1);
     totals.print(label);
-    (rates, totals)
+    totals
 }
 
 /// `size` bytes, or `INTEROP_MB` MB when set (to look at a failure quickly).
@@ -331,34 +312,6 @@ fn our_client(
     (ours, kernel, listener)
 }
 
-/// Waits until `events` shows a subflow up between `local` and `remote` (IP level).
-fn wait_subflow_up(
-    events: &Receiver<MptcpEvent>,
-    local: IpAddr,
-    remote: IpAddr,
-    within: Duration,
-    seen: &mut Vec<MptcpEvent>,
-) -> bool {
-    let deadline = Instant::now() + within;
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        let Ok(event) = events.recv_timeout(left) else {
-            return false;
-        };
-        seen.push(event);
-        if let MptcpEvent::SubflowUp {
-            local: l,
-            remote: r,
-            ..
-        } = event
-            && l.ip() == local
-            && r.ip() == remote
-        {
-            return true;
-        }
-    }
-    false
-}
-
 /// The peer kernel's non-zero MPTCP counters (`nstat`), for the record.
 fn kernel_mib(ns: &Netns) -> String {
     ns.output(&ns.peer, "nstat -asz")
@@ -387,7 +340,7 @@ fn s01_our_client_to_kernel_server_one_path_100mb() {
     let server = SocketAddr::new(peer_addr(1, false), 6001);
     let (ours, kernel, _listener) = our_client(&stack, &ns, &[a1], server, true);
     let events = ours.events().expect("events");
-    let (_, totals) = full_duplex("s01 one path", &ours, &kernel, sized(100 * MB));
+    let totals = full_duplex("s01 one path", &ours, &kernel, sized(100 * MB));
     assert!(totals.mptcp, "the connection is MPTCP, not a fallback");
     assert_eq!(totals.seen.len(), 1, "one subflow: {totals:?}");
     let seen: Vec<MptcpEvent> = events.try_iter().collect();
@@ -414,7 +367,7 @@ fn s02_our_client_to_kernel_server_two_paths() {
     // Joins go out once the client is fully established (the server's first DSS
     // came), which the transfer brings about at once.
     let events = ours.events().expect("events");
-    let (_, totals) = full_duplex("s02 two paths", &ours, &kernel, sized(64 * MB));
+    let totals = full_duplex("s02 two paths", &ours, &kernel, sized(64 * MB));
     eprintln!("{}\n{}", kernel_subflows(&ns), kernel_mib(&ns));
     assert!(totals.mptcp);
     let seen: Vec<MptcpEvent> = events.try_iter().collect();
@@ -467,7 +420,7 @@ fn s03_kernel_client_joins_our_server() {
     let stack = start_stack(&ns, vec![a1, our_addr(2, false)], |b| b);
     let (ours, kernel) = kernel_client(&stack, &ns, SocketAddr::new(a1, 6003), true);
     let events = ours.events().expect("events");
-    let (_, totals) = full_duplex("s03 kernel client joins", &ours, &kernel, sized(32 * MB));
+    let totals = full_duplex("s03 kernel client joins", &ours, &kernel, sized(32 * MB));
     eprintln!("{}", kernel_mib(&ns));
     let seen: Vec<MptcpEvent> = events.try_iter().collect();
     let k2 = peer_addr(2, false);
@@ -497,7 +450,7 @@ fn s04_kernel_server_announces_we_join() {
     let server = SocketAddr::new(peer_addr(1, false), 6004);
     let (ours, kernel, _listener) = our_client(&stack, &ns, &[a1], server, true);
     let events = ours.events().expect("events");
-    let (_, totals) = full_duplex("s04 we join the announced", &ours, &kernel, sized(32 * MB));
+    let totals = full_duplex("s04 we join the announced", &ours, &kernel, sized(32 * MB));
     eprintln!("{}", kernel_mib(&ns));
     let seen: Vec<MptcpEvent> = events.try_iter().collect();
     assert!(
@@ -505,7 +458,10 @@ fn s04_kernel_server_announces_we_join() {
             .any(|e| matches!(e, MptcpEvent::AddressAnnounced { addr, .. } if addr.ip() == k2)),
         "ADD_ADDR {k2} received: {seen:?}"
     );
-    assert!(has_subflow_up(&seen, Some(a1), Some(k2)), "joined {k2}: {seen:?}");
+    assert!(
+        has_subflow_up(&seen, Some(a1), Some(k2)),
+        "joined {k2}: {seen:?}"
+    );
     let (tx, rx) = totals.by_remote(k2);
     assert!(
         tx > MB as u64 && rx > MB as u64,
@@ -525,7 +481,12 @@ fn s05_we_announce_kernel_client_joins() {
     let stack = start_stack(&ns, vec![a1], move |b| b.announce(a2));
     let (ours, kernel) = kernel_client(&stack, &ns, SocketAddr::new(a1, 6005), true);
     let events = ours.events().expect("events");
-    let (_, totals) = full_duplex("s05 kernel joins our announced", &ours, &kernel, sized(32 * MB));
+    let totals = full_duplex(
+        "s05 kernel joins our announced",
+        &ours,
+        &kernel,
+        sized(32 * MB),
+    );
     let mib = kernel_mib(&ns);
     eprintln!("{mib}");
     let seen: Vec<MptcpEvent> = events.try_iter().collect();
@@ -533,7 +494,10 @@ fn s05_we_announce_kernel_client_joins() {
         mib.contains("MPTcpExtAddAddr "),
         "the kernel counted our ADD_ADDR: {mib}"
     );
-    assert!(has_subflow_up(&seen, Some(a2), None), "a join to {a2}: {seen:?}");
+    assert!(
+        has_subflow_up(&seen, Some(a2), None),
+        "a join to {a2}: {seen:?}"
+    );
     let (tx, rx) = totals.by_local(a2);
     assert!(
         tx > MB as u64 && rx > MB as u64,
@@ -612,8 +576,14 @@ fn s06_path_down_mid_transfer_then_back() {
         )
     });
     let ((sent_by_us, sent_by_kernel), got_by_kernel, got_by_us, elapsed) = phase1;
-    assert_eq!(got_by_kernel, sent_by_us, "ours -> kernel across the path failure");
-    assert_eq!(got_by_us, sent_by_kernel, "kernel -> ours across the path failure");
+    assert_eq!(
+        got_by_kernel, sent_by_us,
+        "ours -> kernel across the path failure"
+    );
+    assert_eq!(
+        got_by_us, sent_by_kernel,
+        "kernel -> ours across the path failure"
+    );
     eprintln!(
         "path 2 down at {:?}; phase 1 done at {elapsed:?}",
         down_at.lock().expect("lock")
@@ -621,7 +591,10 @@ fn s06_path_down_mid_transfer_then_back() {
     goodput("s06 path down (both ways, per direction)", size, elapsed);
     totals1.print("s06 phase 1");
     let (tx2, _) = totals1.by_local(a2);
-    assert!(tx2 > MB as u64, "path 2 carried data before it failed: {tx2}");
+    assert!(
+        tx2 > MB as u64,
+        "path 2 carried data before it failed: {tx2}"
+    );
 
     // Path 2 comes back. The path event (what a link monitor would report) lets the
     // connection retry a pair that failed; a subflow that only went stale resumes at
@@ -679,8 +652,14 @@ fn s06_path_down_mid_transfer_then_back() {
         });
     seen.extend(events.try_iter());
     eprintln!("events: {seen:?}");
-    assert_eq!(got_by_kernel, sent_by_us, "ours -> kernel after the path came back");
-    assert_eq!(got_by_us, sent_by_kernel, "kernel -> ours after the path came back");
+    assert_eq!(
+        got_by_kernel, sent_by_us,
+        "ours -> kernel after the path came back"
+    );
+    assert_eq!(
+        got_by_us, sent_by_kernel,
+        "kernel -> ours after the path came back"
+    );
     let rejoined = rejoined.expect("path 2 carries data again within 15 s of coming back");
     eprintln!("path 2 carries data again {rejoined:?} after the link came up");
 }
@@ -722,17 +701,23 @@ fn s07_kernel_checksums_negotiated_and_verified() {
     let stack = start_stack(&ns, vec![a1, a2], |b| b);
     let server = SocketAddr::new(peer_addr(1, false), 6007);
     let (ours, kernel, _listener) = our_client(&stack, &ns, &[a1, a2], server, true);
-    let (_, totals) = full_duplex("s07 checksums, our client", &ours, &kernel, sized(32 * MB));
+    let totals = full_duplex("s07 checksums, our client", &ours, &kernel, sized(32 * MB));
     assert!(totals.checksums, "checksums negotiated");
     assert_eq!(totals.seen.len(), 2, "both subflows: {totals:?}");
     // And as the server, for a kernel client that asks.
     let (ours, kernel) = kernel_client(&stack, &ns, SocketAddr::new(a1, 6017), true);
-    let (_, totals) = full_duplex("s07 checksums, our server", &ours, &kernel, sized(16 * MB));
+    let totals = full_duplex("s07 checksums, our server", &ours, &kernel, sized(16 * MB));
     assert!(totals.checksums, "checksums negotiated");
     let mib = kernel_mib(&ns);
     eprintln!("{mib}");
-    assert!(!mib.contains("DataCsumErr"), "the kernel verified every checksum: {mib}");
-    assert!(!mib.contains("MPFailTx"), "no MP_FAIL from the kernel: {mib}");
+    assert!(
+        !mib.contains("DataCsumErr"),
+        "the kernel verified every checksum: {mib}"
+    );
+    assert!(
+        !mib.contains("MPFailTx"),
+        "no MP_FAIL from the kernel: {mib}"
+    );
 }
 
 /// Scenario 8: plain TCP peers (kernel TCP sockets): transparent fallback with us as
@@ -748,7 +733,7 @@ fn s08_plain_tcp_peer_falls_back_both_roles() {
     let server = SocketAddr::new(peer_addr(1, false), 6008);
     let (ours, kernel, _listener) = our_client(&stack, &ns, &[a1], server, false);
     let events = ours.events().expect("events");
-    let (_, totals) = full_duplex("s08 fallback, our client", &ours, &kernel, sized(16 * MB));
+    let totals = full_duplex("s08 fallback, our client", &ours, &kernel, sized(16 * MB));
     assert!(!totals.mptcp, "fell back to TCP");
     let seen: Vec<MptcpEvent> = events.try_iter().collect();
     assert!(
@@ -796,7 +781,7 @@ fn s09_our_stack_on_both_ends() {
         (c.join().expect("client"), theirs)
     });
     let events = ours.events().expect("events");
-    let (_, totals) = duplex(
+    let totals = duplex(
         "s09 ours both ends",
         &ours,
         &theirs,
@@ -833,7 +818,7 @@ fn s10_ipv6_two_paths() {
     let stack = start_stack(&ns, vec![a1, a2], |b| b);
     let server = SocketAddr::new(peer_addr(1, true), 6010);
     let (ours, kernel, _listener) = our_client(&stack, &ns, &[a1, a2], server, true);
-    let (_, totals) = full_duplex("s10 ipv6 two paths", &ours, &kernel, sized(64 * MB));
+    let totals = full_duplex("s10 ipv6 two paths", &ours, &kernel, sized(64 * MB));
     eprintln!("{}", kernel_mib(&ns));
     assert!(totals.mptcp);
     for local in [a1, a2] {
@@ -859,7 +844,11 @@ fn k2k_kernel_to_kernel_baseline() {
             ns.exec(&ns.ours, "ip mptcp endpoint add 10.99.2.2 dev vo2 subflow");
         }
         let port = 6020 + u16::from(paths);
-        let listener = kernel_listen(&ns, SocketAddr::new("0.0.0.0".parse().expect("any"), port), true);
+        let listener = kernel_listen(
+            &ns,
+            SocketAddr::new("0.0.0.0".parse().expect("any"), port),
+            true,
+        );
         let to = SocketAddr::new(peer_addr(1, false), port);
         let client = Netns::within(&ns.ours, move || {
             let s = kernel_socket(false, true);

@@ -201,8 +201,14 @@ impl Netns {
         }
         if paths == 2 {
             // Kernel-to-kernel baselines bind a subflow to the veth address itself.
-            ns.exec(&ns.ours, "ip rule add from 10.99.2.2 lookup 102 priority 100");
-            ns.exec(&ns.ours, "ip -6 rule add from fd00:99:2::2 lookup 102 priority 100");
+            ns.exec(
+                &ns.ours,
+                "ip rule add from 10.99.2.2 lookup 102 priority 100",
+            );
+            ns.exec(
+                &ns.ours,
+                "ip -6 rule add from fd00:99:2::2 lookup 102 priority 100",
+            );
         }
         for name in [&ns.ours, &ns.peer] {
             ns.exec(name, "ip mptcp limits set subflow 8 add_addr_accepted 8");
@@ -215,10 +221,19 @@ impl Netns {
     /// and the path-2 rules cover 10.88.2.1 as they cover 10.99.2.1.
     pub fn route_peer_stack(&self) {
         self.exec(&self.peer, "sysctl -qw net.ipv4.ip_forward=1");
-        self.exec(&self.ours, "ip route add 10.88.0.0/16 via 10.99.1.1 dev vo1");
+        self.exec(
+            &self.ours,
+            "ip route add 10.88.0.0/16 via 10.99.1.1 dev vo1",
+        );
         if self.paths == 2 {
-            self.exec(&self.ours, "ip rule add to 10.88.2.0/24 lookup 102 priority 200");
-            self.exec(&self.peer, "ip rule add from 10.88.2.1 lookup 102 priority 100");
+            self.exec(
+                &self.ours,
+                "ip rule add to 10.88.2.0/24 lookup 102 priority 200",
+            );
+            self.exec(
+                &self.peer,
+                "ip rule add from 10.88.2.1 lookup 102 priority 100",
+            );
         }
     }
 
