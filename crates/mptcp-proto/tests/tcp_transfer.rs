@@ -134,3 +134,29 @@ fn byte_exact_transfer_under_heavy_loss() {
         run_seed(seed, &sc, 50_000, 5_000);
     }
 }
+
+#[test]
+fn cwnd_does_not_grow_while_the_peer_window_limits_sending() {
+    // A receiver with a 64 KiB buffer that reads everything at once: the sender always
+    // has data, but the peer's window, not cwnd, limits the flight. Growing cwnd on
+    // those ACKs would let it run away (found against the kernel: 23-54 MB) and burst
+    // at line rate the moment the window opens.
+    let server = TcpConfig {
+        recv_buffer: 64 * 1024,
+        ..config()
+    };
+    let mut p = Pair::new(config(), server, Duration::from_millis(5));
+    p.handshake();
+    p.client_app.outbox = pattern(40 << 20, 3);
+    assert!(
+        p.run_until(Instant::from_secs(60), |p| p.server_app.inbox.len()
+            == 40 << 20)
+    );
+    let stats = p.client.stats();
+    assert!(
+        stats.cwnd <= 4 * 64 * 1024,
+        "cwnd {} ran away beyond the 64 KiB the peer ever allowed",
+        stats.cwnd
+    );
+    assert_eq!(stats.retransmits, 0);
+}

@@ -72,9 +72,15 @@ pub enum LossModel {
     None,
     /// Each packet is lost independently with this probability.
     Bernoulli(f64),
-    /// Gilbert-Elliott: a two-state Markov chain, stepped once per packet. In the good
-    /// state a packet is lost with `loss_good`, in the bad state with `loss_bad`. With
-    /// `loss_bad = 1` the mean loss burst is `1 / r` packets and the mean gap `1 / p`.
+    /// Gilbert-Elliott: a two-state Markov chain, stepped once per packet slot. In the
+    /// good state a packet is lost with `loss_good`, in the bad state with `loss_bad`.
+    /// With `loss_bad = 1` the mean loss burst is `1 / r` packets and the mean gap
+    /// `1 / p` on a busy link. A slot is one packet's serialization time: while the
+    /// transmitter idles the chain keeps stepping once per slot, so a burst lasts a
+    /// bounded time as on a real fading or interfered channel. (Stepping only per
+    /// packet, as netem does, would hold a sender that backs off — one retransmission
+    /// per RTO — in the bad state for minutes: an outage no channel has.) On a link
+    /// without a rate limit slots have no length and the chain steps per packet.
     GilbertElliott {
         /// Probability of moving good -> bad, per packet.
         p: f64,
@@ -303,6 +309,10 @@ pub(crate) struct DirState {
     pub(crate) in_flight: u64,
     pub(crate) rng: LinkRng,
     ge_bad: bool,
+    /// When the packet being serialized started (ns).
+    pub(crate) tx_start_ns: u64,
+    /// When the previous packet finished serialization (ns), if any did.
+    last_departure_ns: Option<u64>,
     pub(crate) middlebox: Option<Box<dyn Middlebox>>,
     pub(crate) stats: LinkStats,
 }
@@ -319,6 +329,8 @@ impl DirState {
             in_flight: 0,
             rng: LinkRng::new(seed),
             ge_bad: false,
+            tx_start_ns: 0,
+            last_departure_ns: None,
             middlebox: None,
             stats: LinkStats::default(),
         }
@@ -346,17 +358,25 @@ impl DirState {
         Ok(())
     }
 
-    /// Take the serialized head of the queue and apply the random impairments.
-    /// Returns the surviving copies, or the packet and the loss reason.
-    pub(crate) fn depart(&mut self) -> Result<Departure, (Vec<u8>, DropReason)> {
+    /// Take the head of the queue, whose serialization ends at `now_ns`, and apply the
+    /// random impairments. Returns the surviving copies, or the packet and the loss
+    /// reason.
+    pub(crate) fn depart(&mut self, now_ns: u64) -> Result<Departure, (Vec<u8>, DropReason)> {
         let mut packet = self
             .queue
             .pop_front()
             .expect("TxDone is scheduled only while a packet is being serialized");
         self.queued_bytes -= packet.len();
         self.transmitting = false;
+        // Slots the transmitter sat idle before this packet, each as long as this one.
+        let slot = now_ns.saturating_sub(self.tx_start_ns);
+        let idle = self
+            .last_departure_ns
+            .map_or(0, |t| self.tx_start_ns.saturating_sub(t));
+        let idle_slots = idle.checked_div(slot).unwrap_or(0);
+        self.last_departure_ns = Some(now_ns);
         // Draw order is fixed (loss, corruption, duplication, reordering) so runs repeat.
-        if self.lose() {
+        if self.lose(idle_slots) {
             return Err((packet, DropReason::RandomLoss));
         }
         if self.rng.chance(self.config.corrupt) {
@@ -381,7 +401,8 @@ impl DirState {
         Ok(Departure { copies })
     }
 
-    fn lose(&mut self) -> bool {
+    /// Whether the departing packet is lost, after `idle_slots` empty slots.
+    fn lose(&mut self, idle_slots: u64) -> bool {
         match self.config.loss {
             LossModel::None => false,
             LossModel::Bernoulli(p) => self.rng.chance(p),
@@ -391,6 +412,15 @@ impl DirState {
                 loss_good,
                 loss_bad,
             } => {
+                if idle_slots > 0 && p + r > 0.0 {
+                    // The idle slots at once: after k steps from state s the chain is
+                    // bad with probability pi + (s - pi) (1 - p - r)^k, pi = p / (p + r).
+                    let pi = p / (p + r);
+                    let s = if self.ge_bad { 1.0 } else { 0.0 };
+                    let k = i32::try_from(idle_slots).unwrap_or(i32::MAX);
+                    let bad = pi + (s - pi) * (1.0 - p - r).powi(k);
+                    self.ge_bad = self.rng.unit() < bad;
+                }
                 // Step the chain, then draw the loss in the state the packet sees.
                 let switch = if self.ge_bad { r } else { p };
                 if self.rng.chance(switch) {
@@ -520,6 +550,41 @@ mod tests {
                 last: Duration::from_secs(2)
             })
         );
+    }
+
+    /// Serializes one 1250-byte packet on `d` from `start_ns` (1 ms at 10 Mbit/s);
+    /// whether it survives.
+    fn send_one(d: &mut DirState, start_ns: u64) -> bool {
+        d.enqueue(vec![0; 1250]).expect("queue has room");
+        d.transmitting = true;
+        d.tx_start_ns = start_ns;
+        d.depart(start_ns + 1_000_000).is_ok()
+    }
+
+    #[test]
+    fn gilbert_elliott_bursts_end_while_the_link_idles() {
+        // Seed 188 of the TCP sweep: the chain stayed bad for 34 packets, which with
+        // RTO backoff spanned ten minutes, and the connection gave up.
+        let mut cfg = LinkConfig::new(Rate::mbit(10), Duration::ZERO);
+        cfg.loss = LossModel::GilbertElliott {
+            p: 0.0,
+            r: 1e-4,
+            loss_good: 0.0,
+            loss_bad: 1.0,
+        };
+        let mut d = DirState::new(cfg, 188);
+        d.ge_bad = true;
+        // Back to back, a burst of mean length 10,000 packets loses each of them.
+        for i in 0..3 {
+            assert!(!send_one(&mut d, i * 1_000_000), "packet {i}");
+        }
+        assert!(d.ge_bad);
+        // 1,000 s of idleness is a million slots: the burst survives them with
+        // probability (1 - r)^1e6 = e^-100. Stepped per packet it would go on.
+        assert!(send_one(&mut d, 1_003_000_000_000));
+        assert!(!d.ge_bad);
+        assert!(send_one(&mut d, 1_003_001_000_000));
+        assert_eq!(d.stats.drops.total(), 0, "drops are counted by the engine");
     }
 
     #[test]

@@ -830,6 +830,7 @@ impl Simulator {
         // a configuration change, say) tries again.
         if let Some(end) = d.config.serialization_end(self.now_ns, head.len()) {
             d.transmitting = true;
+            d.tx_start_ns = self.now_ns;
             let epoch = d.epoch;
             self.schedule(end, Event::TxDone { dir, epoch });
         }
@@ -840,7 +841,7 @@ impl Simulator {
         if d.epoch != epoch {
             return;
         }
-        match d.depart() {
+        match d.depart(self.now_ns) {
             Err((packet, reason)) => {
                 d.stats.drops.add(reason, 1);
                 self.recycle(packet);

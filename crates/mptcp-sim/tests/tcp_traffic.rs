@@ -154,7 +154,10 @@ fn cubic_does_not_starve_newreno_on_a_short_bottleneck() {
     let index = jain(&rates);
     println!("Jain index {index:.4}");
     assert!(index >= 0.90, "Jain index {index} for {rates:?}");
-    assert!(rates[1] > 0.3 * 20e6, "NewReno keeps a real share: {rates:?}");
+    assert!(
+        rates[1] > 0.3 * 20e6,
+        "NewReno keeps a real share: {rates:?}"
+    );
 }
 
 #[test]

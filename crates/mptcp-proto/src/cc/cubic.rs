@@ -269,6 +269,17 @@ impl CongestionControl for Cubic {
         );
     }
 
+    fn on_penalty(&mut self, _now: Instant) {
+        self.pristine = false;
+        let mss = self.mss();
+        self.cwnd = (self.cwnd / 2.0).max(mss);
+        if self.ssthresh != u64::MAX {
+            self.ssthresh = (self.ssthresh / 2).max(2 * self.mss as u64);
+        }
+        // The cubic curve restarts from the reduced window at the next ACK.
+        self.epoch.start = None;
+    }
+
     fn on_spurious_congestion(&mut self, _now: Instant) {
         // §4.9: restore cwnd, ssthresh, W_max, K, t_epoch and W_est from before the
         // event; growth since the reduction is kept.

@@ -9,17 +9,24 @@ use core::fmt::Debug;
 
 use crate::time::{Duration, Instant};
 
+mod balia;
+mod coupled;
 mod cubic;
+mod lia;
 mod newreno;
+mod olia;
 
 #[cfg(test)]
 mod fairness_tests;
 
+pub use balia::Balia;
 pub use cubic::Cubic;
+pub use lia::Lia;
 pub use newreno::NewReno;
+pub use olia::Olia;
 
 /// Which controller a subflow runs; the connection config holds one and builds a fresh
-/// controller per subflow. Coupled algorithms (LIA, OLIA, BALIA) join as new variants.
+/// controller per subflow.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum CcAlgorithm {
     /// RFC 5681 with appropriate byte counting (RFC 3465).
@@ -27,23 +34,84 @@ pub enum CcAlgorithm {
     /// RFC 9438, the default of Linux, Windows and Apple stacks.
     #[default]
     Cubic,
+    /// Coupled: RFC 6356 Linked Increases.
+    Lia,
+    /// Coupled: Opportunistic Linked Increases (Khalili et al. 2013).
+    Olia,
+    /// Coupled: Balanced Linked Adaptation (Peng et al. 2016).
+    Balia,
 }
 
 impl CcAlgorithm {
+    /// Every algorithm, in the order `mptcp --cc` lists them.
+    pub const ALL: [CcAlgorithm; 5] = [
+        CcAlgorithm::NewReno,
+        CcAlgorithm::Cubic,
+        CcAlgorithm::Lia,
+        CcAlgorithm::Olia,
+        CcAlgorithm::Balia,
+    ];
+
     /// A controller for a subflow with sender MSS `mss` bytes. `initial_window` overrides
     /// the RFC 6928 initial window (bytes); `None` uses [`initial_window`].
     pub fn build(self, mss: u32, initial_window: Option<u64>) -> Box<dyn CongestionControl> {
         match self {
             CcAlgorithm::NewReno => Box::new(NewReno::new(mss, initial_window)),
             CcAlgorithm::Cubic => Box::new(Cubic::new(mss, initial_window)),
+            CcAlgorithm::Lia => Box::new(Lia::new(mss, initial_window)),
+            CcAlgorithm::Olia => Box::new(Olia::new(mss, initial_window)),
+            CcAlgorithm::Balia => Box::new(Balia::new(mss, initial_window)),
         }
     }
 
-    /// The name the built controller reports.
+    /// The name the built controller reports (and [`core::str::FromStr`] accepts).
     pub fn name(self) -> &'static str {
         match self {
             CcAlgorithm::NewReno => "newreno",
             CcAlgorithm::Cubic => "cubic",
+            CcAlgorithm::Lia => "lia",
+            CcAlgorithm::Olia => "olia",
+            CcAlgorithm::Balia => "balia",
+        }
+    }
+
+    /// Reads the sibling subflows: the connection must hand the engine fresh snapshots
+    /// before each call ([`crate::tcp::TcpConnection::set_sibling_snapshots`]).
+    pub fn is_coupled(self) -> bool {
+        match self {
+            CcAlgorithm::NewReno | CcAlgorithm::Cubic => false,
+            CcAlgorithm::Lia | CcAlgorithm::Olia | CcAlgorithm::Balia => true,
+        }
+    }
+}
+
+impl core::fmt::Display for CcAlgorithm {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A congestion control name that is not one of [`CcAlgorithm::ALL`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown congestion control {name:?}: expected one of newreno, cubic, lia, olia, balia")]
+pub struct UnknownCcAlgorithm {
+    pub name: String,
+}
+
+impl core::str::FromStr for CcAlgorithm {
+    type Err = UnknownCcAlgorithm;
+
+    /// Case-insensitive; `reno` is taken for NewReno and `coupled` (Linux's name for
+    /// LIA) for LIA.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let lower = s.trim().to_ascii_lowercase();
+        match lower.as_str() {
+            "newreno" | "reno" => Ok(CcAlgorithm::NewReno),
+            "cubic" => Ok(CcAlgorithm::Cubic),
+            "lia" | "coupled" => Ok(CcAlgorithm::Lia),
+            "olia" => Ok(CcAlgorithm::Olia),
+            "balia" => Ok(CcAlgorithm::Balia),
+            _ => Err(UnknownCcAlgorithm { name: s.to_owned() }),
         }
     }
 }
@@ -80,8 +148,12 @@ pub struct SubflowSnapshot {
     pub mss: u32,
     /// Bytes sent and not yet acknowledged on this subflow.
     pub bytes_in_flight: u64,
-    /// Bytes delivered (acknowledged) since the subflow's last loss event.
+    /// Bytes delivered (acknowledged) since the subflow's last loss event (OLIA's
+    /// l2_r).
     pub bytes_since_last_loss: u64,
+    /// Bytes delivered between the last two loss events (OLIA's l1_r); 0 before the
+    /// second loss.
+    pub bytes_between_last_losses: u64,
     /// Loss events so far.
     pub loss_events: u64,
     /// Backup subflows do not count towards the coupled increase.
@@ -157,6 +229,12 @@ pub trait CongestionControl: Debug + Send {
         subflows: &SubflowsSnapshot<'_>,
     );
 
+    /// The connection penalises this subflow: its data blocks the shared receive window
+    /// while a faster subflow could send (Raiciu et al., NSDI 2012, as the out-of-tree
+    /// Linux MPTCP did). Halve the window, and ssthresh unless still infinite. Not a
+    /// loss: loss history stays as it is.
+    fn on_penalty(&mut self, now: Instant);
+
     /// Loss recovery ended (the recovery point was cumulatively acknowledged).
     fn on_recovery_exit(&mut self, now: Instant) {
         let _ = now;
@@ -173,4 +251,53 @@ pub trait CongestionControl: Debug + Send {
 
     /// Algorithm name for logs and statistics ("newreno", "cubic", "lia", ...).
     fn name(&self) -> &'static str;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_back_and_unknown_names_are_refused_by_name() {
+        for alg in CcAlgorithm::ALL {
+            assert_eq!(alg.name().parse::<CcAlgorithm>(), Ok(alg));
+            assert_eq!(alg.build(1_460, None).name(), alg.name());
+            assert_eq!(alg.to_string(), alg.name());
+        }
+        assert_eq!(" LIA ".parse::<CcAlgorithm>(), Ok(CcAlgorithm::Lia));
+        assert_eq!("coupled".parse::<CcAlgorithm>(), Ok(CcAlgorithm::Lia));
+        assert_eq!("reno".parse::<CcAlgorithm>(), Ok(CcAlgorithm::NewReno));
+        let err = "vegas".parse::<CcAlgorithm>().expect_err("not implemented");
+        assert_eq!(
+            err.to_string(),
+            "unknown congestion control \"vegas\": expected one of newreno, cubic, lia, olia, balia"
+        );
+        assert_eq!(
+            CcAlgorithm::ALL.map(CcAlgorithm::is_coupled),
+            [false, false, true, true, true]
+        );
+    }
+
+    #[test]
+    fn penalty_halves_window_and_finite_ssthresh_for_every_algorithm() {
+        let own = SubflowSnapshot::default();
+        for alg in CcAlgorithm::ALL {
+            let mut cc = alg.build(1_000, Some(40_000));
+            cc.on_penalty(Instant::ZERO);
+            assert_eq!((cc.window(), cc.ssthresh()), (20_000, u64::MAX), "{alg}");
+            cc.on_congestion_event(
+                Instant::ZERO,
+                CongestionEvent::Loss,
+                20_000,
+                &SubflowsSnapshot::single(&own),
+            );
+            let (w, s) = (cc.window(), cc.ssthresh());
+            cc.on_penalty(Instant::ZERO);
+            assert_eq!((cc.window(), cc.ssthresh()), (w / 2, s / 2), "{alg}");
+            for _ in 0..10 {
+                cc.on_penalty(Instant::ZERO);
+            }
+            assert_eq!((cc.window(), cc.ssthresh()), (1_000, 2_000), "{alg}");
+        }
+    }
 }

@@ -127,6 +127,15 @@ impl CongestionControl for NewReno {
         );
     }
 
+    fn on_penalty(&mut self, _now: Instant) {
+        self.pristine = false;
+        self.ca_bytes_acked = 0;
+        self.cwnd = (self.cwnd / 2).max(self.mss());
+        if self.ssthresh != u64::MAX {
+            self.ssthresh = (self.ssthresh / 2).max(2 * self.mss());
+        }
+    }
+
     fn on_spurious_congestion(&mut self, _now: Instant) {
         // RFC 4015 §3 / RFC 5682: restore the window from before the false alarm; any
         // growth since then is kept.

@@ -5,6 +5,23 @@ use core::net::IpAddr;
 use crate::mptcp::MptcpConfig;
 use crate::tcp::TcpConfig;
 
+/// When a listener answers a SYN with a SYN cookie (RFC 4987 §3.6) instead of creating
+/// the connection at once. See `endpoint/cookie.rs` for what a cookie carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SynCookies {
+    /// Never: SYNs beyond the backlog are dropped.
+    Never,
+    /// When the listener's backlog (connections not yet accepted) is full, as Linux
+    /// does (`net.ipv4.tcp_syncookies = 1`): under normal load the server keeps the
+    /// exact MSS and retransmits its SYN/ACK; under a flood the half-open state stays
+    /// bounded by the backlog and every further SYN is answered statelessly.
+    #[default]
+    OnOverflow,
+    /// For every SYN (Linux's `tcp_syncookies = 2`): no state at all between the SYN
+    /// and the third ACK or the first data (RFC 8684 §3.1 allows it for MP_CAPABLE).
+    Always,
+}
+
 /// Settings for one [`super::Endpoint`].
 #[derive(Clone, Debug)]
 pub struct EndpointConfig {
@@ -35,6 +52,13 @@ pub struct EndpointConfig {
     /// with `None`, every SYN gets plain TCP. `connect_mptcp` uses it too, or the
     /// defaults. Off by default: a plain endpoint stays exactly TCP.
     pub mptcp: Option<MptcpConfig>,
+    /// SYN cookies for plain TCP and MP_CAPABLE SYNs alike (MP_JOIN SYNs never get
+    /// one). Default [`SynCookies::OnOverflow`].
+    pub syn_cookies: SynCookies,
+    /// Cookie SYN/ACKs waiting for `poll_transmit`, at most; more SYNs are dropped and
+    /// counted (their clients retransmit), which bounds what a SYN flood costs between
+    /// two polls.
+    pub max_pending_syn_acks: usize,
 }
 
 impl Default for EndpointConfig {
@@ -49,6 +73,8 @@ impl Default for EndpointConfig {
             hop_limit: 64,
             max_pending_resets: 64,
             mptcp: None,
+            syn_cookies: SynCookies::default(),
+            max_pending_syn_acks: 256,
         }
     }
 }

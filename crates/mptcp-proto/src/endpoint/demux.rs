@@ -19,7 +19,8 @@ use crate::wire::{IpTcpRepr, PacketError};
 use super::conn::Conn;
 use super::slab::Key;
 use super::{
-    ConnHandle, DropReason, Endpoint, FourTuple, PendingReset, ip_header, is_unicast, unspecified,
+    ConnHandle, DropReason, Endpoint, FourTuple, PendingReset, SynCookies, ip_header, is_unicast,
+    unspecified,
 };
 
 /// Where an incoming segment goes.
@@ -131,6 +132,11 @@ impl Endpoint {
             return Err(self.drop(DropReason::StrayReset));
         }
         if f.ack() {
+            if !f.syn() && self.cookies_active(listener, now) {
+                // The third ACK or the first data of a connection answered with a SYN
+                // cookie: valid, the connection is rebuilt; else a RST as below.
+                return self.cookie_ack(now, listener, tuple, packet);
+            }
             // "Any acknowledgment is bad if it arrives on a connection still in the
             // LISTEN state": <SEQ=SEG.ACK><CTL=RST>.
             self.queue_reset(packet);
@@ -139,14 +145,24 @@ impl Endpoint {
         if !f.syn() {
             return Err(self.drop(DropReason::NoSynAtListener));
         }
-        let children = self
-            .listeners
-            .get(listener)
-            .expect("route names live listeners")
-            .children
-            .len();
-        if children >= self.config.listen_backlog {
-            return Err(self.drop(DropReason::BacklogFull));
+        let (ready, children) = self.backlog(listener);
+        let backlog = self.config.listen_backlog;
+        match self.config.syn_cookies {
+            SynCookies::Never => {
+                if children >= backlog {
+                    return Err(self.drop(DropReason::BacklogFull));
+                }
+            }
+            SynCookies::OnOverflow | SynCookies::Always => {
+                // A full accept queue drops SYNs even with cookies (Linux does too):
+                // a connection rebuilt now would find no room either.
+                if ready >= backlog {
+                    return Err(self.drop(DropReason::BacklogFull));
+                }
+                if self.config.syn_cookies == SynCookies::Always || children >= backlog {
+                    return self.cookie_syn(now, listener, tuple, packet);
+                }
+            }
         }
         if self.conns.len() >= self.config.max_connections {
             return Err(self.drop(DropReason::TableFull));

@@ -59,6 +59,7 @@
 
 mod config;
 mod conn;
+mod cookie;
 mod demux;
 mod mptcp;
 mod ports;
@@ -70,7 +71,8 @@ use core::fmt;
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-pub use config::EndpointConfig;
+pub use config::{EndpointConfig, SynCookies};
+pub use cookie::{COUNTER_PERIOD as SYN_COOKIE_PERIOD, MSS_TABLE as SYN_COOKIE_MSS_TABLE};
 pub use stats::{DropReason, EndpointStats};
 
 use crate::crypto::Token;
@@ -81,6 +83,7 @@ use crate::wire::tcp::{IP_PROTOCOL_TCP, TcpRepr};
 use crate::wire::{IpRepr, IpTcpRepr, Ipv4Repr, Ipv6Repr, PacketError};
 
 use conn::{Conn, ConnEvent};
+use cookie::CookieJar;
 use ports::PortAllocator;
 use rng::KeyRng;
 use slab::{Key, Slab};
@@ -196,9 +199,12 @@ struct Listener {
     children: BTreeSet<Key>,
     /// Those of them that completed the handshake, in completion order.
     ready: VecDeque<Key>,
+    /// When it last answered a SYN with a cookie.
+    cookie_sent_at: Option<Instant>,
 }
 
-/// A RST built by the endpoint itself, waiting for `poll_transmit`.
+/// A packet built by the endpoint itself (a RST, or a cookie SYN/ACK), waiting for
+/// `poll_transmit`.
 #[derive(Debug)]
 struct PendingReset {
     ip: IpRepr,
@@ -218,6 +224,10 @@ pub struct Endpoint {
     /// Connections that may have output, served one segment per turn (round robin).
     transmit_queue: VecDeque<Key>,
     resets: VecDeque<PendingReset>,
+    /// Cookie SYN/ACKs: built for a SYN, kept only until sent.
+    syn_acks: VecDeque<PendingReset>,
+    /// SYN cookies (RFC 4987 §3.6).
+    cookies: CookieJar,
     timers: BTreeSet<(Instant, Key)>,
     /// Reused by `handle_timeout` to avoid an allocation per call.
     due: Vec<Key>,
@@ -252,6 +262,8 @@ impl Endpoint {
             listener_by_addr: BTreeMap::new(),
             transmit_queue: VecDeque::new(),
             resets: VecDeque::new(),
+            syn_acks: VecDeque::new(),
+            cookies: CookieJar::new(&secret),
             timers: BTreeSet::new(),
             due: Vec::new(),
             events: VecDeque::new(),
@@ -300,6 +312,7 @@ impl Endpoint {
             local,
             children: BTreeSet::new(),
             ready: VecDeque::new(),
+            cookie_sent_at: None,
         };
         let key = self
             .listeners
@@ -495,6 +508,15 @@ impl Endpoint {
             };
             if let Some(len) = self.emitted(emit(&packet, buf)) {
                 self.stats.resets_sent += 1;
+                return Some(len);
+            }
+        }
+        while let Some(syn_ack) = self.syn_acks.pop_front() {
+            let packet = IpTcpRepr {
+                ip: syn_ack.ip,
+                tcp: syn_ack.tcp,
+            };
+            if let Some(len) = self.emitted(emit(&packet, buf)) {
                 return Some(len);
             }
         }

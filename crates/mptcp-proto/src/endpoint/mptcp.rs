@@ -2,8 +2,8 @@
 //! routed by token (RFC 8684 §3.2), the subflows a connection asks for, and the
 //! connection-level events and path events.
 //!
-//! Not done here yet: SYN cookies for MP_CAPABLE (the server keeps the connection from
-//! the SYN on, bounded by the listener backlog like plain TCP).
+//! SYN cookies for MP_CAPABLE (no state between the SYN and the third ACK or first
+//! data) live in `cookie.rs`.
 
 use core::net::{IpAddr, SocketAddr};
 
@@ -12,15 +12,11 @@ use crate::mptcp::{
 };
 use crate::time::Instant;
 use crate::wire::IpTcpRepr;
-use crate::wire::mptcp::{MpTcpRst, MptcpOption, TcpRstFlags, TcpRstReason};
+use crate::wire::mptcp::{TcpRstFlags, TcpRstReason};
 
 use super::conn::Conn;
 use super::slab::Key;
-use super::{
-    ConnHandle, DropReason, Endpoint, EndpointError, FourTuple, PendingReset, ip_header,
-    is_unicast, normalize,
-};
-use crate::tcp::reset_for;
+use super::{ConnHandle, DropReason, Endpoint, EndpointError, FourTuple, is_unicast, normalize};
 
 impl Endpoint {
     /// Opens an MPTCP connection from `local` (port 0: ephemeral) to `remote`: the
@@ -322,22 +318,7 @@ impl Endpoint {
         packet: &IpTcpRepr<'_>,
         reason: TcpRstReason,
     ) -> DropReason {
-        if let Some(mut tcp) = reset_for(&packet.tcp) {
-            tcp.options.mptcp.push(MptcpOption::MpTcpRst(MpTcpRst {
-                flags: TcpRstFlags::default(),
-                reason,
-            }));
-            if self.resets.len() < self.config.max_pending_resets {
-                let ip = ip_header(
-                    packet.ip.dst_addr(),
-                    packet.ip.src_addr(),
-                    self.config.hop_limit,
-                );
-                self.resets.push_back(PendingReset { ip, tcp });
-            } else {
-                self.drop(DropReason::ResetQueueFull);
-            }
-        }
+        self.refuse_with(packet, reason, TcpRstFlags::default());
         DropReason::UnknownToken
     }
 

@@ -61,11 +61,22 @@ pub enum DropReason {
     /// answered with a RST carrying MP_TCPRST.
     #[error("MP_JOIN refused; answered with RST")]
     JoinRefused,
+    /// An ACK to a listener sending SYN cookies whose cookie is invalid or expired;
+    /// answered with a RST unless it carries data.
+    #[error("invalid or expired SYN cookie")]
+    InvalidCookie,
+    /// A valid MP_CAPABLE cookie whose derived token another connection took since
+    /// the SYN/ACK; answered with a RST carrying MP_TCPRST.
+    #[error("SYN cookie's MPTCP token in use; answered with RST")]
+    TokenCollision,
+    /// A SYN answered with a cookie whose SYN/ACK found its queue full.
+    #[error("cookie SYN/ACK queue full")]
+    SynAckQueueFull,
 }
 
 impl DropReason {
     /// Every reason, in declaration order.
-    pub const ALL: [DropReason; 17] = [
+    pub const ALL: [DropReason; 20] = [
         DropReason::Malformed,
         DropReason::BadChecksum,
         DropReason::Fragment,
@@ -83,6 +94,9 @@ impl DropReason {
         DropReason::TransmitBufferTooSmall,
         DropReason::UnknownToken,
         DropReason::JoinRefused,
+        DropReason::InvalidCookie,
+        DropReason::TokenCollision,
+        DropReason::SynAckQueueFull,
     ];
 
     fn index(self) -> usize {
@@ -104,6 +118,9 @@ impl DropReason {
             DropReason::TransmitBufferTooSmall => 14,
             DropReason::UnknownToken => 15,
             DropReason::JoinRefused => 16,
+            DropReason::InvalidCookie => 17,
+            DropReason::TokenCollision => 18,
+            DropReason::SynAckQueueFull => 19,
         }
     }
 }
@@ -125,6 +142,13 @@ pub struct EndpointStats {
     pub connections_accepted: u64,
     /// Connections removed from the table.
     pub connections_removed: u64,
+    /// SYNs answered with a SYN cookie (no state kept).
+    pub syn_cookies_sent: u64,
+    /// Connections rebuilt from a valid cookie.
+    pub syn_cookies_accepted: u64,
+    /// MP_CAPABLE SYNs answered with plain TCP because the cookie's key had a token in
+    /// use.
+    pub syn_cookie_token_fallbacks: u64,
     drops: [u64; DropReason::ALL.len()],
 }
 
@@ -169,7 +193,7 @@ mod tests {
         for (i, reason) in DropReason::ALL.into_iter().enumerate() {
             assert_eq!(stats.dropped(reason), i as u64 + 1);
         }
-        assert_eq!(stats.total_dropped(), (1..=17).sum::<u64>());
-        assert_eq!(stats.drops().count(), 17);
+        assert_eq!(stats.total_dropped(), (1..=20).sum::<u64>());
+        assert_eq!(stats.drops().count(), 20);
     }
 }

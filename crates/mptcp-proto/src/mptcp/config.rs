@@ -9,7 +9,10 @@ use crate::time::Duration;
 #[derive(Clone, Debug)]
 pub struct MptcpConfig {
     /// Settings of every subflow's TCP engine. Its `send_buffer` / `recv_buffer` are
-    /// the subflow-level limits; the connection-level buffers are below.
+    /// the subflow-level limits; the connection-level buffers are below. Its
+    /// `congestion_control` picks each subflow's controller: uncoupled NewReno or
+    /// CUBIC (the default, like Linux), or coupled LIA / OLIA / BALIA, which the
+    /// connection feeds with its subflows' snapshots before every ACK and timer.
     pub tcp: TcpConfig,
     /// Connection-level send buffer, bytes: written and not yet data-acknowledged.
     pub send_buffer: usize,
@@ -39,6 +42,12 @@ pub struct MptcpConfig {
     /// treated as potentially failed: the scheduler avoids it and its data is
     /// reinjected elsewhere (Linux marks a subflow stale after its first RTO).
     pub stale_rto_count: u64,
+    /// Opportunistic retransmission and penalisation (Raiciu et al., NSDI 2012, as the
+    /// out-of-tree Linux MPTCP): when the peer's connection-level window blocks new
+    /// data while the oldest unacknowledged data sits on a slower subflow, send that
+    /// data again on a faster subflow with window space, and halve the slow
+    /// subflow's window (at most once per its RTT).
+    pub opportunistic_retransmission: bool,
 }
 
 impl Default for MptcpConfig {
@@ -59,6 +68,7 @@ impl Default for MptcpConfig {
             make_after_break: Duration::from_secs(30),
             reinject_min: Duration::from_millis(200),
             stale_rto_count: 2,
+            opportunistic_retransmission: true,
         }
     }
 }

@@ -145,6 +145,11 @@ pub struct ConnStats {
     pub bytes_data_acked: u64,
     /// Byte ranges reinjected onto another subflow.
     pub reinjections: u64,
+    /// Bytes sent again on a faster subflow because the receive window was blocked by
+    /// a slower one (opportunistic retransmission).
+    pub opportunistic_bytes: u64,
+    /// Windows halved on slow subflows that blocked the receive window.
+    pub penalties: u64,
     pub subflows_opened: u64,
     pub subflows: Vec<SubflowStats>,
 }
@@ -201,8 +206,12 @@ pub(crate) struct Core {
     pub bytes_written: u64,
     pub bytes_read: u64,
     pub reinjections: u64,
+    pub opportunistic_bytes: u64,
+    pub penalties: u64,
     pub subflows_opened: u64,
     pub data_acked_total: u64,
+    /// Reused buffer of subflow snapshots for coupled congestion control.
+    pub cc_snapshots: Vec<crate::cc::SubflowSnapshot>,
     /// The segment being processed wants an immediate ACK on its subflow.
     pub ack_now: bool,
     pub readable_pending: bool,
@@ -311,7 +320,7 @@ impl Core {
 }
 
 impl MptcpConnection {
-    fn subflow_tcp_config(config: &MptcpConfig) -> TcpConfig {
+    pub(crate) fn subflow_tcp_config(config: &MptcpConfig) -> TcpConfig {
         let mut tcp = config.tcp.clone();
         // One shared receive window: the subflows advertise the connection's
         // (RFC 8684 §3.3.4), so their window scale must cover it.
@@ -364,8 +373,11 @@ impl MptcpConnection {
             bytes_written: 0,
             bytes_read: 0,
             reinjections: 0,
+            opportunistic_bytes: 0,
+            penalties: 0,
             subflows_opened: 0,
             data_acked_total: 0,
+            cc_snapshots: Vec::new(),
             ack_now: false,
             readable_pending: false,
             writable_pending: false,
@@ -429,12 +441,30 @@ impl MptcpConnection {
         rng: &mut R,
         token_in_use: impl FnMut(Token) -> bool,
     ) -> Result<Self, AcceptError> {
+        if !matches!(classify_syn(syn), SynKind::Capable { .. }) {
+            return Err(AcceptError::NotMpCapable);
+        }
+        let local_key = generate_key(rng, token_in_use)?;
+        Self::accept_with_key(config, now, local, remote, syn, iss, local_key)
+    }
+
+    /// [`MptcpConnection::accept`] with our key chosen by the caller: SYN cookies
+    /// derive it from the cookie, so the key in a stateless SYN/ACK is the key of the
+    /// connection rebuilt at the ACK. The caller has checked that its token is free.
+    pub fn accept_with_key(
+        config: MptcpConfig,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        syn: &TcpRepr<'_>,
+        iss: SeqNum,
+        local_key: LocalKey,
+    ) -> Result<Self, AcceptError> {
         let SynKind::Capable { checksums: peer_a } = classify_syn(syn) else {
             return Err(AcceptError::NotMpCapable);
         };
         let tcp_config = Self::subflow_tcp_config(&config);
         let tcp = TcpConnection::accept(tcp_config, local, remote, syn, now, iss)?;
-        let local_key = generate_key(rng, token_in_use)?;
         // RFC 8684 §3.1: checksums are used when either side sets flag A.
         let checksums = config.checksums || peer_a;
         let (send, mut core) = Self::new_core(config, Role::Server, local_key, None, checksums);
@@ -812,6 +842,8 @@ impl MptcpConnection {
             bytes_read: self.core.bytes_read,
             bytes_data_acked: self.core.data_acked_total,
             reinjections: self.core.reinjections,
+            opportunistic_bytes: self.core.opportunistic_bytes,
+            penalties: self.core.penalties,
             subflows_opened: self.core.subflows_opened,
             subflows: self.subflows.iter().map(Subflow::stats).collect(),
         }
@@ -855,14 +887,10 @@ impl MptcpConnection {
 
     /// The MP_CAPABLE we put on the initial subflow's SYN or SYN/ACK.
     pub(crate) fn capable_flags(core: &Core) -> crate::wire::mptcp::CapableFlags {
-        use crate::wire::mptcp::CapableFlags;
-        let mut flags = CapableFlags::HMAC_SHA256;
-        if core.checksums {
-            flags = flags.union(CapableFlags::CHECKSUM);
-        }
-        if core.config.deny_join_to_initial_address && core.role == Role::Server {
-            flags = flags.union(CapableFlags::NO_MORE_SUBFLOWS);
-        }
-        flags
+        super::stateless::capable_flags_for(
+            core.checksums,
+            core.config.deny_join_to_initial_address,
+            core.role,
+        )
     }
 }

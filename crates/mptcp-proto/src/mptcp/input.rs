@@ -471,6 +471,7 @@ impl MptcpConnection {
         if seg.flags.rst() {
             self.rst_options(now, i, seg);
         }
+        self.share_snapshots(i);
         let sub = &mut self.subflows[i];
         let mut owner = RxOwner {
             core: &mut self.core,

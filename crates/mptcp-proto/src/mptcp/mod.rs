@@ -16,12 +16,15 @@
 
 pub mod config;
 mod connection;
+mod coupling;
 pub mod data_seq;
 pub mod events;
 pub mod handshake;
 mod input;
 pub mod mapping;
+mod opportunistic;
 mod output;
+mod stateless;
 pub mod subflow;
 mod timers;
 

@@ -250,7 +250,10 @@ impl MptcpConnection {
         }
         // Path events from the application (address added or removed) act at once.
         self.drive_pm(now);
-        self.schedule();
+        self.schedule(now);
+        if self.core.config.opportunistic_retransmission {
+            self.opportunistic_retransmit(now);
+        }
         if let Some(dsn) = self.core.data_fin_due(&self.send)
             && matches!(self.core.seq.data_fin_tx(), DataFinTx::Pending { .. })
             && self.core.data_fin_rtx.is_none()
@@ -293,7 +296,7 @@ impl MptcpConnection {
 
     /// Hands reinjected ranges, then new data, to subflows as mappings (DESIGN.md: the
     /// subflow holds the mapping; the bytes stay in the send buffer).
-    fn schedule(&mut self) {
+    fn schedule(&mut self, now: Instant) {
         for _ in 0..64 {
             let views = self.views();
             if views.is_empty() {
@@ -320,11 +323,17 @@ impl MptcpConnection {
             if pending == 0 {
                 return;
             }
+            let conn_in_flight = self
+                .core
+                .seq
+                .tx_offset(self.core.seq.snd_nxt())
+                .saturating_sub(acked);
             let input = SchedInput {
-                now: Instant::ZERO,
+                now,
                 subflows: &views,
                 pending,
                 conn_window,
+                conn_in_flight,
             };
             let decision = self.core.sched.schedule(&input);
             if decision.is_wait() {

@@ -92,6 +92,9 @@ pub(crate) struct SubflowMp {
     /// Payload bytes scheduled onto this subflow (reinjections included).
     pub bytes_scheduled: u64,
     pub bytes_reinjected: u64,
+    /// When the connection last halved this subflow's window for blocking the receive
+    /// window (opportunistic retransmission's penalty, at most once per RTT).
+    pub last_penalty: Option<Instant>,
 }
 
 /// One subflow of a connection.
@@ -138,6 +141,7 @@ impl SubflowMp {
             bytes_delivered: 0,
             bytes_scheduled: 0,
             bytes_reinjected: 0,
+            last_penalty: None,
         }
     }
 

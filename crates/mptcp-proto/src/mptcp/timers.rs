@@ -52,6 +52,15 @@ impl MptcpConnection {
         let stale_after = self.core.config.stale_rto_count;
         let mut newly_stale = Vec::new();
         let mut join_failed = Vec::new();
+        for i in 0..self.subflows.len() {
+            if self.subflows[i]
+                .tcp
+                .poll_timeout()
+                .is_some_and(|t| t <= now)
+            {
+                self.share_snapshots(i);
+            }
+        }
         for s in &mut self.subflows {
             if s.tcp.poll_timeout().is_some_and(|t| t <= now) {
                 s.tcp.handle_timeout(now);

@@ -15,6 +15,14 @@ use arrayvec::ArrayVec;
 use crate::mptcp::SubflowId;
 use crate::time::{Duration, Instant};
 
+mod blest;
+mod ecf;
+mod redundant;
+
+pub use blest::Blest;
+pub use ecf::Ecf;
+pub use redundant::Redundant;
+
 /// The most assignments one decision holds: one per subflow for a redundant scheduler.
 /// Linux caps a connection at 8 subflows (MPTCP_SUBFLOWS_MAX).
 pub const MAX_ASSIGNMENTS: usize = 8;
@@ -72,6 +80,9 @@ pub struct SchedInput<'a> {
     /// Bytes the peer's connection-level window admits beyond everything sent (RFC 8684
     /// §3.3.4; [`crate::mptcp::data_seq::DataSeq::send_window`]).
     pub conn_window: u64,
+    /// Bytes handed to subflows and not yet data-acknowledged: with `conn_window`, the
+    /// whole connection-level send window (BLEST's MPTCP send window).
+    pub conn_in_flight: u64,
 }
 
 impl SchedInput<'_> {
@@ -160,17 +171,114 @@ pub enum SchedulerKind {
         /// Full-sized segments per turn.
         segments_per_turn: u32,
     },
+    /// Every chunk on every available subflow ([`Redundant`]).
+    Redundant,
+    /// Blocking estimation (Ferlin et al. 2016, [`Blest`]).
+    Blest,
+    /// Earliest completion first (Lim et al. 2017, [`Ecf`]).
+    Ecf,
 }
 
 impl SchedulerKind {
+    /// Every kind (round-robin with one segment per turn), in the order `mptcp
+    /// --scheduler` lists them.
+    pub const ALL: [SchedulerKind; 5] = [
+        SchedulerKind::LowestRtt,
+        SchedulerKind::RoundRobin {
+            segments_per_turn: 1,
+        },
+        SchedulerKind::Redundant,
+        SchedulerKind::Blest,
+        SchedulerKind::Ecf,
+    ];
+
     pub fn build(self) -> Box<dyn Scheduler> {
         match self {
             SchedulerKind::LowestRtt => Box::new(LowestRtt),
             SchedulerKind::RoundRobin { segments_per_turn } => {
                 Box::new(RoundRobin::new(segments_per_turn))
             }
+            SchedulerKind::Redundant => Box::new(Redundant),
+            SchedulerKind::Blest => Box::new(Blest::new()),
+            SchedulerKind::Ecf => Box::new(Ecf::new()),
         }
     }
+
+    /// The name the built scheduler reports (and [`core::str::FromStr`] accepts).
+    pub fn name(self) -> &'static str {
+        match self {
+            SchedulerKind::LowestRtt => "lowest-rtt",
+            SchedulerKind::RoundRobin { .. } => "round-robin",
+            SchedulerKind::Redundant => "redundant",
+            SchedulerKind::Blest => "blest",
+            SchedulerKind::Ecf => "ecf",
+        }
+    }
+}
+
+impl core::fmt::Display for SchedulerKind {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A scheduler name that is not one of [`SchedulerKind::ALL`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown scheduler {name:?}: expected one of lowest-rtt, round-robin[:SEGMENTS], redundant, blest, ecf"
+)]
+pub struct UnknownScheduler {
+    pub name: String,
+}
+
+impl core::str::FromStr for SchedulerKind {
+    type Err = UnknownScheduler;
+
+    /// Case-insensitive. `default` and `minrtt` (Linux's names) mean lowest-RTT;
+    /// `round-robin:N` (or `rr:N`) sets N segments per turn (default 1, as Linux).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let unknown = || UnknownScheduler { name: s.to_owned() };
+        let lower = s.trim().to_ascii_lowercase();
+        let (name, arg) = match lower.split_once(':') {
+            Some((name, arg)) => (name, Some(arg)),
+            None => (lower.as_str(), None),
+        };
+        let kind = match name {
+            "lowest-rtt" | "lowestrtt" | "minrtt" | "default" => SchedulerKind::LowestRtt,
+            "round-robin" | "roundrobin" | "rr" => SchedulerKind::RoundRobin {
+                segments_per_turn: match arg {
+                    Some(n) => n.parse().ok().filter(|n| *n > 0).ok_or_else(unknown)?,
+                    None => 1,
+                },
+            },
+            "redundant" => SchedulerKind::Redundant,
+            "blest" => SchedulerKind::Blest,
+            "ecf" => SchedulerKind::Ecf,
+            _ => return Err(unknown()),
+        };
+        match (kind, arg) {
+            (SchedulerKind::RoundRobin { .. }, _) | (_, None) => Ok(kind),
+            (_, Some(_)) => Err(unknown()),
+        }
+    }
+}
+
+/// The candidate with the smallest smoothed RTT (known RTTs before unknown, ties to the
+/// lower id), whether or not it has window space: the "fast" subflow of BLEST and ECF.
+pub(crate) fn fastest(candidates: &[SubflowView]) -> Option<SubflowView> {
+    candidates
+        .iter()
+        .min_by_key(|s| (s.srtt.is_none(), s.srtt, s.id))
+        .copied()
+}
+
+/// The candidate lowest-RTT-first would send on: the fastest with window space.
+pub(crate) fn fastest_with_space(candidates: &[SubflowView]) -> Option<SubflowView> {
+    candidates
+        .iter()
+        .filter(|s| s.space() > 0)
+        .min_by_key(|s| (s.srtt.is_none(), s.srtt, s.id))
+        .copied()
 }
 
 /// Lowest-RTT-first (the default in Linux and most stacks): fill the candidate with the
@@ -189,14 +297,9 @@ impl Scheduler for LowestRtt {
         if sendable == 0 {
             return Decision::wait();
         }
-        input
-            .candidates()
-            .iter()
-            .filter(|s| s.space() > 0)
-            .min_by_key(|s| (s.srtt.is_none(), s.srtt, s.id))
-            .map_or_else(Decision::wait, |s| {
-                Decision::single(s.id, s.space().min(sendable))
-            })
+        fastest_with_space(&input.candidates()).map_or_else(Decision::wait, |s| {
+            Decision::single(s.id, s.space().min(sendable))
+        })
     }
 }
 
@@ -248,10 +351,10 @@ impl Scheduler for RoundRobin {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn subflow(id: u32, srtt_ms: Option<u64>) -> SubflowView {
+    pub(crate) fn subflow(id: u32, srtt_ms: Option<u64>) -> SubflowView {
         SubflowView {
             id: SubflowId(id),
             established: true,
@@ -266,12 +369,13 @@ mod tests {
         }
     }
 
-    fn input(subflows: &[SubflowView], pending: u64) -> SchedInput<'_> {
+    pub(crate) fn input(subflows: &[SubflowView], pending: u64) -> SchedInput<'_> {
         SchedInput {
             now: Instant::ZERO,
             subflows,
             pending,
             conn_window: 1 << 20,
+            conn_in_flight: 0,
         }
     }
 
@@ -378,6 +482,31 @@ mod tests {
             .map(|s| s.id.0)
             .collect();
         assert_eq!(ids, (0..8).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn kinds_parse_from_their_names() {
+        for kind in SchedulerKind::ALL {
+            assert_eq!(kind.name().parse::<SchedulerKind>(), Ok(kind));
+            assert_eq!(kind.build().name(), kind.name());
+        }
+        assert_eq!("minrtt".parse(), Ok(SchedulerKind::LowestRtt));
+        assert_eq!(
+            "RR:4".parse(),
+            Ok(SchedulerKind::RoundRobin {
+                segments_per_turn: 4
+            })
+        );
+        for bad in ["rr:0", "rr:x", "blest:2", "fastest", ""] {
+            let err = bad.parse::<SchedulerKind>().expect_err(bad);
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "unknown scheduler {bad:?}: expected one of lowest-rtt, \
+                     round-robin[:SEGMENTS], redundant, blest, ecf"
+                )
+            );
+        }
     }
 
     #[test]

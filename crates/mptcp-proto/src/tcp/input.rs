@@ -538,6 +538,7 @@ impl TcpConnection {
         prior_in_flight: u64,
     ) {
         self.loss_events += 1;
+        self.bytes_between_last_losses = self.bytes_since_last_loss;
         self.bytes_since_last_loss = 0;
         self.with_snapshot(|cc, snap| cc.on_congestion_event(now, event, prior_in_flight, snap));
     }

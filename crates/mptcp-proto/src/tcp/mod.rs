@@ -28,6 +28,7 @@ mod rtt;
 mod sack;
 mod sent;
 mod socket;
+mod stateless;
 mod timers;
 
 use core::net::SocketAddr;
@@ -302,11 +303,14 @@ pub struct TcpConnection {
     tlp: Option<TlpProbe>,
     dupacks: u32,
     cc: Box<dyn CongestionControl>,
-    /// The last send opportunity found the window open but no data to send.
+    /// The last send opportunity was limited by something other than the congestion
+    /// window (no data to send, or the peer's receive window): cwnd must not grow on
+    /// the ACKs that follow (RFC 7661).
     app_limited: bool,
     siblings: Vec<SubflowSnapshot>,
     own_index: usize,
     bytes_since_last_loss: u64,
+    bytes_between_last_losses: u64,
     loss_events: u64,
     is_backup: bool,
 
@@ -368,7 +372,7 @@ impl TcpConnection {
             sack_ok: false,
             ts_ok: false,
             ts_recent: 0,
-            ts_offset: iss.0.rotate_left(13),
+            ts_offset: stateless::ts_offset_for(iss),
             rto_at: None,
             tlp_at: None,
             reorder_at: None,
@@ -399,6 +403,7 @@ impl TcpConnection {
             siblings: Vec::new(),
             own_index: 0,
             bytes_since_last_loss: 0,
+            bytes_between_last_losses: 0,
             loss_events: 0,
             is_backup: false,
             events: VecDeque::new(),
@@ -623,6 +628,14 @@ impl TcpConnection {
         self.own_index = own_index.min(subflows.len());
     }
 
+    /// The connection penalises this subflow (its data blocks the shared receive
+    /// window; Raiciu et al., NSDI 2012): congestion control halves the window. Not a
+    /// loss event.
+    pub fn penalize(&mut self, now: Instant) {
+        self.with_snapshot(|cc, _| cc.on_penalty(now));
+        tracing::trace!(cwnd = self.cc.window(), "tcp: window penalised");
+    }
+
     /// This subflow as coupled congestion control sees it.
     pub fn snapshot(&self) -> SubflowSnapshot {
         SubflowSnapshot {
@@ -631,6 +644,7 @@ impl TcpConnection {
             mss: self.send_mss,
             bytes_in_flight: self.sent.pipe(),
             bytes_since_last_loss: self.bytes_since_last_loss,
+            bytes_between_last_losses: self.bytes_between_last_losses,
             loss_events: self.loss_events,
             is_backup: self.is_backup,
         }

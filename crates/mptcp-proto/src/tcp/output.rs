@@ -291,15 +291,18 @@ impl TcpConnection {
         let (option_bytes, blocks) = self.option_budget(owner, avail > 0);
         let max_payload = self.max_payload(option_bytes) as u64;
         let len = avail.min(max_payload).min(win_room).min(cwnd_room);
+        // RFC 7661 (and Linux's tcp_is_cwnd_limited): cwnd grows only while it is what
+        // limits sending. When the data or the peer's window run out first, a window
+        // that is never used would otherwise grow without bound. The caller drains
+        // this function until it returns None, so the last call's verdict stands.
+        self.app_limited = cwnd_room > avail.min(win_room);
         if avail > 0 && len == 0 {
             if win_room == 0 && self.sent.is_empty() {
                 self.arm_persist(now);
             }
-            self.app_limited = false;
             return None;
         }
         if avail == 0 && !fin_wanted {
-            self.app_limited = cwnd_room > 0;
             return None;
         }
         if avail == 0 && win_room == 0 {
@@ -349,7 +352,6 @@ impl TcpConnection {
         if fin {
             self.fin_offset = Some(start + payload.len() as u64);
         }
-        self.app_limited = payload.len() as u64 == avail && cwnd_room > payload.len() as u64;
         if self.rto_at.is_none() {
             self.rto_at = Some(now + self.rtt.rto());
         }
@@ -393,7 +395,7 @@ impl TcpConnection {
         }
     }
 
-    fn emit_syn<'a, O>(&mut self, now: Instant, owner: &mut O) -> Transmit<'a>
+    pub(super) fn emit_syn<'a, O>(&mut self, now: Instant, owner: &mut O) -> Transmit<'a>
     where
         O: SendSource<'a> + ReceiveSink + ?Sized,
     {

@@ -134,6 +134,11 @@ impl TcpSocket {
         Ok(TcpSocket::with_conn(conn, s, r))
     }
 
+    /// See [`TcpConnection::syn_ack_sent_statelessly`] (SYN cookies).
+    pub fn syn_ack_sent_statelessly(&mut self, now: Instant, tsecr: Option<u32>) {
+        self.conn.syn_ack_sent_statelessly(now, tsecr);
+    }
+
     /// Queues bytes for sending; returns how many fit in the send buffer. Nothing is
     /// accepted after `close()` or once the connection cannot send.
     pub fn write(&mut self, data: &[u8]) -> usize {

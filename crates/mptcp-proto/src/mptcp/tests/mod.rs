@@ -5,6 +5,7 @@
 //! for middleboxes.
 
 mod handshake;
+mod multipath;
 mod paths;
 mod transfer;
 
@@ -64,6 +65,11 @@ pub enum Verdict {
 
 pub type Filter = Box<dyn FnMut(&Wire) -> Verdict>;
 
+/// Decides when a segment sent at the given time arrives (`None`: dropped), in place
+/// of the pair's fixed delay, loss, duplication and reordering: a network of links
+/// with rates and queues (see `multipath.rs`).
+pub type Shaper = Box<dyn FnMut(&Wire, Instant) -> Option<Instant>>;
+
 pub struct Pair {
     pub now: Instant,
     pub client: MptcpConnection,
@@ -79,6 +85,7 @@ pub struct Pair {
     pub seqno: u64,
     pub log: Vec<Wire>,
     pub filter: Option<Filter>,
+    pub shaper: Option<Shaper>,
     pub client_events: Vec<MptcpEvent>,
     pub server_events: Vec<MptcpEvent>,
     pub next_port: u16,
@@ -145,6 +152,7 @@ impl Pair {
             seqno: 0,
             log: Vec::new(),
             filter: None,
+            shaper: None,
             client_events: Vec::new(),
             server_events: Vec::new(),
             next_port: 50000,
@@ -165,6 +173,13 @@ impl Pair {
                 Verdict::Drop => return,
                 Verdict::Rewrite(bytes) => wire.bytes = bytes,
             }
+        }
+        if let Some(shaper) = self.shaper.as_mut() {
+            if let Some(at) = shaper(&wire, self.now) {
+                self.seqno += 1;
+                self.in_flight.insert((at.max(self.now), self.seqno), wire);
+            }
+            return;
         }
         if self.loss > 0.0 && self.net_rng.random_bool(self.loss) {
             return;

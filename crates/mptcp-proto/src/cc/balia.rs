@@ -1,0 +1,194 @@
+//! BALIA, the Balanced Linked Adaptation algorithm (Peng, Walid, Hwang and Low,
+//! "Multipath TCP: Analysis, Design, and Implementation", IEEE/ACM ToN 2016).
+//!
+//! With `x_r = w_r / rtt_r` (packets per second) and `alpha_r = max_k x_k / x_r`:
+//!
+//! ```text
+//! each ACK on r:  w_r += (x_r / rtt_r) / (sum_k x_k)^2 * (1 + alpha_r)/2 * (4 + alpha_r)/5
+//! each loss on r: w_r -= w_r / 2 * min(alpha_r, 1.5)
+//! ```
+//!
+//! It balances TCP-friendliness (LIA) and responsiveness (OLIA's pooling): a path
+//! carrying much less than the best one (large alpha_r) both grows faster and backs off
+//! harder. With one path alpha = 1 and both rules are Reno's.
+
+use super::coupled::{RenoWindow, coupled_paths};
+use super::{AckEvent, CongestionControl, CongestionEvent, SubflowsSnapshot};
+use crate::time::Instant;
+
+/// BALIA for one subflow.
+#[derive(Clone, Debug)]
+pub struct Balia {
+    win: RenoWindow,
+}
+
+/// Largest `min(alpha, ..)` the decrease uses (the paper's 1.5).
+const DECREASE_ALPHA_CAP: f64 = 1.5;
+
+impl Balia {
+    /// `initial_window` in bytes overrides the RFC 6928 initial window.
+    pub fn new(mss: u32, initial_window_bytes: Option<u64>) -> Self {
+        Balia {
+            win: RenoWindow::new(mss, initial_window_bytes),
+        }
+    }
+
+    /// (alpha_r, x_r, sum_k x_k, number of coupled paths) of the own subflow.
+    fn terms(subflows: &SubflowsSnapshot<'_>) -> Option<(f64, f64, f64, usize)> {
+        let (mut max_x, mut sum_x, mut own_x) = (0.0f64, 0.0f64, None);
+        let count = coupled_paths(subflows, |p| {
+            let x = p.w() / p.rtt();
+            max_x = max_x.max(x);
+            sum_x += x;
+            if p.index == subflows.own {
+                own_x = Some(x);
+            }
+        })?;
+        let own_x = own_x.filter(|x| *x > 0.0)?;
+        Some((max_x / own_x, own_x, sum_x, count))
+    }
+
+    /// alpha_r = max_k x_k / x_r of the own subflow, or `None` without an RTT sample.
+    pub fn alpha(subflows: &SubflowsSnapshot<'_>) -> Option<f64> {
+        Self::terms(subflows).map(|t| t.0)
+    }
+
+    /// The increase of this ACK relative to Reno's (1 / w_r per packet):
+    /// `w_r * (x_r / rtt_r) / (sum x)^2 * (1 + a)/2 * (4 + a)/5`; exactly 1 on one path.
+    fn factor(subflows: &SubflowsSnapshot<'_>) -> f64 {
+        match Self::terms(subflows) {
+            Some((alpha, x, sum, count)) if count > 1 => {
+                // w_r * x_r / rtt_r = x_r^2.
+                x * x / (sum * sum) * (1.0 + alpha) / 2.0 * (4.0 + alpha) / 5.0
+            }
+            Some(_) | None => 1.0,
+        }
+    }
+
+    /// Fraction of the window kept on a loss: 1 - min(alpha, 1.5) / 2.
+    fn keep(subflows: &SubflowsSnapshot<'_>) -> f64 {
+        match Self::terms(subflows) {
+            Some((alpha, _, _, count)) if count > 1 => 1.0 - alpha.min(DECREASE_ALPHA_CAP) / 2.0,
+            Some(_) | None => 0.5,
+        }
+    }
+}
+
+impl CongestionControl for Balia {
+    fn window(&self) -> u64 {
+        self.win.cwnd
+    }
+
+    fn ssthresh(&self) -> u64 {
+        self.win.ssthresh
+    }
+
+    fn on_ack(&mut self, _now: Instant, ack: &AckEvent, subflows: &SubflowsSnapshot<'_>) {
+        self.win.on_ack(ack, |_| Self::factor(subflows));
+    }
+
+    fn on_congestion_event(
+        &mut self,
+        _now: Instant,
+        event: CongestionEvent,
+        prior_in_flight: u64,
+        subflows: &SubflowsSnapshot<'_>,
+    ) {
+        let keep = Self::keep(subflows);
+        self.win.on_congestion_event(event, prior_in_flight, keep);
+        tracing::trace!(?event, keep, cwnd = self.win.cwnd, "balia: reduced");
+    }
+
+    fn on_penalty(&mut self, _now: Instant) {
+        self.win.penalize();
+    }
+
+    fn on_spurious_congestion(&mut self, _now: Instant) {
+        self.win.on_spurious_congestion();
+    }
+
+    fn set_mss(&mut self, mss: u32) {
+        self.win.set_mss(mss);
+    }
+
+    fn name(&self) -> &'static str {
+        "balia"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cc::coupled::test_util::{MSS, ack, sf};
+    use crate::cc::{NewReno, SubflowSnapshot};
+
+    fn snap(own: usize, subflows: &[SubflowSnapshot]) -> SubflowsSnapshot<'_> {
+        SubflowsSnapshot { own, subflows }
+    }
+
+    fn in_ca(cwnd: u64) -> Balia {
+        let mut cc = Balia::new(MSS, Some(cwnd));
+        let one = sf(1, 10);
+        cc.on_congestion_event(
+            Instant::ZERO,
+            CongestionEvent::Loss,
+            2 * cwnd,
+            &SubflowsSnapshot::single(&one),
+        );
+        cc
+    }
+
+    #[test]
+    fn alpha_increase_and_decrease_follow_the_paper() {
+        // A: 20 packets over 100 ms (x = 200/s); B: 10 packets over 200 ms (x = 50/s).
+        // alpha_A = 200/200 = 1, alpha_B = 200/50 = 4; sum x = 250.
+        let flows = [sf(20, 100), sf(10, 200)];
+        assert_eq!(Balia::alpha(&snap(0, &flows)), Some(1.0));
+        assert_eq!(Balia::alpha(&snap(1, &flows)), Some(4.0));
+        // Factor A: 200^2/250^2 * (2/2) * (5/5) = 0.64.
+        // Factor B: 50^2/250^2 * (5/2) * (8/5) = 0.04 * 4 = 0.16.
+        assert!((Balia::factor(&snap(0, &flows)) - 0.64).abs() < 1e-12);
+        assert!((Balia::factor(&snap(1, &flows)) - 0.16).abs() < 1e-12);
+        // Decrease: A keeps 1 - 1/2 = 0.5, B keeps 1 - 1.5/2 = 0.25.
+        assert_eq!(Balia::keep(&snap(0, &flows)), 0.5);
+        assert_eq!(Balia::keep(&snap(1, &flows)), 0.25);
+        let mut cc = in_ca(10_000);
+        cc.on_congestion_event(
+            Instant::ZERO,
+            CongestionEvent::Loss,
+            10_000,
+            &snap(1, &flows),
+        );
+        assert_eq!((cc.window(), cc.ssthresh()), (2_500, 2_500));
+        // A grows one MSS per 20_000 / 640 = 31.25 ACKs of 1_000 bytes: after 32.
+        let mut cc = in_ca(20_000);
+        for _ in 0..31 {
+            cc.on_ack(Instant::ZERO, &ack(1_000), &snap(0, &flows));
+        }
+        assert_eq!(cc.window(), 20_000);
+        cc.on_ack(Instant::ZERO, &ack(1_000), &snap(0, &flows));
+        assert_eq!(cc.window(), 21_000);
+    }
+
+    #[test]
+    fn one_path_reduces_to_reno() {
+        let mut balia = Balia::new(MSS, None);
+        let mut reno = NewReno::new(MSS, None);
+        let own = sf(10, 30);
+        let s = SubflowsSnapshot::single(&own);
+        for round in 0..300u64 {
+            let bytes = 300 + (round * 71) % 1_700;
+            if round % 83 == 82 {
+                let flight = balia.window();
+                balia.on_congestion_event(Instant::ZERO, CongestionEvent::Loss, flight, &s);
+                reno.on_congestion_event(Instant::ZERO, CongestionEvent::Loss, flight, &s);
+            }
+            balia.on_ack(Instant::ZERO, &ack(bytes), &s);
+            reno.on_ack(Instant::ZERO, &ack(bytes), &s);
+            assert_eq!(
+                (balia.window(), balia.ssthresh()),
+                (reno.window(), reno.ssthresh())
+            );
+        }
+    }
+}
