@@ -312,6 +312,36 @@ fn our_client(
     (ours, kernel, listener)
 }
 
+/// One byte each way (the client is fully established once the server's DSS came,
+/// so its joins may go out), then waits up to 5 s for a subflow matching `want` to be
+/// established. Makes the per-subflow checks independent of how fast the joins come
+/// up on a loaded machine.
+fn warm_up<K: Sync>(ours: &MptcpStream, kernel: &K, want: impl Fn(&mptcp_tun::SubflowStats) -> bool)
+where
+    for<'a> &'a K: Read + Write,
+{
+    let mut byte = [0u8; 1];
+    (&*ours).write_all(b"w").expect("warm-up write");
+    let mut k = kernel;
+    k.read_exact(&mut byte).expect("warm-up read");
+    k.write_all(b"w").expect("warm-up write");
+    (&*ours).read_exact(&mut byte).expect("warm-up read");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if ours
+            .mptcp_stats()
+            .is_some_and(|st| st.subflows.iter().any(|sf| sf.established && want(sf)))
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!(
+        "no matching subflow within 5 s: {:?}",
+        ours.mptcp_stats().map(|st| st.subflows)
+    );
+}
+
 /// The peer kernel's non-zero MPTCP counters (`nstat`), for the record.
 fn kernel_mib(ns: &Netns) -> String {
     ns.output(&ns.peer, "nstat -asz")
@@ -365,8 +395,9 @@ fn s02_our_client_to_kernel_server_two_paths() {
     let server = SocketAddr::new(peer_addr(1, false), 6002);
     let (ours, kernel, _listener) = our_client(&stack, &ns, &[a1, a2], server, true);
     // Joins go out once the client is fully established (the server's first DSS
-    // came), which the transfer brings about at once.
+    // came): the warm-up brings that about.
     let events = ours.events().expect("events");
+    warm_up(&ours, &kernel, |sf| sf.local.ip() == a2);
     let totals = full_duplex("s02 two paths", &ours, &kernel, sized(64 * MB));
     eprintln!("{}\n{}", kernel_subflows(&ns), kernel_mib(&ns));
     assert!(totals.mptcp);
@@ -420,10 +451,11 @@ fn s03_kernel_client_joins_our_server() {
     let stack = start_stack(&ns, vec![a1, our_addr(2, false)], |b| b);
     let (ours, kernel) = kernel_client(&stack, &ns, SocketAddr::new(a1, 6003), true);
     let events = ours.events().expect("events");
+    let k2 = peer_addr(2, false);
+    warm_up(&ours, &kernel, |sf| sf.remote.ip() == k2);
     let totals = full_duplex("s03 kernel client joins", &ours, &kernel, sized(32 * MB));
     eprintln!("{}", kernel_mib(&ns));
     let seen: Vec<MptcpEvent> = events.try_iter().collect();
-    let k2 = peer_addr(2, false);
     assert!(
         has_subflow_up(&seen, Some(a1), Some(k2)),
         "the kernel's join from {k2}: {seen:?}"
@@ -450,6 +482,7 @@ fn s04_kernel_server_announces_we_join() {
     let server = SocketAddr::new(peer_addr(1, false), 6004);
     let (ours, kernel, _listener) = our_client(&stack, &ns, &[a1], server, true);
     let events = ours.events().expect("events");
+    warm_up(&ours, &kernel, |sf| sf.remote.ip() == k2);
     let totals = full_duplex("s04 we join the announced", &ours, &kernel, sized(32 * MB));
     eprintln!("{}", kernel_mib(&ns));
     let seen: Vec<MptcpEvent> = events.try_iter().collect();
@@ -481,6 +514,7 @@ fn s05_we_announce_kernel_client_joins() {
     let stack = start_stack(&ns, vec![a1], move |b| b.announce(a2));
     let (ours, kernel) = kernel_client(&stack, &ns, SocketAddr::new(a1, 6005), true);
     let events = ours.events().expect("events");
+    warm_up(&ours, &kernel, |sf| sf.local.ip() == a2);
     let totals = full_duplex(
         "s05 kernel joins our announced",
         &ours,
@@ -543,6 +577,7 @@ fn s06_path_down_mid_transfer_then_back() {
     let server = SocketAddr::new(peer_addr(1, false), 6006);
     let (ours, kernel, _listener) = our_client(&stack, &ns, &[a1, a2], server, true);
     let events = ours.events().expect("events");
+    warm_up(&ours, &kernel, |sf| sf.local.ip() == a2);
     let size = sized(48 * MB);
     let stop = AtomicBool::new(false);
     let kernel_rx = kernel.try_clone().expect("clone");
@@ -630,7 +665,7 @@ fn s06_path_down_mid_transfer_then_back() {
             let k_rx = s.spawn(|| recv_stream(&kernel_rx));
             let us_rx = s.spawn(|| recv_stream(&ours));
             let mut rejoined = None;
-            while back.elapsed() < Duration::from_secs(15) {
+            while back.elapsed() < Duration::from_secs(30) {
                 if path2_sent(&ours) > baseline + MB as u64 {
                     rejoined = Some(back.elapsed());
                     break;
@@ -660,7 +695,7 @@ fn s06_path_down_mid_transfer_then_back() {
         got_by_us, sent_by_kernel,
         "kernel -> ours after the path came back"
     );
-    let rejoined = rejoined.expect("path 2 carries data again within 15 s of coming back");
+    let rejoined = rejoined.expect("path 2 carries data again within 30 s of coming back");
     eprintln!("path 2 carries data again {rejoined:?} after the link came up");
 }
 
@@ -701,6 +736,7 @@ fn s07_kernel_checksums_negotiated_and_verified() {
     let stack = start_stack(&ns, vec![a1, a2], |b| b);
     let server = SocketAddr::new(peer_addr(1, false), 6007);
     let (ours, kernel, _listener) = our_client(&stack, &ns, &[a1, a2], server, true);
+    warm_up(&ours, &kernel, |sf| sf.local.ip() == a2);
     let totals = full_duplex("s07 checksums, our client", &ours, &kernel, sized(32 * MB));
     assert!(totals.checksums, "checksums negotiated");
     assert_eq!(totals.seen.len(), 2, "both subflows: {totals:?}");
@@ -781,6 +817,7 @@ fn s09_our_stack_on_both_ends() {
         (c.join().expect("client"), theirs)
     });
     let events = ours.events().expect("events");
+    warm_up(&ours, &theirs, |sf| sf.local.ip() == a2);
     let totals = duplex(
         "s09 ours both ends",
         &ours,
@@ -818,6 +855,7 @@ fn s10_ipv6_two_paths() {
     let stack = start_stack(&ns, vec![a1, a2], |b| b);
     let server = SocketAddr::new(peer_addr(1, true), 6010);
     let (ours, kernel, _listener) = our_client(&stack, &ns, &[a1, a2], server, true);
+    warm_up(&ours, &kernel, |sf| sf.local.ip() == a2);
     let totals = full_duplex("s10 ipv6 two paths", &ours, &kernel, sized(64 * MB));
     eprintln!("{}", kernel_mib(&ns));
     assert!(totals.mptcp);
@@ -830,6 +868,50 @@ fn s10_ipv6_two_paths() {
     }
 }
 
+/// Rate per path of the aggregation tests, Mbit/s.
+const SHAPED_MBIT: f64 = 50.0;
+
+/// Scenario 2 with each path limited to 50 Mbit/s both ways: two subflows give more
+/// than one path can (aggregation), for us and (printed beside it) for the kernel.
+#[test]
+fn s02b_two_rate_limited_paths_aggregate() {
+    if !require_root("s02b_two_rate_limited_paths_aggregate") {
+        return;
+    }
+    let ns = Netns::with_paths("s2b", 2);
+    ns.shape(1, "50mbit");
+    ns.shape(2, "50mbit");
+    let (a1, a2) = (our_addr(1, false), our_addr(2, false));
+    let stack = start_stack(&ns, vec![a1, a2], |b| b);
+    let server = SocketAddr::new(peer_addr(1, false), 6012);
+    let (ours, kernel, _listener) = our_client(&stack, &ns, &[a1, a2], server, true);
+    warm_up(&ours, &kernel, |sf| sf.local.ip() == a2);
+    let size = sized(16 * MB);
+    let start = Instant::now();
+    let totals = full_duplex("s02b 2x50 Mbit/s", &ours, &kernel, size);
+    let rate = mbit(size, start.elapsed());
+    for sf in ours.mptcp_stats().map(|st| st.subflows).unwrap_or_default() {
+        eprintln!(
+            "SUBFLOW s02b {} -> {}: retransmitted {} B, RTOs {}, cwnd {}, ssthresh {}",
+            sf.local, sf.remote, sf.bytes_retransmitted, sf.rto_count, sf.cwnd, sf.ssthresh
+        );
+    }
+    eprintln!("first subflow's TCP: {:?}", ours.stats());
+    // Measured 60-75 Mbit/s per direction here (the kernel: 87-90); see the README
+    // on spurious retransmissions with Linux's one-block SACKs.
+    assert!(
+        rate > 1.1 * SHAPED_MBIT,
+        "two 50 Mbit/s paths carry more than one: {rate:.0} Mbit/s per direction"
+    );
+    for local in [a1, a2] {
+        let (tx, rx) = totals.by_local(local);
+        assert!(
+            tx > 2 * MB as u64 && rx > 2 * MB as u64,
+            "{local}: {tx} / {rx}"
+        );
+    }
+}
+
 /// The reference: the kernel's MPTCP on both ends of the same topology (client in
 /// "ours" on the veth addresses, server in "peer"), one path and two paths, sizes as
 /// scenarios 1 and 2. Prints goodput only; asserts the data.
@@ -838,12 +920,20 @@ fn k2k_kernel_to_kernel_baseline() {
     if !require_root("k2k_kernel_to_kernel_baseline") {
         return;
     }
-    for (paths, size) in [(1u8, 100 * MB), (2, 64 * MB)] {
-        let ns = Netns::with_paths(&format!("k{paths}"), paths);
+    for (paths, size, shaped) in [
+        (1u8, 100 * MB, false),
+        (2, 64 * MB, false),
+        (2, 16 * MB, true),
+    ] {
+        let ns = Netns::with_paths(&format!("k{paths}{}", u8::from(shaped)), paths);
         if paths == 2 {
             ns.exec(&ns.ours, "ip mptcp endpoint add 10.99.2.2 dev vo2 subflow");
         }
-        let port = 6020 + u16::from(paths);
+        if shaped {
+            ns.shape(1, "50mbit");
+            ns.shape(2, "50mbit");
+        }
+        let port = 6020 + u16::from(paths) + 10 * u16::from(shaped);
         let listener = kernel_listen(
             &ns,
             SocketAddr::new("0.0.0.0".parse().expect("any"), port),
@@ -857,8 +947,13 @@ fn k2k_kernel_to_kernel_baseline() {
             TcpStream::from(s)
         });
         let (server, _) = listener.accept().expect("accept");
+        let label = if shaped {
+            "k2k 2x50 Mbit/s".to_owned()
+        } else {
+            format!("k2k {paths} path(s)")
+        };
         duplex(
-            &format!("k2k {paths} path(s)"),
+            &label,
             &client,
             &server,
             sized(size),

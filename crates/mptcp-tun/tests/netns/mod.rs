@@ -275,6 +275,17 @@ impl Netns {
         }
     }
 
+    /// Limits path `p` to `rate` (tc syntax, e.g. "50mbit") in both directions with a
+    /// token bucket on both veth ends (the kernel here has tbf, not netem).
+    pub fn shape(&self, p: u8, rate: &str) {
+        for (name, dev) in [(&self.ours, "vo"), (&self.peer, "vp")] {
+            self.exec(
+                name,
+                &format!("tc qdisc add dev {dev}{p} root tbf rate {rate} burst 64kb latency 20ms"),
+            );
+        }
+    }
+
     /// Runs a whitespace-separated command inside namespace `name`; panics if it fails.
     pub fn exec(&self, name: &str, command: &str) {
         let mut args = vec!["ip", "netns", "exec", name];
