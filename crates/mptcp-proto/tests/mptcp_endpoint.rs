@@ -569,3 +569,35 @@ fn a_fallen_back_connection_reports_its_subflows_close_states() {
         pair.client.state(c)
     );
 }
+
+#[test]
+fn an_accepted_connection_announces_the_servers_other_configured_addresses() {
+    // Regression: an accepted connection knew only the address the SYN came to, so a
+    // server with two addresses never sent ADD_ADDR and a single-homed client got one
+    // path. The endpoint now hands it its other configured local addresses.
+    let server = EndpointConfig {
+        local_addrs: vec![ip("10.9.0.1"), ip("10.9.1.1")],
+        ..mptcp_endpoint()
+    };
+    let mut pair = Pair::new(mptcp_endpoint(), server);
+    let conns = open(&mut pair, &[]);
+    let data = pattern(300_000, 5);
+    assert_bytes(&transfer(&mut pair, Side::Client, conns, &data), &data);
+    pair.run_idle(Duration::from_millis(500));
+    let events = mptcp_events(&mut pair, Side::Client);
+    assert!(
+        events.iter().any(|(_, e)| matches!(
+            e,
+            MptcpEvent::AddressAnnounced { addr, .. } if addr.ip() == ip("10.9.1.1")
+        )),
+        "{events:?}"
+    );
+    let stats = pair.client.mptcp_stats(conns.0).expect("MPTCP");
+    assert_eq!(stats.subflows.len(), 2, "{stats:?}");
+    assert!(
+        stats
+            .subflows
+            .iter()
+            .any(|s| s.remote == addr("10.9.1.1:80") && s.established)
+    );
+}

@@ -40,7 +40,7 @@ pub struct EndpointConfig {
     pub ephemeral_port_max: u16,
     /// The addresses packets may be addressed to. Empty: any address the caller hands
     /// in (the runtime already filtered). Packets for other addresses are dropped
-    /// without an answer.
+    /// without an answer. MPTCP connections we accept announce the others (ADD_ADDR).
     pub local_addrs: Vec<IpAddr>,
     /// IPv4 TTL and IPv6 hop limit of emitted packets (Linux: 64).
     pub hop_limit: u8,

@@ -334,7 +334,7 @@ impl Endpoint {
     ) -> Result<Option<Key>, DropReason> {
         let iss = self.isn.isn(tuple.local, tuple.remote, now);
         let tokens = &self.tokens;
-        let conn = match MptcpConnection::accept(
+        let mut conn = match MptcpConnection::accept(
             config,
             now,
             tuple.local,
@@ -351,6 +351,17 @@ impl Endpoint {
                 return Err(self.drop(DropReason::InvalidSyn));
             }
         };
+        // The connection knows only the address the SYN came to; our other configured
+        // addresses are for its path manager to announce (ADD_ADDR, RFC 8684 §3.4.1)
+        // once it is established. Without this an accepted connection never learns
+        // them and a client with a single address gets a single path.
+        for &addr in &self.config.local_addrs {
+            if addr != tuple.local.ip()
+                && let Err(err) = conn.add_local_address(now, addr)
+            {
+                tracing::debug!(%err, %addr, "address not given to an accepted connection");
+            }
+        }
         match self.insert(Conn::Mptcp(Box::new(conn)), tuple, Some(listener)) {
             Some(key) => Ok(Some(key)),
             None => Err(self.drop(DropReason::TableFull)),

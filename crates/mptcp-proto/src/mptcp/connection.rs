@@ -25,8 +25,9 @@ use crate::mptcp::config::MptcpConfig;
 use crate::mptcp::data_seq::{DataFinRx, DataFinTx, DataSeq};
 use crate::mptcp::events::{CloseReason, FallbackReason, MptcpEvent, SubflowDownReason};
 use crate::mptcp::handshake::{SynKind, classify_syn};
+use crate::mptcp::mapping::{RxMappings, rx_mapping_limit};
 use crate::mptcp::subflow::{MpPhase, Subflow, SubflowKind, SubflowMp, SubflowStats};
-use crate::pm::{PathManager, PmError};
+use crate::pm::{PathKey, PathManager, PmConfig, PmError};
 use crate::sched::Scheduler;
 use crate::seq::{Dsn, SeqNum};
 use crate::tcp::{TcpConfig, TcpConnection};
@@ -34,9 +35,14 @@ use crate::time::Instant;
 use crate::wire::mptcp::{AddAddr, AddrId, TcpRstReason};
 use crate::wire::tcp::TcpRepr;
 
-/// Most subflows a connection holds at once, handshaking ones included (Linux:
-/// MPTCP_SUBFLOWS_MAX = 8).
-pub const MAX_SUBFLOWS: usize = 8;
+/// Most subflows a connection holds at once, handshaking ones included: the hard cap
+/// behind [`crate::pm::PmConfig::max_subflows`] (Linux: MPTCP_SUBFLOWS_MAX = 8). The
+/// scheduler's fixed-size views hold this many.
+pub const MAX_SUBFLOWS: usize = crate::sched::MAX_ASSIGNMENTS;
+
+/// Final figures of this many removed subflows are kept for [`ConnStats`] (the most
+/// recent ones): a connection that churns paths must not grow without bound.
+pub const CLOSED_SUBFLOW_HISTORY: usize = 2 * MAX_SUBFLOWS;
 
 /// Which side opened the connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,7 +88,7 @@ pub enum ConnAction {
 pub enum JoinRefusal {
     #[error("the connection is not (or no longer) MPTCP-established")]
     NotEstablished,
-    #[error("the connection already has {MAX_SUBFLOWS} subflows")]
+    #[error("the connection already has as many subflows as its path manager allows")]
     TooManySubflows,
     #[error("the segment is not an MP_JOIN SYN")]
     NotAJoin,
@@ -152,6 +158,10 @@ pub struct ConnStats {
     pub penalties: u64,
     pub subflows_opened: u64,
     pub subflows: Vec<SubflowStats>,
+    /// The last figures of subflows that are gone (closed, reset, timed out), oldest
+    /// first, at most [`CLOSED_SUBFLOW_HISTORY`]: a transfer's per-path totals stay
+    /// visible after its subflows closed.
+    pub closed_subflows: Vec<SubflowStats>,
 }
 
 /// Everything of the connection but the send buffer and the subflows, so that a
@@ -177,6 +187,9 @@ pub(crate) struct Core {
     pub sched: Box<dyn Scheduler>,
     /// Joins the path manager asked for before the client was fully established.
     pub deferred_opens: Vec<ConnAction>,
+    /// Path manager keys of joins handed to the endpoint and not yet opened, oldest
+    /// first; `open_subflow` takes the first with its address ids.
+    pub pending_opens: VecDeque<PathKey>,
     /// Connection offsets to send again on some subflow (reinjection).
     pub reinject: VecDeque<Range<u64>>,
     pub signals: Vec<(SubflowId, Signal)>,
@@ -209,6 +222,8 @@ pub(crate) struct Core {
     pub opportunistic_bytes: u64,
     pub penalties: u64,
     pub subflows_opened: u64,
+    /// Final figures of removed subflows, at most [`CLOSED_SUBFLOW_HISTORY`].
+    pub closed_subflows: VecDeque<SubflowStats>,
     pub data_acked_total: u64,
     /// Reused buffer of subflow snapshots for coupled congestion control.
     pub cc_snapshots: Vec<crate::cc::SubflowSnapshot>,
@@ -300,15 +315,20 @@ impl Core {
         id
     }
 
+    /// The path manager settings of our role.
+    pub fn pm_config(&self) -> &PmConfig {
+        match self.role {
+            Role::Client => &self.config.pm,
+            Role::Server => &self.config.pm_server,
+        }
+    }
+
     /// Creates the path manager once MPTCP is established on the initial subflow.
     pub fn start_pm(&mut self, local: IpAddr, remote: SocketAddr, now: Instant) {
         if self.pm.is_some() {
             return;
         }
-        let config = match self.role {
-            Role::Client => self.config.pm,
-            Role::Server => self.config.pm_server,
-        };
+        let config = self.pm_config().clone();
         let mut pm = PathManager::new(config, local, remote, self.peer_c_flag);
         for addr in core::mem::take(&mut self.pending_locals) {
             if let Err(err) = pm.add_local_addr(now, addr, None, false) {
@@ -316,6 +336,14 @@ impl Core {
             }
         }
         self.pm = Some(pm);
+    }
+}
+
+impl Core {
+    /// A subflow's receive-side mapping table, sized to let the whole connection-level
+    /// receive window sit above a hole with one mapping per segment.
+    pub(crate) fn new_rx(&self) -> RxMappings {
+        RxMappings::with_limit(self.checksums, rx_mapping_limit(self.config.recv_buffer))
     }
 }
 
@@ -350,6 +378,7 @@ impl MptcpConnection {
             pending_locals: Vec::new(),
             sched: config.scheduler.build(),
             deferred_opens: Vec::new(),
+            pending_opens: VecDeque::new(),
             reinject: VecDeque::new(),
             signals: Vec::new(),
             add_addr_out: VecDeque::new(),
@@ -376,6 +405,7 @@ impl MptcpConnection {
             opportunistic_bytes: 0,
             penalties: 0,
             subflows_opened: 0,
+            closed_subflows: VecDeque::new(),
             data_acked_total: 0,
             cc_snapshots: Vec::new(),
             ack_now: false,
@@ -417,7 +447,7 @@ impl MptcpConnection {
             AddrId(0),
             AddrId(0),
             false,
-            checksums,
+            core.new_rx(),
             now,
         );
         Ok(MptcpConnection {
@@ -474,7 +504,7 @@ impl MptcpConnection {
             AddrId(0),
             AddrId(0),
             false,
-            checksums,
+            core.new_rx(),
             now,
         );
         Ok(MptcpConnection {
@@ -505,9 +535,18 @@ impl MptcpConnection {
             nonce: Nonce::generate(rng),
             peer_nonce: None,
         };
-        let mp = SubflowMp::new(kind, local_id, remote_id, backup, self.core.checksums, now);
+        let mp = SubflowMp::new(kind, local_id, remote_id, backup, self.core.new_rx(), now);
         let mut subflow = Subflow { id, tcp, mp };
         subflow.tcp.set_backup(backup);
+        // The path manager's key of this join: the oldest pending one for the pair.
+        if let Some(pos) = self
+            .core
+            .pending_opens
+            .iter()
+            .position(|k| k.local == local_id && k.remote == remote_id)
+        {
+            subflow.mp.path = self.core.pending_opens.remove(pos);
+        }
         self.subflows.push(subflow);
         self.core.orphaned_since = None;
         id
@@ -544,7 +583,8 @@ impl MptcpConnection {
         {
             return Err(JoinRefusal::NotEstablished);
         }
-        if self.subflows.len() >= MAX_SUBFLOWS.min(self.core.config.pm_server.max_subflows.max(1)) {
+        let limit = MAX_SUBFLOWS.min(self.core.pm_config().max_subflows.max(1));
+        if self.subflows.len() >= limit {
             return Err(JoinRefusal::TooManySubflows);
         }
         let tcp_config = Self::subflow_tcp_config(&self.core.config);
@@ -565,8 +605,13 @@ impl MptcpConnection {
             nonce: Nonce::generate(rng),
             peer_nonce,
         };
-        let mut mp = SubflowMp::new(kind, local_id, addr_id, false, self.core.checksums, now);
+        let mut mp = SubflowMp::new(kind, local_id, addr_id, false, self.core.new_rx(), now);
         mp.peer_backup = backup;
+        mp.path = self
+            .core
+            .pm
+            .as_mut()
+            .map(|pm| pm.on_incoming_subflow(local_id, addr_id));
         let mut subflow = Subflow { id, tcp, mp };
         subflow.tcp.set_backup(backup);
         self.subflows.push(subflow);
@@ -670,7 +715,7 @@ impl MptcpConnection {
         match self.core.pm.as_mut() {
             Some(pm) => match pm.add_local_addr(now, addr, None, false) {
                 Err(PmError::DuplicateAddress(_)) => {
-                    pm.retry_failed();
+                    pm.retry_failed(now);
                     let id = pm.local_addrs().find(|l| l.addr == addr).map(|l| l.id);
                     Ok(id.unwrap_or(AddrId(0)))
                 }
@@ -846,6 +891,7 @@ impl MptcpConnection {
             penalties: self.core.penalties,
             subflows_opened: self.core.subflows_opened,
             subflows: self.subflows.iter().map(Subflow::stats).collect(),
+            closed_subflows: self.core.closed_subflows.iter().copied().collect(),
         }
     }
 
@@ -881,6 +927,13 @@ impl MptcpConnection {
             .filter(|s| s.mp.carries_data())
             .min_by_key(|s| (s.mp.stale, s.tcp.stats().srtt, s.id));
         if let Some(s) = best {
+            s.tcp.request_ack();
+        }
+    }
+
+    /// An ACK on every subflow that carries data (a DATA_FIN retransmission).
+    pub(crate) fn request_ack_all(&mut self) {
+        for s in self.subflows.iter_mut().filter(|s| s.mp.carries_data()) {
             s.tcp.request_ack();
         }
     }

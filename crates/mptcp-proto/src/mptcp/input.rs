@@ -14,10 +14,12 @@ use arrayvec::ArrayVec;
 
 use crate::crypto::{verify_add_addr_hmac, verify_join_ack_hmac, verify_join_synack_hmac};
 use crate::mptcp::SubflowId;
-use crate::mptcp::connection::{ConnAction, ConnMode, Core, MptcpConnection, Role, Signal};
+use crate::mptcp::connection::{
+    CLOSED_SUBFLOW_HISTORY, ConnAction, ConnMode, Core, MptcpConnection, Role, Signal,
+};
 use crate::mptcp::data_seq::DataAckOutcome;
 use crate::mptcp::events::{CloseReason, FallbackReason, MptcpEvent, SubflowDownReason};
-use crate::mptcp::mapping::{InsertKind, MappingError, ReceivedMapping, RxEvent, RxMappings};
+use crate::mptcp::mapping::{InsertKind, MappingError, ReceivedMapping, RxEvent};
 use crate::mptcp::subflow::{MpPhase, SubflowKind, SubflowMp};
 use crate::pm::{AddrSide, PmAction};
 use crate::seq::{Dsn, SeqNum};
@@ -77,7 +79,7 @@ impl RxOwner<'_> {
                     self.core.seq.set_peer_idsn(key.idsn());
                     self.core.checksums |= flags.checksum_required();
                     self.core.peer_c_flag = flags.contains(CapableFlags::NO_MORE_SUBFLOWS);
-                    self.mp.rx = RxMappings::new(self.core.checksums);
+                    self.mp.rx = self.core.new_rx();
                     self.core.mode = ConnMode::Mptcp;
                     // The SYN/ACK's window is the connection's (never scaled).
                     self.core.seq.on_peer_window(None, seg.window, 0);
@@ -301,7 +303,7 @@ impl RxOwner<'_> {
                 }
                 self.core.check_peer_closed();
             }
-            Err(MappingError::TooMany { offset }) => {
+            Err(MappingError::TooMany { offset, .. }) => {
                 tracing::debug!(offset, "mptcp: mapping limit, payload refused");
                 self.refuse = true;
             }
@@ -496,7 +498,7 @@ impl MptcpConnection {
             sub.tcp.request_ack();
         }
         if sub.mp.carries_data() {
-            sub.refresh_stale(self.core.config.stale_rto_count);
+            sub.refresh_stale(now, self.core.config.stale_rto_count);
         }
         if let Some((reason, down)) = sub.mp.abort.take() {
             self.reset_subflow(id, reason, down);
@@ -740,6 +742,10 @@ impl MptcpConnection {
             }
             let s = self.subflows.remove(i);
             let reason = s.mp.down_reason.unwrap_or(SubflowDownReason::Closed);
+            if self.core.closed_subflows.len() >= CLOSED_SUBFLOW_HISTORY {
+                self.core.closed_subflows.pop_front();
+            }
+            self.core.closed_subflows.push_back(s.stats());
             if self.core.mode == ConnMode::Mptcp {
                 let data_ack = self.core.seq.snd_una();
                 for range in s.mp.tx.unacked_ranges(data_ack) {
@@ -751,8 +757,8 @@ impl MptcpConnection {
                     }
                 }
             }
-            if let Some(pm) = self.core.pm.as_mut() {
-                pm.on_subflow_closed(s.mp.local_id, s.mp.remote_id);
+            if let (Some(pm), Some(key)) = (self.core.pm.as_mut(), s.mp.path) {
+                pm.on_subflow_closed(now, key);
             }
             self.core.actions.push_back(ConnAction::SubflowRemoved {
                 id: s.id,
@@ -830,6 +836,7 @@ impl MptcpConnection {
             self.core.connected_reported = true;
             self.core.push_event(MptcpEvent::Connected);
         }
+        let mut came_up = false;
         for s in &mut self.subflows {
             if s.mp.reported_up || !s.mp.carries_data() || !s.tcp.state().is_synchronized() {
                 continue;
@@ -838,10 +845,10 @@ impl MptcpConnection {
                 continue;
             }
             s.mp.reported_up = true;
-            if let Some(pm) = self.core.pm.as_mut()
+            if let (Some(pm), Some(key)) = (self.core.pm.as_mut(), s.mp.path)
                 && s.mp.kind != SubflowKind::Initial
             {
-                pm.on_subflow_established(s.mp.local_id, s.mp.remote_id);
+                pm.on_subflow_established(key);
             }
             self.core.events.push_back(MptcpEvent::SubflowUp {
                 id: s.id,
@@ -849,6 +856,20 @@ impl MptcpConnection {
                 remote: s.tcp.remote(),
                 backup: s.mp.backup || s.mp.peer_backup,
             });
+            came_up |= s.mp.kind != SubflowKind::Initial;
+        }
+        if came_up {
+            // A stale subflow found no healthy one to hand its data to when it went
+            // stale; a new one (a make-before-break replacement) takes it now.
+            let stale: Vec<SubflowId> = self
+                .subflows
+                .iter()
+                .filter(|s| s.mp.stale && s.mp.carries_data())
+                .map(|s| s.id)
+                .collect();
+            for id in stale {
+                self.reinject_from(id);
+            }
         }
     }
 
@@ -859,10 +880,12 @@ impl MptcpConnection {
         if self.core.mode != ConnMode::Mptcp || self.core.closed.is_some() {
             return;
         }
-        // Joins wait for the full establishment; everything else goes at once.
+        // Joins wait for the full establishment; everything else goes at once. An
+        // application that closed its sending side still has data in flight and may
+        // still receive (a request, then shutdown, then a long response): new paths
+        // help until both DATA_FINs are through.
         let may_open = (self.core.role == Role::Server || self.core.fully_established)
-            && !self.core.subflows_closing
-            && !self.core.app_closed;
+            && !self.core.subflows_closing;
         if may_open {
             let deferred = core::mem::take(&mut self.core.deferred_opens);
             self.core.actions.extend(deferred);
@@ -876,17 +899,17 @@ impl MptcpConnection {
         while let Some(action) = pm.poll_action() {
             match action {
                 PmAction::OpenSubflow {
-                    local_id,
+                    key,
                     local,
-                    remote_id,
                     remote,
                     backup,
                 } => {
+                    self.core.pending_opens.push_back(key);
                     let open = ConnAction::OpenSubflow {
                         local,
                         remote,
-                        local_id,
-                        remote_id,
+                        local_id: key.local,
+                        remote_id: key.remote,
                         backup,
                     };
                     if may_open {

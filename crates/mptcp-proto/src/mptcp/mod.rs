@@ -30,8 +30,8 @@ mod timers;
 
 pub use config::MptcpConfig;
 pub use connection::{
-    AcceptError, ConnAction, ConnMode, ConnStats, JoinRefusal, MAX_SUBFLOWS, MptcpConnection, Role,
-    SubflowTransmit,
+    AcceptError, CLOSED_SUBFLOW_HISTORY, ConnAction, ConnMode, ConnStats, JoinRefusal,
+    MAX_SUBFLOWS, MptcpConnection, Role, SubflowTransmit,
 };
 pub use events::{CloseReason, FallbackReason, MptcpEvent, SubflowDownReason};
 pub use handshake::{SynKind, classify_syn};

@@ -245,6 +245,16 @@ impl MptcpConnection {
         for (id, reason, down) in aborts {
             self.reset_subflow(id, reason, down);
         }
+        if self.core.mode == ConnMode::Fallback && self.core.app_closed {
+            // The application closed while the connection was still MPTCP (a DATA_FIN
+            // was pending) and it fell back since: the end of the stream is now the
+            // subflow's FIN (RFC 8684 §3.7), or the peer waits forever.
+            for s in &mut self.subflows {
+                if !s.tcp.is_closing() {
+                    s.tcp.close();
+                }
+            }
+        }
         if self.core.mode != ConnMode::Mptcp || self.core.closed.is_some() {
             return;
         }
@@ -355,6 +365,10 @@ impl MptcpConnection {
                     continue;
                 }
                 let s = &mut self.subflows[i];
+                if s.outstanding() == 0 {
+                    // The no-progress clock starts with the first byte outstanding.
+                    s.mp.progress_at = now;
+                }
                 s.mp.tx.push(dsn, bytes);
                 s.mp.bytes_scheduled += u64::from(bytes);
                 if reinject.is_some() {

@@ -9,10 +9,12 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
 use mptcp_proto::endpoint::{ConnHandle, Endpoint, EndpointConfig, Event, ListenerHandle};
+use mptcp_proto::mptcp::{ConnStats, FallbackReason, MptcpConfig, MptcpEvent};
 use mptcp_proto::tcp::{TcpEvent, TcpStats};
 use mptcp_proto::{Duration, Instant};
 
 use crate::host::{Context, Host};
+use crate::scenario::FlowKind;
 
 use super::pattern::Pattern;
 
@@ -20,6 +22,9 @@ use super::pattern::Pattern;
 const MAX_PACKET: usize = 65_536;
 /// Application read/write chunk.
 const CHUNK: usize = 16 * 1024;
+/// MPTCP events kept per connection (the first ones: a connection that churns
+/// subflows for a long run must not grow its log without bound).
+pub const MPTCP_EVENT_LOG: usize = 256;
 
 /// The pattern key both ends of a flow derive from what both know: the sender's
 /// address and the destination port.
@@ -65,6 +70,41 @@ pub struct Sender {
     closed_write: bool,
     /// The connection's counters when the flow ended (the endpoint may forget it).
     final_stats: Option<TcpStats>,
+    /// Plain TCP or MPTCP (`connect_mptcp` with `extra_locals`).
+    pub kind: FlowKind,
+    /// Our other addresses, for MPTCP joins.
+    pub extra_locals: Vec<IpAddr>,
+    /// What MPTCP said about the connection.
+    pub mptcp: MptcpLog,
+}
+
+/// What one MPTCP connection reported: its events with their times (the first
+/// [`MPTCP_EVENT_LOG`]) and its latest statistics, kept after the endpoint forgets it.
+#[derive(Clone, Debug, Default)]
+pub struct MptcpLog {
+    pub events: Vec<(Instant, MptcpEvent)>,
+    /// Events beyond the log's capacity.
+    pub events_dropped: u64,
+    pub fallback: Option<FallbackReason>,
+    pub stats: Option<ConnStats>,
+}
+
+impl MptcpLog {
+    fn push(&mut self, now: Instant, event: MptcpEvent) {
+        if let MptcpEvent::Fallback { reason } = event {
+            self.fallback = Some(reason);
+        }
+        if self.events.len() < MPTCP_EVENT_LOG {
+            self.events.push((now, event));
+        } else {
+            self.events_dropped += 1;
+        }
+    }
+
+    /// How many events match `pred`.
+    pub fn count(&self, pred: impl Fn(&MptcpEvent) -> bool) -> usize {
+        self.events.iter().filter(|(_, e)| pred(e)).count()
+    }
 }
 
 /// One connection a sink accepted.
@@ -81,13 +121,32 @@ pub struct Received {
     pub corrupt_at: Option<u64>,
     /// The connection ended without a FIN (reset, timeout).
     pub failed: Option<TcpEvent>,
+    /// Whether the peer opened it with MP_CAPABLE.
+    pub is_mptcp: bool,
+    /// What MPTCP said about it (empty for plain TCP).
+    pub mptcp: MptcpLog,
+    /// The endpoint's handle while the connection is live.
+    conn: Option<ConnHandle>,
     pattern: Pattern,
 }
 
 /// Host settings read from a scenario's `[host.options]`.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct StackOptions {
+    /// The endpoint's settings. Hosts accept MPTCP by default (`mptcp` is `Some`), and
+    /// plain TCP SYNs still get plain TCP.
     pub endpoint: EndpointConfig,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        StackOptions {
+            endpoint: EndpointConfig {
+                mptcp: Some(MptcpConfig::default()),
+                ..EndpointConfig::default()
+            },
+        }
+    }
 }
 
 /// A host running the protocol stack with traffic applications.
@@ -123,11 +182,47 @@ impl StackHost {
         self.verify = verify;
     }
 
-    /// Adds a flow from `local_ip` to `remote`, opened at `start`.
+    /// Adds a plain TCP flow from `local_ip` to `remote`, opened at `start`.
     pub fn add_sender(
         &mut self,
         label: &str,
         local_ip: IpAddr,
+        remote: SocketAddr,
+        start: Instant,
+        total: Option<u64>,
+    ) {
+        self.add_flow(label, FlowKind::Tcp, local_ip, &[], remote, start, total);
+    }
+
+    /// Adds an MPTCP flow: the initial subflow from `local_ip`, joins from
+    /// `extra_locals` once established (full mesh).
+    pub fn add_mptcp_sender(
+        &mut self,
+        label: &str,
+        local_ip: IpAddr,
+        extra_locals: &[IpAddr],
+        remote: SocketAddr,
+        start: Instant,
+        total: Option<u64>,
+    ) {
+        self.add_flow(
+            label,
+            FlowKind::Mptcp,
+            local_ip,
+            extra_locals,
+            remote,
+            start,
+            total,
+        );
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn add_flow(
+        &mut self,
+        label: &str,
+        kind: FlowKind,
+        local_ip: IpAddr,
+        extra_locals: &[IpAddr],
         remote: SocketAddr,
         start: Instant,
         total: Option<u64>,
@@ -146,6 +241,9 @@ impl StackHost {
             pattern: Pattern::new(flow_key(local_ip, remote.port())),
             closed_write: false,
             final_stats: None,
+            kind,
+            extra_locals: extra_locals.to_vec(),
+            mptcp: MptcpLog::default(),
         });
     }
 
@@ -184,8 +282,37 @@ impl StackHost {
             .or(sender.final_stats)
     }
 
+    /// The endpoint's handle of a sender's connection, once it connected.
+    pub fn sender_conn(&self, label: &str) -> Option<ConnHandle> {
+        self.senders.iter().find(|s| s.label == label)?.conn
+    }
+
+    /// The sender's MPTCP statistics: live, or as they were last seen (`None` for
+    /// plain TCP flows).
+    pub fn sender_mptcp_stats(&self, label: &str) -> Option<ConnStats> {
+        let sender = self.senders.iter().find(|s| s.label == label)?;
+        sender
+            .conn
+            .and_then(|conn| self.endpoint.mptcp_stats(conn).ok())
+            .or_else(|| sender.mptcp.stats.clone())
+    }
+
+    /// The MPTCP statistics of an accepted connection: live while the endpoint has
+    /// it, else as last seen.
+    pub fn received_mptcp_stats(&self, received: &Received) -> Option<ConnStats> {
+        received
+            .conn
+            .and_then(|conn| self.endpoint.mptcp_stats(conn).ok())
+            .or_else(|| received.mptcp.stats.clone())
+    }
+
     pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint
+    }
+
+    /// The endpoint itself, for tests that open connections or inject path events.
+    pub fn endpoint_mut(&mut self) -> &mut Endpoint {
+        &mut self.endpoint
     }
 
     pub fn senders(&self) -> &[Sender] {
@@ -219,7 +346,14 @@ impl StackHost {
                 continue;
             }
             let local = SocketAddr::new(sender.local_ip, 0);
-            match self.endpoint.connect(now, local, sender.remote) {
+            let result = match sender.kind {
+                FlowKind::Tcp => self.endpoint.connect(now, local, sender.remote),
+                FlowKind::Mptcp => {
+                    self.endpoint
+                        .connect_mptcp(now, local, sender.remote, &sender.extra_locals)
+                }
+            };
+            match result {
                 Ok(conn) => {
                     sender.conn = Some(conn);
                     sender.state = SenderState::Running;
@@ -284,12 +418,17 @@ impl StackHost {
     }
 
     fn finish_sink(&mut self, conn: ConnHandle) {
-        if let Some(received) = self.received.remove(&conn) {
+        if let Some(mut received) = self.received.remove(&conn) {
+            received.conn = None;
             self.finished.push(received);
         }
     }
 
     fn handle_events(&mut self, now: Instant) {
+        // MPTCP events first: a generic Closed that follows may retire the handle.
+        while let Some((conn, event)) = self.endpoint.poll_mptcp_event() {
+            self.on_mptcp_event(now, conn, event);
+        }
         while let Some(event) = self.endpoint.poll_event() {
             match event {
                 Event::Incoming(listener) => {
@@ -304,10 +443,39 @@ impl StackHost {
         }
     }
 
+    fn on_mptcp_event(&mut self, now: Instant, conn: ConnHandle, event: MptcpEvent) {
+        let stats = self.endpoint.mptcp_stats(conn).ok();
+        let log = match self.sender_index(conn) {
+            Some(index) => &mut self.senders[index].mptcp,
+            None => match self.received.get_mut(&conn) {
+                Some(received) => &mut received.mptcp,
+                // Not accepted yet: the accept will start the log.
+                None => return,
+            },
+        };
+        log.push(now, event);
+        if stats.is_some() {
+            log.stats = stats;
+        }
+    }
+
+    /// Refreshes the saved MPTCP statistics of a connection the host knows.
+    fn save_mptcp_stats(&mut self, conn: ConnHandle) {
+        let Ok(stats) = self.endpoint.mptcp_stats(conn) else {
+            return;
+        };
+        if let Some(index) = self.sender_index(conn) {
+            self.senders[index].mptcp.stats = Some(stats);
+        } else if let Some(received) = self.received.get_mut(&conn) {
+            received.mptcp.stats = Some(stats);
+        }
+    }
+
     fn on_accept(&mut self, now: Instant, conn: ConnHandle) {
         let Ok(tuple) = self.endpoint.addresses(conn) else {
             return;
         };
+        let is_mptcp = self.endpoint.is_mptcp(conn).unwrap_or(false);
         self.received.insert(
             conn,
             Received {
@@ -319,6 +487,12 @@ impl StackHost {
                 finished_at: None,
                 corrupt_at: None,
                 failed: None,
+                is_mptcp,
+                mptcp: MptcpLog {
+                    stats: self.endpoint.mptcp_stats(conn).ok(),
+                    ..MptcpLog::default()
+                },
+                conn: Some(conn),
                 pattern: Pattern::new(flow_key(tuple.remote.ip(), tuple.local.port())),
             },
         );
@@ -339,12 +513,14 @@ impl StackHost {
             }
             TcpEvent::PeerClosed => {
                 self.drain_sink(now, conn);
+                self.save_mptcp_stats(conn);
                 if let Some(r) = self.received.get_mut(&conn) {
                     r.finished_at = Some(now);
                 }
                 let _ = self.endpoint.close(conn);
             }
             TcpEvent::Reset | TcpEvent::TimedOut => {
+                self.save_mptcp_stats(conn);
                 if let Some(r) = self.received.get_mut(&conn)
                     && r.finished_at.is_none()
                 {
@@ -352,7 +528,10 @@ impl StackHost {
                 }
                 self.finish_sink(conn);
             }
-            TcpEvent::Closed => self.finish_sink(conn),
+            TcpEvent::Closed => {
+                self.save_mptcp_stats(conn);
+                self.finish_sink(conn)
+            }
         }
     }
 
@@ -402,10 +581,11 @@ impl StackHost {
     }
 
     fn capture_final_stats(&mut self, index: usize) {
-        if let Some(conn) = self.senders[index].conn
-            && let Ok(stats) = self.endpoint.conn_stats(conn)
-        {
-            self.senders[index].final_stats = Some(stats);
+        if let Some(conn) = self.senders[index].conn {
+            if let Ok(stats) = self.endpoint.conn_stats(conn) {
+                self.senders[index].final_stats = Some(stats);
+            }
+            self.save_mptcp_stats(conn);
         }
     }
 
@@ -437,6 +617,29 @@ impl StackHost {
             cx.record(
                 &format!("{}/retransmits", sender.label),
                 stats.retransmits as f64,
+            );
+            let Ok(mptcp) = self.endpoint.mptcp_stats(conn) else {
+                continue;
+            };
+            for sf in &mptcp.subflows {
+                let prefix = format!("{}/sf{}", sender.label, sf.id.0);
+                cx.record(&format!("{prefix}/cwnd_bytes"), sf.cwnd as f64);
+                if let Some(srtt) = sf.srtt {
+                    cx.record(
+                        &format!("{prefix}/srtt_ms"),
+                        srtt.total_micros() as f64 / 1e3,
+                    );
+                }
+                cx.record(&format!("{prefix}/bytes_sent"), sf.bytes_sent as f64);
+            }
+            cx.record(
+                &format!("{}/reinjected_bytes", sender.label),
+                mptcp
+                    .subflows
+                    .iter()
+                    .chain(&mptcp.closed_subflows)
+                    .map(|s| s.bytes_reinjected)
+                    .sum::<u64>() as f64,
             );
         }
     }

@@ -1,12 +1,17 @@
 //! Traffic on our own stack: hosts that run the protocol endpoint with bulk senders and
-//! checking sinks, and a runner that plays a scenario's flows and summarises them.
+//! checking sinks (plain TCP or MPTCP flows), and a runner that plays a scenario's
+//! flows and summarises them.
 
 mod host;
+mod options;
 pub mod pattern;
+mod report;
 mod run;
 
-pub use host::{Received, Sender, SenderState, StackHost, StackOptions, flow_key};
-pub use pattern::Pattern;
-pub use run::{
-    FlowReport, LinkReport, RunOptions, RunReport, TrafficError, format_rate, run_scenario,
+pub use host::{
+    MPTCP_EVENT_LOG, MptcpLog, Received, Sender, SenderState, StackHost, StackOptions, flow_key,
 };
+pub use options::{HOST_OPTION_KEYS, parse_host_options};
+pub use pattern::Pattern;
+pub use report::{FlowReport, LinkReport, MptcpReport, RunReport, format_rate};
+pub use run::{RunOptions, TrafficError, TrafficRun, run_scenario};

@@ -21,8 +21,8 @@ mod rx;
 mod tx;
 
 pub use rx::{
-    InsertKind, Inserted, MAX_RX_MAPPINGS, MappingError, ReceiveOutcome, ReceivedMapping, RxEvent,
-    RxMapping, RxMappings,
+    InsertKind, Inserted, MIN_RX_MAPPINGS, MappingError, RX_BYTES_PER_MAPPING, ReceiveOutcome,
+    ReceivedMapping, RxEvent, RxMapping, RxMappings, rx_mapping_limit,
 };
 pub use tx::{TxMapping, TxMappings, UnackedRanges};
 

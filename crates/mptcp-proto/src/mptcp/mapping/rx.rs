@@ -7,17 +7,34 @@ use crate::crypto::DssChecksum;
 use crate::seq::{Dsn, SeqNum};
 use crate::wire::mptcp::DssMapping;
 
-/// The most finite mappings one subflow keeps pending at once. Mappings leave when the
-/// subflow's in-order receive point passes them, so only mappings for data above a hole
-/// pile up. Past the limit, a new mapping below the highest pending one evicts that
+/// The fewest finite mappings one subflow may keep pending at once; the limit grows
+/// with the receive buffer ([`rx_mapping_limit`]). Mappings leave when the subflow's
+/// in-order receive point passes them, so only mappings for data above a hole pile up.
+/// Past the limit, a new mapping below the highest pending one evicts that
 /// highest mapping (the in-order data must never be refused, or the subflow would
 /// deadlock); a new mapping above them all is refused with [`MappingError::TooMany`] and
 /// the connection must refuse that segment's payload, which the peer then retransmits
 /// with its mapping. Bytes of an evicted mapping not yet received become unmapped until
 /// a retransmission carries the mapping again (senders repeat the mapping on every
 /// segment it covers, as Linux does). Linux holds one mapping per subflow and processes
-/// payload strictly in order; 32 leaves room for reordering over ~32 x 64 KiB.
-pub const MAX_RX_MAPPINGS: usize = 32;
+/// payload strictly in order (its out-of-order queue keeps each segment's options).
+pub const MIN_RX_MAPPINGS: usize = 32;
+
+/// Receive-buffer bytes per pending mapping allowed: a peer that maps every segment
+/// separately (Linux without GSO does, one mapping per MSS-sized skb) must be able to
+/// fill the whole window above a hole, or the subflow refuses in-window data, the
+/// sender retransmits what it already sent, and a single loss in a large window costs
+/// the rest of the window (measured: 20 Mbit/s path, 1 MB buffer, 32 mappings: half
+/// of all bytes sent twice). 1 KiB is below any real MSS, and a mapping costs ~40
+/// bytes of bookkeeping, so this stays a few % of the buffer it serves.
+pub const RX_BYTES_PER_MAPPING: usize = 1024;
+
+/// The pending-mapping limit for a subflow whose connection-level receive buffer is
+/// `recv_buffer` bytes: one mapping per [`RX_BYTES_PER_MAPPING`], at least
+/// [`MIN_RX_MAPPINGS`].
+pub fn rx_mapping_limit(recv_buffer: usize) -> usize {
+    (recv_buffer / RX_BYTES_PER_MAPPING).max(MIN_RX_MAPPINGS)
+}
 
 /// A mapping as a DSS option carried it (RFC 8684 §3.3.1), with the DSN already 64 bits
 /// wide: expand a 4-byte DSN first against the next expected DSN
@@ -118,8 +135,8 @@ pub enum MappingError {
     ZeroSubflowSeq { data_len: u16, data_fin: bool },
     #[error("DSS checksum present: {present}, but checksums negotiated: {negotiated}")]
     ChecksumPresence { present: bool, negotiated: bool },
-    #[error("{MAX_RX_MAPPINGS} mappings pending; refused the mapping at subflow offset {offset}")]
-    TooMany { offset: u64 },
+    #[error("{limit} mappings pending; refused the mapping at subflow offset {offset}")]
+    TooMany { offset: u64, limit: usize },
     #[error("DATA_FIN-only mapping at {dsn:?} failed its DSS checksum")]
     DataFinChecksum { dsn: Dsn },
 }
@@ -178,8 +195,9 @@ pub struct ReceiveOutcome {
 /// ```
 #[derive(Clone, Debug)]
 pub struct RxMappings {
-    /// Finite mappings, sorted by offset, never overlapping, at most MAX_RX_MAPPINGS.
+    /// Finite mappings, sorted by offset, never overlapping, at most `limit`.
     maps: Vec<RxMapping>,
+    limit: usize,
     /// The infinite mapping: (subflow offset, DSN) of its start.
     infinite: Option<(u64, Dsn)>,
     checksums: bool,
@@ -193,10 +211,18 @@ pub struct RxMappings {
 
 impl RxMappings {
     /// `checksums`: whether DSS checksums were negotiated (either side set MP_CAPABLE
-    /// flag A).
+    /// flag A). Keeps at most [`MIN_RX_MAPPINGS`] pending mappings; see
+    /// [`RxMappings::with_limit`].
     pub fn new(checksums: bool) -> Self {
+        Self::with_limit(checksums, MIN_RX_MAPPINGS)
+    }
+
+    /// Keeps at most `limit` pending mappings (at least 1; [`rx_mapping_limit`] sizes it
+    /// by the receive buffer). Storage grows on demand up to it.
+    pub fn with_limit(checksums: bool, limit: usize) -> Self {
         RxMappings {
-            maps: Vec::with_capacity(MAX_RX_MAPPINGS),
+            maps: Vec::new(),
+            limit: limit.max(1),
             infinite: None,
             checksums,
             cursor: 0,
@@ -211,6 +237,11 @@ impl RxMappings {
 
     pub fn checksums(&self) -> bool {
         self.checksums
+    }
+
+    /// The most pending mappings kept.
+    pub fn limit(&self) -> usize {
+        self.limit
     }
 
     /// The pending finite mappings, by subflow offset.
@@ -315,13 +346,18 @@ impl RxMappings {
                 })
             };
         }
-        if self.maps.len() == MAX_RX_MAPPINGS {
+        if self.maps.len() >= self.limit {
             match self.maps.last() {
                 Some(highest) if highest.offset > new.offset => {
                     debug!(evicted = ?highest, "mapping limit: evicting the highest pending mapping");
                     self.maps.pop();
                 }
-                _ => return Err(MappingError::TooMany { offset: new.offset }),
+                _ => {
+                    return Err(MappingError::TooMany {
+                        offset: new.offset,
+                        limit: self.limit,
+                    });
+                }
             }
         }
         self.maps.insert(idx, new);
@@ -848,23 +884,62 @@ mod tests {
     fn past_the_limit_lower_mappings_evict_the_highest() {
         let mut rx = RxMappings::new(false);
         // Mappings at offsets 100, 110, ... above a hole at 0..100.
-        for i in 0..MAX_RX_MAPPINGS as u32 {
+        for i in 0..MIN_RX_MAPPINGS as u32 {
             rx.insert(mapping(1000 + u64::from(i) * 10, 101 + i * 10, 10), 0)
                 .expect("room");
         }
-        let top = 100 + (MAX_RX_MAPPINGS as u64 - 1) * 10;
+        let top = 100 + (MIN_RX_MAPPINGS as u64 - 1) * 10;
         assert_eq!(
             rx.insert(mapping(5000, 1 + top as u32 + 10, 10), 0),
-            Err(MappingError::TooMany { offset: top + 10 })
+            Err(MappingError::TooMany {
+                offset: top + 10,
+                limit: MIN_RX_MAPPINGS
+            })
         );
         // The hole's mapping is taken; the highest goes.
         assert_eq!(
             rx.insert(mapping(900, 1, 100), 0).map(|i| i.kind),
             Ok(InsertKind::New)
         );
-        assert_eq!(rx.pending().len(), MAX_RX_MAPPINGS);
+        assert_eq!(rx.pending().len(), MIN_RX_MAPPINGS);
         assert_eq!(rx.pending()[0].offset, 0);
         assert_eq!(rx.pending().last().map(|m| m.offset), Some(top - 10));
+    }
+
+    #[test]
+    fn a_window_of_one_segment_mappings_fits_above_a_hole() {
+        // 1 MB of receive buffer, a hole at 0..1400, then one 1400-byte mapping per
+        // segment for the rest of the window: all must be kept.
+        let limit = rx_mapping_limit(1024 * 1024);
+        assert_eq!(limit, 1024);
+        let mut rx = RxMappings::with_limit(false, limit);
+        let segments = (1024 * 1024 / 1400) as u32;
+        for i in 1..segments {
+            let kind = rx
+                .insert(mapping(u64::from(i) * 1400, 1 + i * 1400, 1400), 0)
+                .map(|k| k.kind);
+            assert_eq!(kind, Ok(InsertKind::New), "segment {i}");
+        }
+        assert_eq!(rx.pending().len(), segments as usize - 1);
+        // The default table refuses past its 32.
+        let mut small = RxMappings::new(false);
+        for i in 1..=MIN_RX_MAPPINGS as u32 {
+            assert!(
+                small
+                    .insert(mapping(u64::from(i) * 1400, 1 + i * 1400, 1400), 0)
+                    .is_ok()
+            );
+        }
+        let next = MIN_RX_MAPPINGS as u32 + 1;
+        assert_eq!(
+            small.insert(mapping(u64::from(next) * 1400, 1 + next * 1400, 1400), 0),
+            Err(MappingError::TooMany {
+                offset: u64::from(next) * 1400,
+                limit: MIN_RX_MAPPINGS
+            })
+        );
+        // Small buffers keep the floor.
+        assert_eq!(rx_mapping_limit(16 * 1024), MIN_RX_MAPPINGS);
     }
 
     proptest! {
@@ -952,7 +1027,7 @@ mod tests {
                 }
             }
             prop_assert!(got.iter().all(Option::is_some));
-            prop_assert!(rx.pending().len() <= MAX_RX_MAPPINGS);
+            prop_assert!(rx.pending().len() <= MIN_RX_MAPPINGS);
         }
 
         /// In checksum mode, data fed in order in arbitrary pieces comes out exactly,

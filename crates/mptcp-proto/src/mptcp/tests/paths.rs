@@ -2,9 +2,10 @@
 
 use super::*;
 use crate::crypto::{JoinHmac, MptcpKey};
+use crate::mptcp::data_seq::DataFinTx;
 use crate::mptcp::{CloseReason, ConnMode, SubflowDownReason};
 use crate::wire::mptcp::{AddAddr, AddrId, MpFastclose, MpJoin, TcpRstReason};
-use core::net::IpAddr;
+use core::net::{IpAddr, SocketAddr};
 
 fn join(w: &Wire) -> Option<MpJoin> {
     w.mptcp().into_iter().find_map(|o| match o {
@@ -341,6 +342,103 @@ fn remove_addr_closes_the_subflows_of_that_address() {
     )));
     let data = pattern(30_000, 8);
     assert_bytes(&p.transfer(true, &data, Duration::from_secs(5)), &data);
+}
+
+#[test]
+fn stats_keep_the_final_figures_of_removed_subflows() {
+    let mut p = two_path_pair(15);
+    let data = pattern(200_000, 9);
+    assert_bytes(&p.transfer(true, &data, Duration::from_secs(5)), &data);
+    p.run_for(Duration::from_millis(300));
+    let before = p.client.stats();
+    let second = before
+        .subflows
+        .iter()
+        .find(|s| s.local.ip() == ip("10.0.1.1"))
+        .copied()
+        .expect("a subflow from the second address");
+    assert!(before.closed_subflows.is_empty());
+    p.client
+        .remove_local_address(ip("10.0.1.1"))
+        .expect("known");
+    p.run_for(Duration::from_millis(300));
+    let after = p.client.stats();
+    assert_eq!(after.subflows.len(), 1);
+    assert_eq!(after.closed_subflows.len(), 1);
+    let closed = after.closed_subflows[0];
+    assert_eq!(closed.id, second.id);
+    assert_eq!((closed.local, closed.remote), (second.local, second.remote));
+    assert_eq!(closed.state, crate::tcp::TcpState::Closed);
+    // Nothing was written after the snapshot: its totals are the final ones.
+    assert_eq!(closed.bytes_sent, second.bytes_sent);
+    assert_eq!(closed.bytes_scheduled, second.bytes_scheduled);
+}
+
+#[test]
+fn a_client_that_closed_its_sending_side_still_joins_its_other_paths() {
+    // Regression: joins waited for the full establishment and were dropped for good if
+    // the application had closed by then (request, shutdown, then a long response:
+    // the response got one path only, and died with it).
+    let mut p = Pair::new(small_config(), small_config(), &[ip("10.0.1.1")]);
+    p.connect();
+    assert_eq!(p.client.write(b"GET /"), 5);
+    p.client.close();
+    let response = pattern(300_000, 12);
+    assert_bytes(
+        &p.transfer(false, &response, Duration::from_secs(10)),
+        &response,
+    );
+    assert_eq!(up_count(&p.client_events), 2, "{:?}", p.client_events);
+    let second = p
+        .client
+        .stats()
+        .subflows
+        .iter()
+        .find(|s| s.local.ip() == ip("10.0.1.1"))
+        .copied()
+        .expect("the join from the second address");
+    assert!(second.bytes_received > 0, "it carried part of the response");
+    let mut buf = [0u8; 16];
+    assert_eq!(p.server().read(&mut buf), 5);
+    assert_eq!(&buf[..5], b"GET /");
+}
+
+#[test]
+fn a_data_fin_lost_on_a_silently_dead_subflow_is_retransmitted_on_the_others() {
+    // Regression: the DATA_FIN (on a pure ACK after the data) was repeated on one
+    // subflow only; when that path had died without a RST, the idle subflow never
+    // timed out, never turned stale, and the connection never closed.
+    let mut p = two_path_pair(16);
+    let data = pattern(50_000, 13);
+    assert_bytes(&p.transfer(true, &data, Duration::from_secs(5)), &data);
+    p.run_for(Duration::from_millis(300));
+    // From now on, the path of the first segment carrying our DATA_FIN is a black hole.
+    let mut dead: Option<SocketAddr> = None;
+    p.filter = Some(Box::new(move |w| {
+        if w.dir != Dir::ToServer {
+            return Verdict::Pass;
+        }
+        let fin = w
+            .mptcp()
+            .iter()
+            .any(|o| matches!(o, MptcpOption::Dss(d) if d.data_fin));
+        if dead.is_none() && fin {
+            dead = Some(w.src);
+        }
+        if dead == Some(w.src) {
+            Verdict::Drop
+        } else {
+            Verdict::Pass
+        }
+    }));
+    p.client.close();
+    p.run_for(Duration::from_secs(10));
+    assert!(
+        matches!(p.client.data_fin_tx(), DataFinTx::Acked { .. }),
+        "{:?}",
+        p.client.data_fin_tx()
+    );
+    assert!(p.server_events.contains(&MptcpEvent::PeerClosed));
 }
 
 #[test]
@@ -682,4 +780,42 @@ fn a_known_address_added_again_rejoins_after_its_subflow_failed() {
     assert_eq!(joined.len(), 1, "a new subflow from 10.0.1.1: {joined:?}");
     let data = pattern(30_000, 10);
     assert_bytes(&p.transfer(true, &data, Duration::from_secs(5)), &data);
+}
+
+#[test]
+fn a_close_before_a_checksum_fallback_ends_the_stream_with_the_subflow_fin() {
+    // Regression: the application wrote everything and closed while the connection was
+    // MPTCP (a DATA_FIN pending); a checksum failure then made it fall back, and the
+    // subflow never sent its FIN: the peer read all the data but never saw the end.
+    let mut cc = small_config();
+    cc.checksums = true;
+    let mut p = Pair::new(cc, small_config(), &[]);
+    p.connect();
+    assert_bytes(&p.transfer(true, b"go", Duration::from_secs(1)), b"go");
+    p.filter = Some(corrupt_nth(3, None));
+    let data = pattern(40_000, 33);
+    assert_eq!(p.client.write(&data), data.len());
+    p.client.close();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    for _ in 0..2000 {
+        p.run_for(Duration::from_millis(10));
+        loop {
+            let n = p.server().read(&mut buf);
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        if p.server_events.contains(&MptcpEvent::PeerClosed) {
+            break;
+        }
+    }
+    assert_bytes(&got, &data);
+    assert_eq!(p.client.mode(), ConnMode::Fallback);
+    assert!(
+        p.server_events.contains(&MptcpEvent::PeerClosed),
+        "{:?}",
+        p.server_events
+    );
 }

@@ -232,3 +232,25 @@ fn data_segments_fit_the_mss_with_option_padding() {
         }
     }
 }
+
+#[test]
+fn subflow_mapping_tables_are_sized_by_the_connection_receive_buffer() {
+    // Regression: the receiver kept at most 32 pending mappings per subflow, so with a
+    // 1 MB window and a mapping every segment or two (an ACK-clocked sender), data more
+    // than ~32 mappings above a single hole was refused and sent again: half of all
+    // bytes went twice on a 20 Mbit/s simulated path.
+    let config = MptcpConfig {
+        recv_buffer: 1024 * 1024,
+        ..small_config()
+    };
+    let mut p = Pair::new(config.clone(), config, &[ip("10.0.1.1")]);
+    p.connect();
+    assert_bytes(&p.transfer(true, b"go", Duration::from_secs(1)), b"go");
+    p.run_for(Duration::from_millis(200));
+    assert_eq!(p.client.subflows.len(), 2, "the join is up");
+    let server = p.server.as_ref().expect("accepted");
+    assert_eq!(server.subflows.len(), 2);
+    for s in p.client.subflows.iter().chain(&server.subflows) {
+        assert_eq!(s.mp.rx.limit(), 1024);
+    }
+}

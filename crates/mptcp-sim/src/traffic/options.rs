@@ -1,0 +1,243 @@
+//! A scenario host's `[host.options]`: TCP and MPTCP settings of its endpoint.
+//!
+//! Every key is checked: an unknown one is an error naming it and listing the known
+//! ones, so a typo never silently runs the default.
+
+use mptcp_proto::Duration;
+use mptcp_proto::cc::CcAlgorithm;
+use mptcp_proto::mptcp::{MAX_SUBFLOWS, MptcpConfig};
+use mptcp_proto::sched::SchedulerKind;
+
+use crate::scenario::HostSpec;
+use crate::units;
+
+use super::host::StackOptions;
+use super::run::TrafficError;
+
+/// The keys [`parse_host_options`] knows, for error messages.
+pub const HOST_OPTION_KEYS: &str = "cc, send_buffer, recv_buffer, mss, min_rto, mptcp, checksum, \
+     scheduler, make_after_break, reinject_min, stale_rto_count, max_subflows, \
+     mptcp_send_buffer, mptcp_recv_buffer, deny_join, announce";
+
+/// Reads `[host.options]`:
+///
+/// - TCP: `cc` ("cubic" / "newreno"), `send_buffer` and `recv_buffer` (sizes; they also
+///   set the MPTCP connection-level buffers unless `mptcp_send_buffer` /
+///   `mptcp_recv_buffer` do), `mss`, `min_rto` (a duration).
+/// - MPTCP: `mptcp` (bool, default true: accept MPTCP; false makes a plain TCP host),
+///   `checksum` (ask for DSS checksums), `scheduler` ("lowest-rtt", "round-robin" or
+///   "round-robin:N" segments per turn), `make_after_break` and `reinject_min`
+///   (durations), `stale_rto_count`, `max_subflows` (1-8, both roles),
+///   `mptcp_send_buffer`, `mptcp_recv_buffer` (sizes), `deny_join` (MP_CAPABLE flag C),
+///   `announce` (the server role announces its other addresses with ADD_ADDR).
+pub fn parse_host_options(host: &HostSpec) -> Result<StackOptions, TrafficError> {
+    let error = |message: String| TrafficError::HostOption {
+        host: host.name.clone(),
+        message,
+    };
+    let mut options = StackOptions::default();
+    let mut mptcp = MptcpConfig::default();
+    let mut mptcp_enabled = true;
+    let (mut conn_send, mut conn_recv) = (None, None);
+    let tcp = &mut options.endpoint.tcp;
+    for (key, value) in &host.options {
+        let text = value.as_str().map(str::to_owned);
+        let size = || -> Result<usize, TrafficError> {
+            let size = match (value.as_integer(), text.as_deref()) {
+                (Some(n), _) if n > 0 => n as u64,
+                (_, Some(s)) => units::parse_size(s).map_err(|e| error(format!("{key}: {e}")))?,
+                _ => return Err(error(format!("{key} = {value} is not a size like \"4mb\""))),
+            };
+            usize::try_from(size).map_err(|_| error(format!("{key} is too large")))
+        };
+        let duration = || -> Result<Duration, TrafficError> {
+            let s = text.as_deref().ok_or_else(|| {
+                error(format!("{key} = {value} is not a duration like \"200ms\""))
+            })?;
+            units::parse_duration(s).map_err(|e| error(format!("{key}: {e}")))
+        };
+        let boolean = || -> Result<bool, TrafficError> {
+            value
+                .as_bool()
+                .ok_or_else(|| error(format!("{key} = {value} is not true or false")))
+        };
+        match key.as_str() {
+            "cc" => {
+                tcp.congestion_control = match text.as_deref() {
+                    Some("cubic") => CcAlgorithm::Cubic,
+                    Some("newreno") | Some("reno") => CcAlgorithm::NewReno,
+                    _ => {
+                        return Err(error(format!(
+                            "cc = {value} is not a known algorithm; try \"cubic\" or \"newreno\""
+                        )));
+                    }
+                }
+            }
+            "send_buffer" => tcp.send_buffer = size()?,
+            "recv_buffer" => tcp.recv_buffer = size()?,
+            "mss" => {
+                tcp.mss = value
+                    .as_integer()
+                    .and_then(|n| u16::try_from(n).ok())
+                    .filter(|&n| n >= 64)
+                    .ok_or_else(|| error(format!("mss = {value} is not a number in 64..=65535")))?;
+            }
+            "min_rto" => tcp.rto_min = duration()?,
+            "mptcp" => mptcp_enabled = boolean()?,
+            "checksum" => mptcp.checksums = boolean()?,
+            "scheduler" => {
+                mptcp.scheduler = parse_scheduler(text.as_deref()).ok_or_else(|| {
+                    error(format!(
+                        "scheduler = {value} is not known; try \"lowest-rtt\", \"round-robin\" \
+                         or \"round-robin:4\""
+                    ))
+                })?
+            }
+            "make_after_break" => mptcp.make_after_break = duration()?,
+            "reinject_min" => mptcp.reinject_min = duration()?,
+            "stale_rto_count" => {
+                mptcp.stale_rto_count = value
+                    .as_integer()
+                    .and_then(|n| u64::try_from(n).ok())
+                    .filter(|&n| n >= 1)
+                    .ok_or_else(|| error(format!("stale_rto_count = {value} is not >= 1")))?
+            }
+            "max_subflows" => {
+                let n = value
+                    .as_integer()
+                    .and_then(|n| usize::try_from(n).ok())
+                    .filter(|n| (1..=MAX_SUBFLOWS).contains(n))
+                    .ok_or_else(|| {
+                        error(format!(
+                            "max_subflows = {value} is not a number in 1..={MAX_SUBFLOWS}"
+                        ))
+                    })?;
+                mptcp.pm.max_subflows = n;
+                mptcp.pm_server.max_subflows = n;
+            }
+            "mptcp_send_buffer" => conn_send = Some(size()?),
+            "mptcp_recv_buffer" => conn_recv = Some(size()?),
+            "deny_join" => mptcp.deny_join_to_initial_address = boolean()?,
+            "announce" => mptcp.pm_server.announce = boolean()?,
+            other => {
+                return Err(error(format!(
+                    "unknown option '{other}' (known: {HOST_OPTION_KEYS})"
+                )));
+            }
+        }
+    }
+    // The application's buffer is the connection-level one for MPTCP: follow the TCP
+    // sizes when they were given and the MPTCP ones were not.
+    if host.options.contains_key("send_buffer") {
+        mptcp.send_buffer = tcp.send_buffer;
+    }
+    if host.options.contains_key("recv_buffer") {
+        mptcp.recv_buffer = tcp.recv_buffer;
+    }
+    if let Some(n) = conn_send {
+        mptcp.send_buffer = n;
+    }
+    if let Some(n) = conn_recv {
+        mptcp.recv_buffer = n;
+    }
+    // Subflows use the host's TCP settings (congestion control, MSS, RTO floor).
+    mptcp.tcp = tcp.clone();
+    options.endpoint.mptcp = mptcp_enabled.then_some(mptcp);
+    Ok(options)
+}
+
+fn parse_scheduler(text: Option<&str>) -> Option<SchedulerKind> {
+    match text? {
+        "lowest-rtt" | "default" => Some(SchedulerKind::LowestRtt),
+        "round-robin" => Some(SchedulerKind::RoundRobin {
+            segments_per_turn: 1,
+        }),
+        other => {
+            let n = other.strip_prefix("round-robin:")?.parse::<u32>().ok()?;
+            (n >= 1).then_some(SchedulerKind::RoundRobin {
+                segments_per_turn: n,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(options: &str) -> HostSpec {
+        HostSpec {
+            name: "h".into(),
+            addresses: vec!["10.0.0.1".parse().expect("literal")],
+            options: toml::from_str(options).expect("test options parse"),
+        }
+    }
+
+    #[test]
+    fn mptcp_options_reach_the_config() {
+        let o = parse_host_options(&host(
+            r#"checksum = true
+            scheduler = "round-robin:3"
+            make_after_break = "5s"
+            reinject_min = "300ms"
+            stale_rto_count = 4
+            max_subflows = 3
+            mptcp_send_buffer = "2mb"
+            recv_buffer = "512kb"
+            cc = "newreno"
+            deny_join = true"#,
+        ))
+        .expect("valid");
+        let m = o.endpoint.mptcp.expect("MPTCP on by default");
+        assert!(m.checksums);
+        assert_eq!(
+            m.scheduler,
+            SchedulerKind::RoundRobin {
+                segments_per_turn: 3
+            }
+        );
+        assert_eq!(m.make_after_break, Duration::from_secs(5));
+        assert_eq!(m.reinject_min, Duration::from_millis(300));
+        assert_eq!(m.stale_rto_count, 4);
+        assert_eq!((m.pm.max_subflows, m.pm_server.max_subflows), (3, 3));
+        assert_eq!(m.send_buffer, 2 * 1024 * 1024);
+        assert_eq!(m.recv_buffer, 512 * 1024);
+        assert_eq!(o.endpoint.tcp.recv_buffer, 512 * 1024);
+        assert_eq!(m.tcp.congestion_control, CcAlgorithm::NewReno);
+        assert!(m.deny_join_to_initial_address);
+    }
+
+    #[test]
+    fn mptcp_can_be_turned_off_and_defaults_are_kept() {
+        let o = parse_host_options(&host("mptcp = false")).expect("valid");
+        assert!(o.endpoint.mptcp.is_none());
+        let o = parse_host_options(&host("")).expect("valid");
+        let m = o.endpoint.mptcp.expect("on by default");
+        assert_eq!(m.send_buffer, MptcpConfig::default().send_buffer);
+        assert!(!m.checksums);
+    }
+
+    #[test]
+    fn bad_and_unknown_options_name_the_key() {
+        for (text, needle) in [
+            ("checksums = true", "unknown option 'checksums'"),
+            ("checksum = 1", "checksum = 1 is not true or false"),
+            (
+                "scheduler = \"fastest\"",
+                "scheduler = \"fastest\" is not known",
+            ),
+            (
+                "max_subflows = 9",
+                "max_subflows = 9 is not a number in 1..=8",
+            ),
+            (
+                "make_after_break = 5",
+                "make_after_break = 5 is not a duration",
+            ),
+        ] {
+            let err = parse_host_options(&host(text)).expect_err(text).to_string();
+            assert!(err.contains(needle), "{text}: {err}");
+            assert!(err.starts_with("host 'h': "), "{err}");
+        }
+    }
+}
