@@ -11,6 +11,68 @@
 //!   ([`transport`]: our TUN stack, or kernel MPTCP sockets);
 //! - [`stats`]: counters and the events each connection reports.
 
+pub mod client;
 pub mod header;
+pub mod server;
 pub mod socks5;
+pub mod splice;
+pub mod stats;
 pub mod target;
+pub mod transport;
+
+use std::time::Duration;
+
+pub use client::{Front, run_client};
+pub use server::run_server;
+pub use splice::SpliceConfig;
+pub use stats::{Event, Reporter, Snapshot};
+
+/// Settings shared by the client and the server.
+#[derive(Clone, Debug)]
+pub struct ProxyConfig {
+    /// The SOCKS5 handshake, or sending/receiving the converter header, must finish
+    /// within this (default 10 s); a client that stalls mid-request is dropped.
+    pub handshake_timeout: Duration,
+    /// Opening the multipath connection (client) or the target connection (server),
+    /// name resolution included (default 10 s).
+    pub connect_timeout: Duration,
+    /// Connections open at once (default 1024); further ones wait in the kernel's
+    /// accept queue, which is what keeps memory bounded under load.
+    pub max_connections: usize,
+    pub splice: SpliceConfig,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            handshake_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+            splice: SpliceConfig::default(),
+        }
+    }
+}
+
+/// Why a connection ended before splicing: where, what, and the SOCKS5 reply code
+/// that was sent (or passed on).
+#[derive(Debug)]
+pub(crate) struct Failure {
+    stage: &'static str,
+    error: String,
+    reply: Option<socks5::ReplyCode>,
+}
+
+impl Failure {
+    fn new(stage: &'static str, error: impl std::fmt::Display) -> Failure {
+        Failure {
+            stage,
+            error: error.to_string(),
+            reply: None,
+        }
+    }
+
+    fn with_reply(mut self, code: socks5::ReplyCode) -> Failure {
+        self.reply = Some(code);
+        self
+    }
+}
