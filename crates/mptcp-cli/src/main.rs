@@ -1,6 +1,7 @@
 //! `mptcp`: the command-line face of the stack.
 
 mod net_cmd;
+mod proxy_cmd;
 mod sim_cmd;
 
 use std::net::{IpAddr, SocketAddr};
@@ -50,6 +51,10 @@ enum Command {
         #[command(flatten)]
         net: NetArgs,
     },
+    /// Carry unmodified TCP applications over multipath: SOCKS5 / port-forward
+    /// converter (client) and its far end (server). Needs root for the TUN device.
+    #[command(subcommand)]
+    Proxy(proxy_cmd::ProxyCommand),
     /// Connect to PEER:PORT from our stack on a TUN device (needs root).
     ///
     /// Example: mptcp connect 10.99.1.1:5000 --local 10.77.1.2 < file
@@ -143,6 +148,7 @@ fn main() -> ExitCode {
         }) => sim_cmd::run_file(&file, seed, out.as_deref(), !no_verify),
         Command::Listen { local, net } => net_cmd::listen(local, &net.options()),
         Command::Connect { remote, local, net } => net_cmd::connect(remote, &local, &net.options()),
+        Command::Proxy(command) => proxy_cmd::run(command),
         Command::Sim(SimCommand::Example) => {
             print!("{}", sim_cmd::DEMO_SCENARIO);
             Ok(true)
