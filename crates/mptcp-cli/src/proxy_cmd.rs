@@ -36,7 +36,12 @@ pub struct ClientArgs {
     #[arg(long, value_name = "ADDR:PORT", required_unless_present = "forward")]
     socks: Option<SocketAddr>,
     /// Forward every connection accepted on this kernel TCP address to --to.
-    #[arg(long, value_name = "LISTEN:PORT", conflicts_with = "socks", requires = "to")]
+    #[arg(
+        long,
+        value_name = "LISTEN:PORT",
+        conflicts_with = "socks",
+        requires = "to"
+    )]
     forward: Option<SocketAddr>,
     /// The target of --forward (an IP or a name the server resolves).
     #[arg(long, value_name = "TARGET:PORT")]
