@@ -634,9 +634,18 @@ impl MptcpConnection {
 
     /// Announces or uses a new local address (a path event): joins go out from it to
     /// every known peer address (full mesh), and it is announced if configured.
+    /// For an address the connection already has, this is a path event ("it works
+    /// again"): pairs that failed meanwhile are tried again.
     pub fn add_local_address(&mut self, now: Instant, addr: IpAddr) -> Result<AddrId, PmError> {
         match self.core.pm.as_mut() {
-            Some(pm) => pm.add_local_addr(now, addr, None, false),
+            Some(pm) => match pm.add_local_addr(now, addr, None, false) {
+                Err(PmError::DuplicateAddress(_)) => {
+                    pm.retry_failed();
+                    let id = pm.local_addrs().find(|l| l.addr == addr).map(|l| l.id);
+                    Ok(id.unwrap_or(AddrId(0)))
+                }
+                result => result,
+            },
             None => {
                 if !self.core.pending_locals.contains(&addr) {
                     self.core.pending_locals.push(addr);
