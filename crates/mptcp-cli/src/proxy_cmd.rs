@@ -13,7 +13,7 @@ use mptcp_proxy::socks5::Auth;
 use mptcp_proxy::target::TargetAddr;
 use mptcp_proxy::transport::{KernelAcceptor, KernelDialer, StackAcceptor, StackDialer};
 use mptcp_proxy::{Front, ProxyConfig, Reporter, SpliceConfig, run_client, run_server};
-use mptcp_tun::{Stack, TcpConfig};
+use mptcp_tun::{MptcpConfig, Stack, TcpConfig};
 
 #[derive(Subcommand)]
 pub enum ProxyCommand {
@@ -118,7 +118,13 @@ impl CommonArgs {
         }
     }
 
-    fn stack(&self, addresses: impl IntoIterator<Item = IpAddr>) -> anyhow::Result<Stack> {
+    /// Our stack owning `addresses`, and announcing (ADD_ADDR) `announce` on every
+    /// accepted connection.
+    fn stack(
+        &self,
+        addresses: impl IntoIterator<Item = IpAddr>,
+        announce: &[IpAddr],
+    ) -> anyhow::Result<Stack> {
         let mut builder = Stack::builder()
             .tun_name(self.tun.clone())
             .addresses(addresses)
@@ -126,7 +132,17 @@ impl CommonArgs {
                 recv_buffer: self.stack_buffer,
                 send_buffer: self.stack_buffer,
                 ..TcpConfig::default()
+            })
+            // The connection-level buffers bound the shared window and what is in
+            // flight over all subflows; the same size as a subflow's.
+            .mptcp_config(MptcpConfig {
+                send_buffer: self.stack_buffer,
+                recv_buffer: self.stack_buffer,
+                ..MptcpConfig::default()
             });
+        for &addr in announce {
+            builder = builder.announce(addr);
+        }
         if let Some(pcap) = &self.pcap {
             builder = builder.pcap_path(pcap.clone());
         }
@@ -245,14 +261,7 @@ fn client(args: ClientArgs) -> anyhow::Result<bool> {
             .await
         });
     }
-    if args.local.len() > 1 {
-        tracing::warn!(
-            "this build's runtime carries each connection over one path (from {}); the \
-             other --local addresses are owned but unused until the runtime drives MPTCP",
-            args.local[0]
-        );
-    }
-    let stack = common.stack(args.local.iter().copied())?;
+    let stack = common.stack(args.local.iter().copied(), &[])?;
     let dialer = Arc::new(StackDialer {
         stack: stack.clone(),
         locals: args.local.clone(),
@@ -302,13 +311,7 @@ fn server(args: ServerArgs) -> anyhow::Result<bool> {
             args.listen
         );
     }
-    if !args.announce.is_empty() {
-        tracing::warn!(
-            "--announce: the addresses are owned and routed into the TUN, but this build's \
-             runtime does not send ADD_ADDR yet"
-        );
-    }
-    let stack = common.stack(std::iter::once(args.listen.ip()).chain(args.announce.clone()))?;
+    let stack = common.stack([args.listen.ip()], &args.announce)?;
     let listener = stack
         .bind_async(args.listen)
         .with_context(|| format!("listening on {}", args.listen))?;

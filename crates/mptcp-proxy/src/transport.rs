@@ -60,9 +60,9 @@ fn describe_pair(local: io::Result<SocketAddr>, remote: io::Result<SocketAddr>) 
 #[derive(Clone, Debug)]
 pub struct StackDialer {
     pub stack: Stack,
-    /// The stack addresses to use, first one for the initial subflow. The current
-    /// runtime opens one (TCP) connection from the first; with MPTCP in the runtime the
-    /// others become subflows of the same connection.
+    /// The stack addresses to use: the initial subflow leaves from the first, and one
+    /// more subflow joins from each of the others once the connection is established
+    /// (plus joins to addresses the server announces).
     pub locals: Vec<IpAddr>,
     pub server: SocketAddr,
 }
@@ -70,21 +70,16 @@ pub struct StackDialer {
 impl Dialer for StackDialer {
     type Stream = AsyncMptcpStream;
 
-    fn dial(&self) -> impl Future<Output = io::Result<AsyncMptcpStream>> + Send {
-        async move {
-            let Some(&first) = self.locals.first() else {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "no local address to dial from",
-                ));
-            };
-            AsyncMptcpStream::connect_from(&self.stack, SocketAddr::new(first, 0), self.server)
-                .await
-        }
+    async fn dial(&self) -> io::Result<AsyncMptcpStream> {
+        AsyncMptcpStream::connect_multipath(&self.stack, &self.locals, self.server).await
     }
 
     fn describe(&self, s: &AsyncMptcpStream) -> String {
         describe_pair(s.local_addr(), s.peer_addr())
+    }
+
+    fn paths(&self, s: &AsyncMptcpStream) -> Vec<PathShare> {
+        stack_paths(s)
     }
 
     fn name(&self) -> String {
@@ -115,6 +110,10 @@ impl Acceptor for StackAcceptor {
         describe_pair(s.peer_addr(), s.local_addr())
     }
 
+    fn paths(&self, s: &AsyncMptcpStream) -> Vec<PathShare> {
+        stack_paths(s)
+    }
+
     fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
     }
@@ -122,6 +121,25 @@ impl Acceptor for StackAcceptor {
     fn name(&self) -> String {
         format!("our stack on TUN {}", self.stack.device_name())
     }
+}
+
+/// Per-subflow payload bytes of an MPTCP connection of our stack (none for a plain
+/// TCP or fallen-back connection without MPTCP stats).
+fn stack_paths(s: &AsyncMptcpStream) -> Vec<PathShare> {
+    s.mptcp_stats()
+        .map(|stats| {
+            stats
+                .subflows
+                .iter()
+                .map(|f| PathShare {
+                    local: f.local,
+                    remote: f.remote,
+                    bytes_sent: f.bytes_sent,
+                    bytes_received: f.bytes_received,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn kernel_socket(addr: SocketAddr, mptcp: bool) -> io::Result<Socket> {
@@ -156,14 +174,12 @@ pub struct KernelDialer {
 impl Dialer for KernelDialer {
     type Stream = TcpStream;
 
-    fn dial(&self) -> impl Future<Output = io::Result<TcpStream>> + Send {
-        async move {
-            let socket = kernel_socket(self.server, self.mptcp)?;
-            let std_stream = std::net::TcpStream::from(socket);
-            TcpSocket::from_std_stream(std_stream)
-                .connect(self.server)
-                .await
-        }
+    async fn dial(&self) -> io::Result<TcpStream> {
+        let socket = kernel_socket(self.server, self.mptcp)?;
+        let std_stream = std::net::TcpStream::from(socket);
+        TcpSocket::from_std_stream(std_stream)
+            .connect(self.server)
+            .await
     }
 
     fn describe(&self, s: &TcpStream) -> String {

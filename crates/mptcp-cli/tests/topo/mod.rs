@@ -127,6 +127,22 @@ impl Topology {
                     "ip", "route", "add", "default", "via", gw, "dev", dev, "table", table,
                 ],
             );
+            // When the path's link goes down its route goes with it; the blackhole keeps
+            // the path's traffic from leaking onto the other path through the main table.
+            topo.exec(
+                &c,
+                &[
+                    "ip",
+                    "route",
+                    "add",
+                    "blackhole",
+                    "default",
+                    "metric",
+                    "100",
+                    "table",
+                    table,
+                ],
+            );
         }
         topo.exec(
             &c,
