@@ -1,6 +1,7 @@
 //! `mptcp`: the command-line face of the stack.
 
 mod net_cmd;
+mod proxy_cmd;
 mod sim_cmd;
 
 use std::net::{IpAddr, SocketAddr};
@@ -61,6 +62,10 @@ enum Command {
         #[command(flatten)]
         net: NetArgs,
     },
+    /// Carry unmodified TCP applications over multipath: SOCKS5 / port-forward
+    /// converter (client) and its far end (server). Needs root for the TUN device.
+    #[command(subcommand)]
+    Proxy(proxy_cmd::ProxyCommand),
     /// Connect to PEER:PORT from our stack on a TUN device (needs root).
     ///
     /// The first subflow leaves from the first --local; once the connection is
@@ -179,6 +184,7 @@ fn main() -> ExitCode {
         Command::Connect { remote, local, net } => {
             net_cmd::connect(remote, &local, &net.options(Vec::new()))
         }
+        Command::Proxy(command) => proxy_cmd::run(command),
         Command::Sim(SimCommand::Example) => {
             print!("{}", sim_cmd::DEMO_SCENARIO);
             Ok(true)
