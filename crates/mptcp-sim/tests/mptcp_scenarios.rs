@@ -435,15 +435,23 @@ impl SynFlood {
     }
 }
 
-#[test]
-fn a_syn_flood_leaves_a_legitimate_connection_working_and_memory_bounded() {
-    let seed = seed_or(17);
+/// What a SYN flood did to the server: its peak connection count, its backlog, and
+/// its endpoint counters.
+struct FloodOutcome {
+    peak: usize,
+    backlog: usize,
+    stats: mptcp_proto::endpoint::EndpointStats,
+}
+
+/// A 2 MB MPTCP transfer over two paths while 5,000 spoofed MP_CAPABLE SYNs hit the
+/// server's second interface (one every 200 µs); `options` for both hosts.
+fn syn_flood(options: &str, seed: u64) -> FloodOutcome {
     // The server has a second interface, where the flooder is attached; spoofed
     // sources have no route back, so SYN/ACKs go nowhere (as with a real flood).
     let text = network_text(
         2,
         "rate = \"50mbit\"\ndelay = \"10ms\"",
-        "",
+        options,
         2_000_000,
         seed,
     )
@@ -488,14 +496,46 @@ fn a_syn_flood_leaves_a_legitimate_connection_working_and_memory_bounded() {
     println!("{report}\npeak connections at the server: {peak}");
     assert_intact(&report);
     let host = r.sim().host::<StackHost>(server).expect("StackHost");
-    let backlog = host.endpoint().config().listen_backlog;
-    // Today: half-open MPTCP connections are held from the SYN on, bounded by the
-    // listener backlog (128), plus the legitimate connection. With SYN cookies (branch
-    // `syncookies`) the flood holds none: tighten to `peak <= 1` then.
-    assert!(peak <= backlog + 1, "peak {peak} > backlog {backlog} + 1");
+    FloodOutcome {
+        peak,
+        backlog: host.endpoint().config().listen_backlog,
+        stats: host.endpoint().stats().clone(),
+    }
+}
+
+#[test]
+fn a_syn_flood_against_syn_cookies_leaves_no_state_and_the_legitimate_connection_works() {
+    // RFC 8684 §3.1: MP_CAPABLE v1 lets the server keep nothing between the SYN and
+    // the third ACK or first data. With cookies for every SYN, the server holds the
+    // legitimate connection (once its third ACK came) and nothing for the flood.
+    let flood = syn_flood("syn_cookies = \"always\"", seed_or(17));
+    assert!(flood.peak <= 1, "peak {} connections", flood.peak);
+    // Every flood SYN got a cookie SYN/ACK or, beyond the pending-SYN/ACK cap between
+    // two polls, was dropped; the legitimate SYN got one too.
     assert!(
-        host.endpoint().stats().total_dropped() > 0,
-        "SYNs beyond the backlog were dropped"
+        flood.stats.syn_cookies_sent > 1_000,
+        "{} cookies",
+        flood.stats.syn_cookies_sent
+    );
+    assert!(flood.stats.syn_cookies_accepted >= 1, "the legitimate one");
+}
+
+#[test]
+fn a_syn_flood_fills_at_most_the_backlog_then_gets_cookies() {
+    // The default (SynCookies::OnOverflow, as Linux): half-open connections up to the
+    // listener backlog, then cookies. The server never holds more than the backlog
+    // plus the legitimate connection.
+    let flood = syn_flood("", seed_or(17));
+    assert!(
+        flood.peak <= flood.backlog + 1,
+        "peak {} > backlog {} + 1",
+        flood.peak,
+        flood.backlog
+    );
+    assert!(flood.peak > 1, "the flood filled the backlog first");
+    assert!(
+        flood.stats.syn_cookies_sent > 0,
+        "SYNs beyond the backlog were answered with cookies"
     );
 }
 

@@ -5,6 +5,7 @@
 
 use mptcp_proto::Duration;
 use mptcp_proto::cc::CcAlgorithm;
+use mptcp_proto::endpoint::SynCookies;
 use mptcp_proto::mptcp::{MAX_SUBFLOWS, MptcpConfig};
 use mptcp_proto::sched::SchedulerKind;
 
@@ -17,7 +18,7 @@ use super::run::TrafficError;
 /// The keys [`parse_host_options`] knows, for error messages.
 pub const HOST_OPTION_KEYS: &str = "cc, send_buffer, recv_buffer, mss, min_rto, mptcp, checksum, \
      scheduler, make_after_break, reinject_min, stale_rto_count, max_subflows, \
-     mptcp_send_buffer, mptcp_recv_buffer, deny_join, announce";
+     mptcp_send_buffer, mptcp_recv_buffer, deny_join, announce, syn_cookies";
 
 /// Reads `[host.options]`:
 ///
@@ -30,6 +31,8 @@ pub const HOST_OPTION_KEYS: &str = "cc, send_buffer, recv_buffer, mss, min_rto, 
 ///   (durations), `stale_rto_count`, `max_subflows` (1-32, both roles),
 ///   `mptcp_send_buffer`, `mptcp_recv_buffer` (sizes), `deny_join` (MP_CAPABLE flag C),
 ///   `announce` (the server role announces its other addresses with ADD_ADDR).
+/// - Endpoint: `syn_cookies` ("never", "on-overflow" (the default: once a listener's
+///   backlog is full, as Linux's `tcp_syncookies = 1`) or "always").
 pub fn parse_host_options(host: &HostSpec) -> Result<StackOptions, TrafficError> {
     let error = |message: String| TrafficError::HostOption {
         host: host.name.clone(),
@@ -119,6 +122,19 @@ pub fn parse_host_options(host: &HostSpec) -> Result<StackOptions, TrafficError>
             "mptcp_recv_buffer" => conn_recv = Some(size()?),
             "deny_join" => mptcp.deny_join_to_initial_address = boolean()?,
             "announce" => mptcp.pm_server.announce = boolean()?,
+            "syn_cookies" => {
+                options.endpoint.syn_cookies = match text.as_deref() {
+                    Some("never") => SynCookies::Never,
+                    Some("on-overflow") => SynCookies::OnOverflow,
+                    Some("always") => SynCookies::Always,
+                    _ => {
+                        return Err(error(format!(
+                            "syn_cookies = {value} is not known; try \"never\", \"on-overflow\" \
+                             or \"always\""
+                        )));
+                    }
+                }
+            }
             other => {
                 return Err(error(format!(
                     "unknown option '{other}' (known: {HOST_OPTION_KEYS})"
@@ -185,9 +201,11 @@ mod tests {
             mptcp_send_buffer = "2mb"
             recv_buffer = "512kb"
             cc = "newreno"
-            deny_join = true"#,
+            deny_join = true
+            syn_cookies = "always""#,
         ))
         .expect("valid");
+        assert_eq!(o.endpoint.syn_cookies, SynCookies::Always);
         let m = o.endpoint.mptcp.expect("MPTCP on by default");
         assert!(m.checksums);
         assert_eq!(
@@ -215,6 +233,7 @@ mod tests {
         let m = o.endpoint.mptcp.expect("on by default");
         assert_eq!(m.send_buffer, MptcpConfig::default().send_buffer);
         assert!(!m.checksums);
+        assert_eq!(o.endpoint.syn_cookies, SynCookies::OnOverflow);
     }
 
     #[test]
@@ -233,6 +252,10 @@ mod tests {
             (
                 "make_after_break = 5",
                 "make_after_break = 5 is not a duration",
+            ),
+            (
+                "syn_cookies = \"yes\"",
+                "syn_cookies = \"yes\" is not known",
             ),
         ] {
             let err = parse_host_options(&host(text)).expect_err(text).to_string();
