@@ -1,6 +1,7 @@
 //! `mptcp`: the command-line face of the stack.
 
 mod net_cmd;
+mod proxy_cmd;
 mod sim_cmd;
 
 use std::net::{IpAddr, SocketAddr};
@@ -39,25 +40,48 @@ enum Command {
     /// Simulator experiments.
     #[command(subcommand)]
     Sim(SimCommand),
-    /// Accept connections on ADDR:PORT with our stack on a TUN device (needs root).
+    /// Accept MPTCP (and plain TCP) connections on ADDR:PORT with our stack on a TUN
+    /// device (needs root).
     ///
-    /// The stack owns ADDR: it is routed into the TUN device, so the kernel forwards
-    /// traffic for it to us. Example: mptcp listen 10.77.1.2:5000 --sink --json
+    /// The stack owns ADDR and every --announce address: they are routed into the TUN
+    /// device, so the kernel forwards traffic for them to us. MP_JOINs are accepted on
+    /// all of them.
+    ///
+    /// Examples:
+    ///   mptcp listen 10.77.1.2:5000 --sink --json
+    ///   mptcp listen 10.77.1.2:5000 --announce 10.77.2.2 --echo
+    #[command(verbatim_doc_comment)]
     Listen {
         /// The address and port to accept on (an address the stack owns).
         #[arg(value_name = "ADDR:PORT")]
         local: SocketAddr,
+        /// Announce ADDR (ADD_ADDR with HMAC) on every new connection, so the peer may
+        /// open a subflow to it; repeatable. Example: --announce 10.77.2.2
+        #[arg(long, value_name = "ADDR")]
+        announce: Vec<IpAddr>,
         #[command(flatten)]
         net: NetArgs,
     },
+    /// Carry unmodified TCP applications over multipath: SOCKS5 / port-forward
+    /// converter (client) and its far end (server). Needs root for the TUN device.
+    #[command(subcommand)]
+    Proxy(proxy_cmd::ProxyCommand),
     /// Connect to PEER:PORT from our stack on a TUN device (needs root).
     ///
-    /// Example: mptcp connect 10.99.1.1:5000 --local 10.77.1.2 < file
+    /// The first subflow leaves from the first --local; once the connection is
+    /// established, one more subflow joins from each further --local, and subflows join
+    /// the addresses the peer announces.
+    ///
+    /// Examples:
+    ///   mptcp connect 10.99.1.1:5000 --local 10.77.1.2 < file
+    ///   mptcp connect 10.99.1.1:5000 --local 10.77.1.2 --local 10.77.2.2 --sink --json
+    #[command(verbatim_doc_comment)]
     Connect {
         /// The peer to connect to.
         #[arg(value_name = "PEER:PORT")]
         remote: SocketAddr,
-        /// Our address on the TUN device (routed into it by the command).
+        /// Our address on the TUN device (routed into it by the command); repeat it
+        /// for more subflows. Example: --local 10.77.1.2 --local 10.77.2.2
         #[arg(long, value_name = "ADDR", required = true)]
         local: Vec<IpAddr>,
         #[command(flatten)]
@@ -67,18 +91,27 @@ enum Command {
 
 #[derive(clap::Args)]
 struct NetArgs {
-    /// The TUN device to create or use. Example: --tun mptcp1
+    /// The TUN device to create or use (default mptcp0). Example: --tun mptcp1
     #[arg(long, value_name = "NAME", default_value = "mptcp0")]
     tun: String,
-    /// Echo every byte of every connection back; close after the peer's FIN.
+    /// Echo every byte of every connection back; close after the peer's DATA_FIN.
+    /// Example: mptcp listen 10.77.1.2:7 --echo
     #[arg(long, conflicts_with = "sink")]
     echo: bool,
     /// Read and discard; print each connection's byte count and SHA-256 at its end.
+    /// Example: mptcp listen 10.77.1.2:9 --sink
     #[arg(long)]
     sink: bool,
-    /// One JSON object per line on stdout for events (listening, connected, closed).
+    /// One JSON object per line on stdout for events: listening, connected,
+    /// subflow_up, subflow_down (with reason), add_addr, remove_addr, fallback, and
+    /// closed (bytes_in, bytes_out, sha256 with --sink). Needs --echo or --sink.
+    /// Example: --sink --json
     #[arg(long)]
     json: bool,
+    /// Require DSS checksums (MP_CAPABLE flag A, RFC 8684 §3.3.1); a peer that asks
+    /// for them gets them either way. Example: --checksum
+    #[arg(long)]
+    checksum: bool,
     /// Write every packet sent and received to FILE (pcap, readable by Wireshark).
     /// Example: --pcap /tmp/mptcp.pcap
     #[arg(long, value_name = "FILE")]
@@ -86,7 +119,7 @@ struct NetArgs {
 }
 
 impl NetArgs {
-    fn options(self) -> net_cmd::NetOptions {
+    fn options(self, announce: Vec<IpAddr>) -> net_cmd::NetOptions {
         net_cmd::NetOptions {
             tun: self.tun,
             mode: match (self.echo, self.sink) {
@@ -96,6 +129,8 @@ impl NetArgs {
             },
             json: self.json,
             pcap: self.pcap,
+            checksum: self.checksum,
+            announce,
         }
     }
 }
@@ -141,8 +176,15 @@ fn main() -> ExitCode {
             out,
             no_verify,
         }) => sim_cmd::run_file(&file, seed, out.as_deref(), !no_verify),
-        Command::Listen { local, net } => net_cmd::listen(local, &net.options()),
-        Command::Connect { remote, local, net } => net_cmd::connect(remote, &local, &net.options()),
+        Command::Listen {
+            local,
+            announce,
+            net,
+        } => net_cmd::listen(local, &net.options(announce)),
+        Command::Connect { remote, local, net } => {
+            net_cmd::connect(remote, &local, &net.options(Vec::new()))
+        }
+        Command::Proxy(command) => proxy_cmd::run(command),
         Command::Sim(SimCommand::Example) => {
             print!("{}", sim_cmd::DEMO_SCENARIO);
             Ok(true)

@@ -1,13 +1,18 @@
 //! `mptcp listen` and `mptcp connect`: our stack on a TUN device, netcat-style.
 
-use std::io::{self, Read, Write};
+use std::collections::BTreeMap;
+use std::io::{self, IsTerminal, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use mptcp_tun::{MptcpStream, Stack};
+use mptcp_tun::{
+    CloseReason, FallbackReason, MptcpEvent, MptcpStream, Stack, SubflowDownReason, SubflowId,
+};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -29,6 +34,10 @@ pub struct NetOptions {
     pub mode: Mode,
     pub json: bool,
     pub pcap: Option<PathBuf>,
+    /// Require DSS checksums (MP_CAPABLE flag A).
+    pub checksum: bool,
+    /// `listen`: addresses announced with ADD_ADDR on every connection.
+    pub announce: Vec<IpAddr>,
 }
 
 /// One line of `--json` output: a stable, documented schema.
@@ -42,6 +51,37 @@ enum JsonEvent<'a> {
     Connected {
         local: SocketAddr,
         remote: SocketAddr,
+        /// MPTCP (false: plain TCP, the peer did not ask for MPTCP).
+        mptcp: bool,
+    },
+    SubflowUp {
+        connection: SocketAddr,
+        local: SocketAddr,
+        remote: SocketAddr,
+        backup: bool,
+    },
+    SubflowDown {
+        connection: SocketAddr,
+        local: SocketAddr,
+        remote: SocketAddr,
+        reason: &'static str,
+        /// The MP_TCPRST reason code (RFC 8684 §3.6), when one was sent or received.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        rst_reason: Option<u8>,
+    },
+    AddAddr {
+        connection: SocketAddr,
+        id: u8,
+        address: IpAddr,
+        port: u16,
+    },
+    RemoveAddr {
+        connection: SocketAddr,
+        id: u8,
+    },
+    Fallback {
+        connection: SocketAddr,
+        reason: &'static str,
     },
     Closed {
         local: SocketAddr,
@@ -50,9 +90,44 @@ enum JsonEvent<'a> {
         bytes_out: u64,
         #[serde(skip_serializing_if = "Option::is_none")]
         sha256: Option<&'a str>,
+        /// How the MPTCP connection ended (normal, reset, timed_out, ...).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<&'static str>,
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
+}
+
+fn down_reason(reason: SubflowDownReason) -> (&'static str, Option<u8>) {
+    match reason {
+        SubflowDownReason::Closed => ("closed", None),
+        SubflowDownReason::Reset { reason } => ("reset", reason.map(|r| r.0)),
+        SubflowDownReason::TimedOut => ("timed_out", None),
+        SubflowDownReason::LocalReset { reason } => ("local_reset", Some(reason.0)),
+        SubflowDownReason::JoinFailed => ("join_failed", None),
+        SubflowDownReason::AddressRemoved => ("address_removed", None),
+    }
+}
+
+fn fallback_reason(reason: FallbackReason) -> &'static str {
+    match reason {
+        FallbackReason::NoMpCapableInSynAck => "no_mp_capable_in_syn_ack",
+        FallbackReason::NoMpCapableInThirdAck => "no_mp_capable_in_third_ack",
+        FallbackReason::NoDssOnFirstData => "no_dss_on_first_data",
+        FallbackReason::NoDataAck => "no_data_ack",
+        FallbackReason::ChecksumFailure => "checksum_failure",
+    }
+}
+
+fn close_reason(reason: CloseReason) -> &'static str {
+    match reason {
+        CloseReason::Normal => "normal",
+        CloseReason::PeerFastClose => "peer_fastclose",
+        CloseReason::Aborted => "aborted",
+        CloseReason::Reset { .. } => "reset",
+        CloseReason::TimedOut => "timed_out",
+        CloseReason::NoSubflows => "no_subflows",
+    }
 }
 
 /// Prints events: JSON lines on stdout with `--json`, human lines on stderr otherwise.
@@ -85,7 +160,11 @@ impl Reporter {
 fn build_stack(options: &NetOptions, addresses: &[IpAddr]) -> anyhow::Result<Stack> {
     let mut builder = Stack::builder()
         .tun_name(options.tun.clone())
-        .addresses(addresses.iter().copied());
+        .addresses(addresses.iter().copied())
+        .checksum(options.checksum);
+    for &addr in &options.announce {
+        builder = builder.announce(addr);
+    }
     if let Some(pcap) = &options.pcap {
         builder = builder.pcap_path(pcap.clone());
     }
@@ -106,6 +185,13 @@ pub fn listen(local: SocketAddr, options: &NetOptions) -> anyhow::Result<bool> {
     if options.mode == Mode::Netcat && options.json {
         bail!("--json needs --echo or --sink: in netcat mode stdout carries the data");
     }
+    if let Some(a) = options
+        .announce
+        .iter()
+        .find(|a| a.is_ipv4() != local.is_ipv4() || **a == local.ip())
+    {
+        bail!("--announce {a}: give another address of {local}'s family");
+    }
     let stack = build_stack(options, &[local.ip()])?;
     let listener = stack
         .bind(local)
@@ -116,7 +202,18 @@ pub fn listen(local: SocketAddr, options: &NetOptions) -> anyhow::Result<bool> {
             address: local.ip(),
             port: local.port(),
         },
-        || format!("listening on {local} (TUN {})", stack.device_name()),
+        || {
+            let announce: Vec<String> = options.announce.iter().map(|a| a.to_string()).collect();
+            if announce.is_empty() {
+                format!("listening on {local} (TUN {})", stack.device_name())
+            } else {
+                format!(
+                    "listening on {local} (TUN {}), announcing {}",
+                    stack.device_name(),
+                    announce.join(", ")
+                )
+            }
+        },
     );
     if options.mode == Mode::Netcat {
         let (stream, _) = listener.accept().context("accepting a connection")?;
@@ -148,14 +245,12 @@ pub fn connect(
     if options.mode == Mode::Netcat && options.json {
         bail!("--json needs --echo or --sink: in netcat mode stdout carries the data");
     }
-    if locals.len() > 1 {
-        bail!(
-            "more than one --local needs the MPTCP connection layer, which this build's \
-             runtime does not drive yet; give one --local"
-        );
+    if let Some(a) = locals.iter().find(|a| a.is_ipv4() != remote.is_ipv4()) {
+        bail!("--local {a} is not of {remote}'s address family");
     }
     let stack = build_stack(options, locals)?;
-    let stream = MptcpStream::connect_from(&stack, SocketAddr::new(first, 0), remote)
+    // The first subflow from the first --local; the others join once established.
+    let stream = MptcpStream::connect_multipath(&stack, locals, remote)
         .with_context(|| format!("connecting from {first} to {remote}"))?;
     serve(stream, options.mode, &Reporter::new(options.json))
 }
@@ -164,14 +259,42 @@ pub fn connect(
 fn serve(stream: MptcpStream, mode: Mode, reporter: &Reporter) -> anyhow::Result<bool> {
     let local = stream.local_addr()?;
     let remote = stream.peer_addr()?;
-    reporter.emit(&JsonEvent::Connected { local, remote }, || {
-        format!("connected {local} <-> {remote}")
+    let mptcp = stream.mptcp_stats().is_some();
+    reporter.emit(
+        &JsonEvent::Connected {
+            local,
+            remote,
+            mptcp,
+        },
+        || {
+            let kind = if mptcp { "MPTCP" } else { "TCP" };
+            format!("connected {local} <-> {remote} ({kind})")
+        },
+    );
+    let events = stream.events()?;
+    let stream = Arc::new(stream);
+    let done = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let reporter = reporter.clone();
+        let done = Arc::clone(&done);
+        thread::spawn(move || watch_events(&events, remote, &reporter, &done))
+    };
+    let progress = io::stderr().is_terminal().then(|| {
+        let (stream, done) = (Arc::clone(&stream), Arc::clone(&done));
+        thread::spawn(move || show_progress(&stream, &done))
     });
     let outcome = match mode {
-        Mode::Netcat => netcat(stream),
-        Mode::Echo => echo(stream),
-        Mode::Sink => sink(stream),
+        Mode::Netcat => netcat(&stream),
+        Mode::Echo => echo(&stream),
+        Mode::Sink => sink(&stream),
     };
+    done.store(true, Ordering::Relaxed);
+    if let Some(p) = progress {
+        let _ = p.join();
+    }
+    // The event channel ends when the stream is released: wait for the close first.
+    let reason = watcher.join().unwrap_or(None);
+    drop(stream);
     let (bytes_in, bytes_out, sha, error) = match outcome {
         Ok(t) => (t.bytes_in, t.bytes_out, t.sha256, None),
         Err(e) => (0, 0, None, Some(e.to_string())),
@@ -183,6 +306,7 @@ fn serve(stream: MptcpStream, mode: Mode, reporter: &Reporter) -> anyhow::Result
             bytes_in,
             bytes_out,
             sha256: sha.as_deref(),
+            reason,
             error: error.clone(),
         },
         || match (&sha, &error) {
@@ -194,21 +318,172 @@ fn serve(stream: MptcpStream, mode: Mode, reporter: &Reporter) -> anyhow::Result
     Ok(error.is_none())
 }
 
+/// Reports the connection's multipath events; once the transfer is `done`, waits a
+/// moment for the connection's close and returns its reason if it came.
+fn watch_events(
+    events: &mpsc::Receiver<MptcpEvent>,
+    connection: SocketAddr,
+    reporter: &Reporter,
+    done: &AtomicBool,
+) -> Option<&'static str> {
+    let mut closed = None;
+    let mut quiet_since: Option<Instant> = None;
+    loop {
+        let event = match events.recv_timeout(Duration::from_millis(50)) {
+            Ok(event) => event,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if !done.load(Ordering::Relaxed) {
+                    continue;
+                }
+                if closed.is_some() {
+                    break;
+                }
+                // Both sides closed: the DATA_FINs' acknowledgments take a round
+                // trip or so; don't hold the report up for longer.
+                let since = *quiet_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_millis(500) {
+                    break;
+                }
+                continue;
+            }
+        };
+        match event {
+            MptcpEvent::SubflowUp {
+                local,
+                remote,
+                backup,
+                ..
+            } => reporter.emit(
+                &JsonEvent::SubflowUp {
+                    connection,
+                    local,
+                    remote,
+                    backup,
+                },
+                || {
+                    let b = if backup { " (backup)" } else { "" };
+                    format!("subflow up {local} -> {remote}{b}")
+                },
+            ),
+            MptcpEvent::SubflowDown {
+                local,
+                remote,
+                reason,
+                ..
+            } => {
+                let (reason, rst_reason) = down_reason(reason);
+                reporter.emit(
+                    &JsonEvent::SubflowDown {
+                        connection,
+                        local,
+                        remote,
+                        reason,
+                        rst_reason,
+                    },
+                    || format!("subflow down {local} -> {remote}: {reason}"),
+                );
+            }
+            MptcpEvent::AddressAnnounced { id, addr } => reporter.emit(
+                &JsonEvent::AddAddr {
+                    connection,
+                    id: id.0,
+                    address: addr.ip(),
+                    port: addr.port(),
+                },
+                || format!("{connection} announced {addr} (id {})", id.0),
+            ),
+            MptcpEvent::AddressRemoved { id } => reporter.emit(
+                &JsonEvent::RemoveAddr {
+                    connection,
+                    id: id.0,
+                },
+                || format!("{connection} removed address id {}", id.0),
+            ),
+            MptcpEvent::Fallback { reason } => {
+                let reason = fallback_reason(reason);
+                reporter.emit(&JsonEvent::Fallback { connection, reason }, || {
+                    format!("{connection}: fell back to TCP ({reason})")
+                });
+            }
+            MptcpEvent::Closed { reason } => {
+                closed = Some(close_reason(reason));
+                if done.load(Ordering::Relaxed) {
+                    break;
+                }
+            }
+            MptcpEvent::Connected
+            | MptcpEvent::Readable
+            | MptcpEvent::Writable
+            | MptcpEvent::PeerClosed => {}
+        }
+    }
+    closed
+}
+
+/// Once a second on stderr (a terminal): each subflow's throughput both ways and RTT.
+fn show_progress(stream: &MptcpStream, done: &AtomicBool) {
+    let mut last: BTreeMap<SubflowId, (u64, u64)> = BTreeMap::new();
+    let mut last_tcp = (0u64, 0u64);
+    let mut at = Instant::now();
+    while !done.load(Ordering::Relaxed) {
+        // Sleep in small steps so the end of the transfer is not held up.
+        for _ in 0..10 {
+            if done.load(Ordering::Relaxed) {
+                return;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        let secs = at.elapsed().as_secs_f64().max(1e-3);
+        at = Instant::now();
+        let rate = |now: u64, before: u64| now.saturating_sub(before) as f64 * 8.0 / secs / 1e6;
+        let mut line = String::new();
+        if let Some(stats) = stream.mptcp_stats() {
+            for sf in &stats.subflows {
+                let before = last.get(&sf.id).copied().unwrap_or((0, 0));
+                let rtt = sf.srtt.map_or("-".to_owned(), |r| {
+                    format!("{:.1} ms", r.total_micros() as f64 / 1e3)
+                });
+                line.push_str(&format!(
+                    "  [{} -> {}: out {:.1} in {:.1} Mbit/s, rtt {rtt}]",
+                    sf.local,
+                    sf.remote,
+                    rate(sf.bytes_sent, before.0),
+                    rate(sf.bytes_received, before.1)
+                ));
+                last.insert(sf.id, (sf.bytes_sent, sf.bytes_received));
+            }
+        } else if let Some(st) = stream.stats() {
+            let rtt = st.srtt.map_or("-".to_owned(), |r| {
+                format!("{:.1} ms", r.total_micros() as f64 / 1e3)
+            });
+            line.push_str(&format!(
+                "  [TCP: out {:.1} in {:.1} Mbit/s, rtt {rtt}]",
+                rate(st.bytes_sent, last_tcp.0),
+                rate(st.bytes_received, last_tcp.1)
+            ));
+            last_tcp = (st.bytes_sent, st.bytes_received);
+        }
+        if !line.is_empty() {
+            eprintln!("mptcp: progress{line}");
+        }
+    }
+}
+
 struct Transfer {
     bytes_in: u64,
     bytes_out: u64,
     sha256: Option<String>,
 }
 
-fn netcat(stream: MptcpStream) -> io::Result<Transfer> {
-    let stream = Arc::new(stream);
-    let upstream = Arc::clone(&stream);
+fn netcat(stream: &Arc<MptcpStream>) -> io::Result<Transfer> {
+    let upstream = Arc::clone(stream);
     let sender = thread::spawn(move || -> io::Result<u64> {
         let copied = io::copy(&mut io::stdin().lock(), &mut &*upstream)?;
         upstream.shutdown(Shutdown::Write)?;
         Ok(copied)
     });
-    let received = io::copy(&mut &*stream, &mut io::stdout().lock())?;
+    let received = io::copy(&mut &**stream, &mut io::stdout().lock())?;
     // stdin may never end (a terminal): once the peer has closed, don't wait for it.
     let sent = if sender.is_finished() {
         sender
@@ -224,7 +499,8 @@ fn netcat(stream: MptcpStream) -> io::Result<Transfer> {
     })
 }
 
-fn echo(mut stream: MptcpStream) -> io::Result<Transfer> {
+fn echo(stream: &MptcpStream) -> io::Result<Transfer> {
+    let mut stream = stream;
     let mut buf = vec![0u8; 64 * 1024];
     let mut total = 0u64;
     loop {
@@ -243,7 +519,8 @@ fn echo(mut stream: MptcpStream) -> io::Result<Transfer> {
     })
 }
 
-fn sink(mut stream: MptcpStream) -> io::Result<Transfer> {
+fn sink(stream: &MptcpStream) -> io::Result<Transfer> {
+    let mut stream = stream;
     let mut buf = vec![0u8; 64 * 1024];
     let mut hasher = Sha256::new();
     let mut total = 0u64;

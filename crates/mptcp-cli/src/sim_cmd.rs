@@ -15,8 +15,9 @@ pub const DEMO_SCENARIO: &str = include_str!("../scenarios/demo.toml");
 pub fn demo(seed: Option<u64>, out: Option<&Path>) -> anyhow::Result<bool> {
     let scenario =
         Scenario::parse(DEMO_SCENARIO, Path::new(".")).context("the built-in demo scenario")?;
-    println!("Built-in demo: two TCP transfers through a lossy 20 Mbit/s bottleneck that");
-    println!("goes down for two seconds (print it with `mptcp sim example`).\n");
+    println!("Built-in demo: a laptop with Wi-Fi (30 Mbit/s) and LTE (15 Mbit/s) sends 30 MB");
+    println!("over MPTCP and 10 MB over plain TCP on Wi-Fi; Wi-Fi drops out from 3 s to 5 s.");
+    println!("(Print the scenario with `mptcp sim example`.)\n");
     run(&scenario, seed, out, true)
 }
 

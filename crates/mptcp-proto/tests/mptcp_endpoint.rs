@@ -10,7 +10,7 @@ use mptcp_proto::endpoint::{ConnHandle, DropReason, EndpointConfig, Event};
 use mptcp_proto::mptcp::{
     CloseReason, ConnMode, FallbackReason, MptcpConfig, MptcpEvent, SubflowDownReason,
 };
-use mptcp_proto::tcp::TcpEvent;
+use mptcp_proto::tcp::{TcpEvent, TcpState};
 use mptcp_proto::time::Duration;
 use mptcp_proto::wire::IpTcpRepr;
 use mptcp_proto::wire::mptcp::{MptcpOption, TcpRstReason};
@@ -540,6 +540,34 @@ fn the_endpoint_and_connections_can_move_to_a_runtime_thread() {
     fn send<T: Send>() {}
     send::<mptcp_proto::endpoint::Endpoint>();
     send::<mptcp_proto::mptcp::MptcpConnection>();
+}
+
+/// Found by the runtime against a kernel TCP server: after a fallback, the connection's
+/// state stayed Established while its one subflow went through FIN to TIME-WAIT, so a
+/// runtime waiting for released connections to finish their close waited for nothing
+/// (the full linger time). After a fallback the state is the subflow's.
+#[test]
+fn a_fallen_back_connection_reports_its_subflows_close_states() {
+    let mut pair = Pair::new(mptcp_endpoint(), EndpointConfig::default());
+    let conns = open(&mut pair, &[]);
+    let data = pattern(20_000, 6);
+    assert_bytes(&transfer(&mut pair, Side::Client, conns, &data), &data);
+    assert_eq!(pair.client.state(conns.0), Ok(TcpState::Established));
+    pair.client.close(conns.0).expect("close");
+    let c = conns.0;
+    assert!(
+        pair.run_until(Duration::from_secs(5), |p| p.client.state(c)
+            == Ok(TcpState::FinWait2)),
+        "our FIN acknowledged: FIN-WAIT-2, not {:?}",
+        pair.client.state(c)
+    );
+    pair.server.close(conns.1).expect("close");
+    assert!(
+        pair.run_until(Duration::from_secs(5), |p| p.client.state(c)
+            == Ok(TcpState::TimeWait)),
+        "the peer's FIN: TIME-WAIT, not {:?}",
+        pair.client.state(c)
+    );
 }
 
 #[test]

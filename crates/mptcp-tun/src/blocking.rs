@@ -4,12 +4,13 @@
 //! a waker that unparks it; the event loop wakes it when the connection's state changes.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr};
-use std::sync::Arc;
+use std::net::{IpAddr, Shutdown, SocketAddr};
+use std::sync::{Arc, mpsc};
 use std::task::{Poll, Wake, Waker};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
+use mptcp_proto::mptcp::{ConnStats, MptcpEvent};
 use mptcp_proto::tcp::{TcpState, TcpStats};
 
 use crate::engine::{ConnHandle, ListenerHandle};
@@ -73,8 +74,9 @@ impl ConnRef {
         stack: &Stack,
         local: SocketAddr,
         remote: SocketAddr,
+        extra_locals: &[IpAddr],
     ) -> io::Result<ConnRef> {
-        let h = stack.inner.shared.connect(local, remote)?;
+        let h = stack.inner.shared.connect(local, remote, extra_locals)?;
         Ok(ConnRef {
             stack: stack.clone(),
             h,
@@ -94,7 +96,8 @@ impl ConnRef {
     }
 }
 
-/// A TCP (later: MPTCP) connection over the stack, with blocking IO.
+/// An MPTCP connection over the stack (plain TCP when the peer or the stack does not
+/// speak MPTCP), with blocking IO.
 ///
 /// Dropping it closes the connection gracefully: data already written is still
 /// delivered, then a FIN (as with `std::net::TcpStream`).
@@ -111,7 +114,25 @@ impl MptcpStream {
     /// `TimedOut` (SYN retries exhausted), `AddrNotAvailable` (no local address of that
     /// family).
     pub fn connect(stack: &Stack, remote: SocketAddr) -> io::Result<MptcpStream> {
-        MptcpStream::connect_inner(stack, stack.local_for(remote)?, remote, None)
+        MptcpStream::connect_inner(stack, stack.local_for(remote)?, remote, &[], None)
+    }
+
+    /// Opens an MPTCP connection whose first subflow runs from `locals[0]` (an
+    /// ephemeral port), and once it is established one more subflow joins from each
+    /// further address (to the peer's address, and to each address it announces).
+    /// Waits for the first subflow's handshake.
+    pub fn connect_multipath(
+        stack: &Stack,
+        locals: &[IpAddr],
+        remote: SocketAddr,
+    ) -> io::Result<MptcpStream> {
+        let Some((&first, extra)) = locals.split_first() else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "connect_multipath needs at least one local address",
+            ));
+        };
+        MptcpStream::connect_inner(stack, SocketAddr::new(first, 0), remote, extra, None)
     }
 
     /// Like [`MptcpStream::connect`], but gives up with `TimedOut` after `timeout`.
@@ -120,7 +141,7 @@ impl MptcpStream {
         remote: SocketAddr,
         timeout: Duration,
     ) -> io::Result<MptcpStream> {
-        MptcpStream::connect_inner(stack, stack.local_for(remote)?, remote, Some(timeout))
+        MptcpStream::connect_inner(stack, stack.local_for(remote)?, remote, &[], Some(timeout))
     }
 
     /// Connects from a given local address (port 0: an ephemeral port).
@@ -129,16 +150,17 @@ impl MptcpStream {
         local: SocketAddr,
         remote: SocketAddr,
     ) -> io::Result<MptcpStream> {
-        MptcpStream::connect_inner(stack, local, remote, None)
+        MptcpStream::connect_inner(stack, local, remote, &[], None)
     }
 
     fn connect_inner(
         stack: &Stack,
         local: SocketAddr,
         remote: SocketAddr,
+        extra_locals: &[IpAddr],
         timeout: Option<Duration>,
     ) -> io::Result<MptcpStream> {
-        let conn = ConnRef::open(stack, local, remote)?;
+        let conn = ConnRef::open(stack, local, remote, extra_locals)?;
         let shared = &stack.inner.shared;
         match block_on(timeout.map(|t| Instant::now() + t), |w| {
             shared.poll_connected(conn.h, w)
@@ -197,6 +219,21 @@ impl MptcpStream {
     /// The TCP state, while the connection exists.
     pub fn state(&self) -> Option<TcpState> {
         self.conn.stack.inner.shared.state(self.conn.h)
+    }
+
+    /// Connection-level and per-subflow figures (bytes, RTT, cwnd per subflow),
+    /// while the connection exists; `None` for a plain TCP connection.
+    pub fn mptcp_stats(&self) -> Option<ConnStats> {
+        self.conn.stack.inner.shared.mptcp_stats(self.conn.h)
+    }
+
+    /// The connection's multipath events (subflow up and down with the reason,
+    /// addresses the peer announced or removed, fallback to TCP, and the close
+    /// reason), from its start: events that happened before are delivered first. A
+    /// new call replaces the previous receiver. The channel ends when the stream is
+    /// dropped.
+    pub fn events(&self) -> io::Result<mpsc::Receiver<MptcpEvent>> {
+        self.conn.stack.inner.shared.subscribe(self.conn.h)
     }
 
     fn read_inner(&self, buf: &mut [u8]) -> io::Result<usize> {
@@ -320,6 +357,15 @@ impl Stack {
     /// [`MptcpStream::connect`] on this stack.
     pub fn connect(&self, remote: SocketAddr) -> io::Result<MptcpStream> {
         MptcpStream::connect(self, remote)
+    }
+
+    /// [`MptcpStream::connect_multipath`] on this stack.
+    pub fn connect_multipath(
+        &self,
+        locals: &[IpAddr],
+        remote: SocketAddr,
+    ) -> io::Result<MptcpStream> {
+        MptcpStream::connect_multipath(self, locals, remote)
     }
 
     /// [`MptcpListener::bind`] on this stack.

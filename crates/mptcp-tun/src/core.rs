@@ -8,12 +8,14 @@
 //! the task's waker. After any call that gives the endpoint something to send (write,
 //! read: window update, close, connect) the loop is notified.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 
+use mptcp_proto::mptcp::{ConnStats, MptcpEvent};
 use mptcp_proto::tcp::{TcpEvent, TcpState, TcpStats};
 
 use crate::clock::Clock;
@@ -63,6 +65,44 @@ struct ConnSlot {
     readers: Wakers,
     /// Writers and `connect` waiters.
     writers: Wakers,
+    /// Multipath events for the application: sent to the subscriber, or kept (up to
+    /// [`EVENT_BACKLOG`]) until one subscribes.
+    events: EventSink,
+}
+
+/// Events kept for a connection nobody subscribed to yet; older ones are dropped.
+const EVENT_BACKLOG: usize = 256;
+
+#[derive(Debug, Default)]
+struct EventSink {
+    subscriber: Option<mpsc::Sender<MptcpEvent>>,
+    backlog: VecDeque<MptcpEvent>,
+}
+
+impl EventSink {
+    fn push(&mut self, event: MptcpEvent) {
+        if let Some(tx) = &self.subscriber {
+            if tx.send(event).is_ok() {
+                return;
+            }
+            // The receiver is gone: keep events for the next subscriber.
+            self.subscriber = None;
+        }
+        if self.backlog.len() == EVENT_BACKLOG {
+            self.backlog.pop_front();
+        }
+        self.backlog.push_back(event);
+    }
+
+    fn subscribe(&mut self) -> mpsc::Receiver<MptcpEvent> {
+        let (tx, rx) = mpsc::channel();
+        for event in self.backlog.drain(..) {
+            // The receiver is in hand: cannot fail.
+            let _ = tx.send(event);
+        }
+        self.subscriber = Some(tx);
+        rx
+    }
 }
 
 #[derive(Debug, Default)]
@@ -83,6 +123,8 @@ pub(crate) struct Core {
     stopped: Option<String>,
     /// The last `Stack` handle is gone: finish lingering connections and stop.
     pub(crate) shutting_down: bool,
+    /// Addresses announced on every accepted MPTCP connection.
+    announce: Vec<IpAddr>,
 }
 
 /// The shared part of a running stack.
@@ -101,7 +143,12 @@ fn stopped_error(reason: &str) -> io::Error {
 }
 
 impl Shared {
-    pub(crate) fn new(engine: Engine, notifier: Notifier, clock: Clock) -> Arc<Shared> {
+    pub(crate) fn new(
+        engine: Engine,
+        notifier: Notifier,
+        clock: Clock,
+        announce: Vec<IpAddr>,
+    ) -> Arc<Shared> {
         Arc::new(Shared {
             core: Mutex::new(Core {
                 engine,
@@ -110,6 +157,7 @@ impl Shared {
                 lingering: HashSet::new(),
                 stopped: None,
                 shutting_down: false,
+                announce,
             }),
             notifier,
             clock,
@@ -127,15 +175,35 @@ impl Shared {
 
     // ---- connections ----
 
-    /// Starts an active open.
-    pub(crate) fn connect(&self, local: SocketAddr, remote: SocketAddr) -> io::Result<ConnHandle> {
+    /// Starts an active open: MPTCP when the stack has it on (the first subflow from
+    /// `local`, joins from each of `extra_locals` once established), else plain TCP.
+    pub(crate) fn connect(
+        &self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        extra_locals: &[IpAddr],
+    ) -> io::Result<ConnHandle> {
         let mut core = self.lock();
         if let Some(reason) = &core.stopped {
             return Err(stopped_error(reason));
         }
         core.check_local(local)?;
+        for &extra in extra_locals {
+            core.check_local(SocketAddr::new(extra, 0))?;
+        }
         let now = self.clock.now();
-        let h = core.engine.connect(now, local, remote).map_err(io_error)?;
+        let h = if core.engine.config().mptcp.is_some() {
+            core.engine
+                .connect_mptcp(now, local, remote, extra_locals)
+                .map_err(io_error)?
+        } else if extra_locals.is_empty() {
+            core.engine.connect(now, local, remote).map_err(io_error)?
+        } else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "several local addresses need MPTCP, which is off on this stack",
+            ));
+        };
         let (local, remote) = core
             .engine
             .addresses(h)
@@ -323,6 +391,30 @@ impl Shared {
         self.lock().engine.state(h).ok()
     }
 
+    /// Connection-level and per-subflow figures of an MPTCP connection.
+    pub(crate) fn mptcp_stats(&self, h: ConnHandle) -> Option<ConnStats> {
+        self.lock().engine.mptcp_stats(h).ok()
+    }
+
+    pub(crate) fn subscribe(&self, h: ConnHandle) -> io::Result<mpsc::Receiver<MptcpEvent>> {
+        let mut core = self.lock();
+        let slot = core.conns.get_mut(&h).ok_or_else(gone)?;
+        Ok(slot.events.subscribe())
+    }
+
+    /// A local address came back (`up`) or went away, for every MPTCP connection.
+    pub(crate) fn address_event(&self, addr: IpAddr, up: bool) {
+        let mut core = self.lock();
+        let now = self.clock.now();
+        if up {
+            core.engine.add_local_address(now, addr);
+        } else {
+            core.engine.remove_local_address(now, addr);
+        }
+        drop(core);
+        self.notifier.notify();
+    }
+
     // ---- listeners ----
 
     pub(crate) fn listen(&self, local: SocketAddr) -> io::Result<ListenerHandle> {
@@ -363,6 +455,16 @@ impl Shared {
             let t = core.engine.addresses(h).map_err(io_error)?;
             core.conns
                 .insert(h, ConnSlot::new(Phase::Open, t.local, t.remote));
+            if core.engine.is_mptcp(h).unwrap_or(false) {
+                let now = self.clock.now();
+                for &addr in &core.announce {
+                    if addr != t.local.ip() && addr.is_ipv4() == t.local.is_ipv4() {
+                        // Only fails for a stale handle, which this one is not.
+                        let _ = core.engine.add_connection_address(h, now, addr);
+                    }
+                }
+                self.notifier.notify();
+            }
             return Poll::Ready(Ok(h));
         }
         if let Some(reason) = &core.stopped {
@@ -388,6 +490,12 @@ impl Shared {
 impl Core {
     /// Turns endpoint events into phase changes and wakers to wake (after unlocking).
     pub(crate) fn dispatch_events(&mut self, wake: &mut Vec<Waker>) {
+        while let Some((h, event)) = self.engine.poll_mptcp_event() {
+            tracing::debug!(?h, ?event, "MPTCP event");
+            if let Some(slot) = self.conns.get_mut(&h) {
+                slot.events.push(event);
+            }
+        }
         while let Some(event) = self.engine.poll_event() {
             match event {
                 EngineEvent::Incoming(l) => {
@@ -484,6 +592,7 @@ impl ConnSlot {
             remote,
             readers: Wakers::default(),
             writers: Wakers::default(),
+            events: EventSink::default(),
         }
     }
 

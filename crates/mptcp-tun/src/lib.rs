@@ -25,4 +25,8 @@ pub use stack::{Stack, StackBuilder};
 pub use tokio_io::{AsyncMptcpListener, AsyncMptcpStream};
 
 pub use mptcp_proto::endpoint::{DropReason, EndpointStats};
+pub use mptcp_proto::mptcp::{
+    CloseReason, ConnMode, ConnStats, FallbackReason, MptcpConfig, MptcpEvent, SubflowDownReason,
+    SubflowId, SubflowStats,
+};
 pub use mptcp_proto::tcp::{TcpConfig, TcpState, TcpStats};

@@ -9,6 +9,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use mptcp_proto::endpoint::EndpointStats;
+use mptcp_proto::mptcp::MptcpConfig;
 use mptcp_proto::tcp::TcpConfig;
 
 use crate::clock::Clock;
@@ -40,6 +41,10 @@ pub struct StackBuilder {
     tcp: TcpConfig,
     listen_backlog: usize,
     linger: Duration,
+    /// MPTCP settings; `None` makes the stack plain TCP.
+    mptcp: Option<MptcpConfig>,
+    /// Addresses announced (ADD_ADDR) on every accepted MPTCP connection.
+    announce: Vec<IpAddr>,
 }
 
 impl Default for StackBuilder {
@@ -57,6 +62,14 @@ impl Default for StackBuilder {
             },
             listen_backlog: 128,
             linger: Duration::from_secs(10),
+            mptcp: Some(MptcpConfig {
+                // As the TCP buffers above: the connection-level buffers bound the
+                // shared receive window and the data in flight over all subflows.
+                send_buffer: 4 << 20,
+                recv_buffer: 4 << 20,
+                ..MptcpConfig::default()
+            }),
+            announce: Vec::new(),
         }
     }
 }
@@ -93,6 +106,46 @@ impl StackBuilder {
     pub fn addresses(mut self, addrs: impl IntoIterator<Item = IpAddr>) -> Self {
         for addr in addrs {
             self = self.address(addr);
+        }
+        self
+    }
+
+    /// Multipath TCP (RFC 8684 v1), on by default: `connect` sends MP_CAPABLE and
+    /// listeners accept MPTCP v1 (and plain TCP, and MP_JOINs for their connections).
+    /// Off: every connection is plain TCP, and MPTCP peers fall back to it.
+    pub fn mptcp(mut self, on: bool) -> Self {
+        self.mptcp = match (on, self.mptcp.take()) {
+            (true, Some(config)) => Some(config),
+            (true, None) => Some(StackBuilder::default().mptcp.unwrap_or_default()),
+            (false, _) => None,
+        };
+        self
+    }
+
+    /// Ask for DSS checksums (MP_CAPABLE flag A, RFC 8684 §3.3.1) on every MPTCP
+    /// connection. A peer that asks for them gets them either way. Implies MPTCP.
+    pub fn checksum(mut self, on: bool) -> Self {
+        self = self.mptcp(true);
+        if let Some(config) = &mut self.mptcp {
+            config.checksums = on;
+        }
+        self
+    }
+
+    /// The MPTCP settings as a whole (scheduler, path managers, buffers). Its `tcp`
+    /// field is replaced by [`StackBuilder::tcp_config`]'s at build time.
+    pub fn mptcp_config(mut self, config: MptcpConfig) -> Self {
+        self.mptcp = Some(config);
+        self
+    }
+
+    /// Announces `addr` (ADD_ADDR with HMAC, RFC 8684 §3.4.1) on every MPTCP
+    /// connection the stack accepts, so that the peer may join it; MP_JOINs to it are
+    /// accepted. The address becomes one of the stack's (routed into the TUN).
+    pub fn announce(mut self, addr: IpAddr) -> Self {
+        self = self.address(addr);
+        if !self.announce.contains(&addr) {
+            self.announce.push(addr);
         }
         self
     }
@@ -151,17 +204,22 @@ impl StackBuilder {
         let mut secret = [0u8; 32];
         getrandom::fill(&mut secret)
             .map_err(|e| io::Error::other(format!("no OS randomness for the ISN secret: {e}")))?;
+        let mptcp = self.mptcp.map(|mut config| {
+            config.tcp = tcp.clone();
+            config
+        });
         let engine = Engine::new(
             EngineConfig {
                 tcp,
                 local_addrs: self.device.addresses.clone(),
                 listen_backlog: self.listen_backlog,
+                mptcp,
                 ..EngineConfig::default()
             },
             secret,
         );
         let clock = Clock::new();
-        let shared = Shared::new(engine, Notifier::new()?, clock);
+        let shared = Shared::new(engine, Notifier::new()?, clock, self.announce);
         let name = device.name().to_owned();
         let driver = Driver {
             shared: Arc::clone(&shared),
@@ -242,6 +300,42 @@ impl Stack {
     /// The endpoint's packet and drop counters.
     pub fn endpoint_stats(&self) -> EndpointStats {
         self.inner.shared.lock().engine.stats().clone()
+    }
+
+    /// Whether connections are MPTCP (see [`StackBuilder::mptcp`]).
+    pub fn is_mptcp(&self) -> bool {
+        self.inner.shared.lock().engine.config().mptcp.is_some()
+    }
+
+    /// A path event: `addr` (one of the stack's addresses) is usable again, e.g. its
+    /// link came back. Every MPTCP connection may open subflows from it again (or
+    /// announce it), including pairs that failed before.
+    pub fn address_up(&self, addr: IpAddr) -> io::Result<()> {
+        self.owned(addr)?;
+        self.inner.shared.address_event(addr, true);
+        Ok(())
+    }
+
+    /// A path event: `addr` is unusable (its link went down). Its subflows are reset,
+    /// their data goes to the other subflows, and the peer gets REMOVE_ADDR.
+    pub fn address_down(&self, addr: IpAddr) -> io::Result<()> {
+        self.owned(addr)?;
+        self.inner.shared.address_event(addr, false);
+        Ok(())
+    }
+
+    fn owned(&self, addr: IpAddr) -> io::Result<()> {
+        if self.inner.addresses.contains(&addr) {
+            Ok(())
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::AddrNotAvailable,
+                format!(
+                    "{addr} is not one of the stack's addresses {:?}",
+                    self.inner.addresses
+                ),
+            ))
+        }
     }
 
     /// The local address for a connection to `remote`: the first of the stack's

@@ -35,7 +35,7 @@ impl AsyncMptcpStream {
         local: SocketAddr,
         remote: SocketAddr,
     ) -> io::Result<AsyncMptcpStream> {
-        let conn = ConnRef::open(stack, local, remote)?;
+        let conn = ConnRef::open(stack, local, remote, &[])?;
         let shared = &stack.inner.shared;
         poll_fn(|cx| shared.poll_connected(conn.h, cx.waker())).await?;
         Ok(AsyncMptcpStream { conn })
@@ -57,6 +57,34 @@ impl AsyncMptcpStream {
     /// Resets the connection (RST).
     pub fn abort(self) {
         self.conn.stack.inner.shared.abort(self.conn.h);
+    }
+
+    /// As [`crate::MptcpStream::connect_multipath`].
+    pub async fn connect_multipath(
+        stack: &Stack,
+        locals: &[std::net::IpAddr],
+        remote: SocketAddr,
+    ) -> io::Result<AsyncMptcpStream> {
+        let Some((&first, extra)) = locals.split_first() else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "connect_multipath needs at least one local address",
+            ));
+        };
+        let conn = ConnRef::open(stack, SocketAddr::new(first, 0), remote, extra)?;
+        let shared = &stack.inner.shared;
+        poll_fn(|cx| shared.poll_connected(conn.h, cx.waker())).await?;
+        Ok(AsyncMptcpStream { conn })
+    }
+
+    /// As [`crate::MptcpStream::mptcp_stats`].
+    pub fn mptcp_stats(&self) -> Option<mptcp_proto::mptcp::ConnStats> {
+        self.conn.stack.inner.shared.mptcp_stats(self.conn.h)
+    }
+
+    /// As [`crate::MptcpStream::events`].
+    pub fn events(&self) -> io::Result<std::sync::mpsc::Receiver<mptcp_proto::mptcp::MptcpEvent>> {
+        self.conn.stack.inner.shared.subscribe(self.conn.h)
     }
 
     pub fn stats(&self) -> Option<TcpStats> {

@@ -5,6 +5,10 @@
 //! Each transfer runs both directions at once on one connection, and checks length and
 //! SHA-256 of what arrived against what was sent. Goodput is printed (run with
 //! `--nocapture` to see it).
+//!
+//! These are the runtime's plain-TCP tests: `start_stack` turns MPTCP off
+//! (`StackBuilder::mptcp(false)`), so the kernel's MPTCP sockets fall back to TCP.
+//! Multipath against the kernel is in tests/mptcp_interop.rs.
 
 mod netns;
 
@@ -144,7 +148,7 @@ fn full_duplex(label: &str, ours: MptcpStream, kernel: TcpStream, size: usize) {
 
 fn start_stack(ns: &Netns, pcap: Option<std::path::PathBuf>) -> Stack {
     ns.in_ours(move || {
-        let mut b = Stack::builder().address(OUR_ADDR);
+        let mut b = Stack::builder().mptcp(false).address(OUR_ADDR);
         if let Some(p) = pcap {
             b = b.pcap_path(p);
         }

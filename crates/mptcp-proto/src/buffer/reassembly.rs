@@ -7,7 +7,7 @@
 
 use core::ops::Range;
 
-use super::ring_index;
+use super::Ring;
 use crate::tcp::{RangeSet, range_limit};
 
 /// The fewest out-of-order ranges (each preceded by a hole) a buffer keeps at once; a
@@ -55,7 +55,7 @@ pub struct InsertOutcome {
 /// ```
 #[derive(Clone)]
 pub struct Reassembly {
-    storage: Box<[u8]>,
+    storage: Ring,
     /// Next byte the application reads.
     read_offset: u64,
     /// First missing byte at or after `read_offset`: the cumulative ACK point.
@@ -66,10 +66,12 @@ pub struct Reassembly {
 }
 
 impl Reassembly {
-    /// A buffer for `capacity` bytes, receiving from offset 0; allocates them now, once.
+    /// A buffer for `capacity` bytes, receiving from offset 0; allocates nothing until
+    /// the first byte arrives, and then only what the bytes held need (see the module
+    /// documentation).
     pub fn new(capacity: usize) -> Self {
         Reassembly {
-            storage: vec![0; capacity].into_boxed_slice(),
+            storage: Ring::new(capacity),
             read_offset: 0,
             contiguous_end: 0,
             out_of_order: RangeSet::with_limit(range_limit(capacity)),
@@ -77,7 +79,12 @@ impl Reassembly {
     }
 
     pub fn capacity(&self) -> usize {
-        self.storage.len()
+        self.storage.capacity
+    }
+
+    /// Bytes of ring allocated now (at most `capacity`).
+    pub fn allocated(&self) -> usize {
+        self.storage.allocated()
     }
 
     /// The most out-of-order ranges held at once (see [`MIN_OUT_OF_ORDER_RANGES`]).
@@ -175,6 +182,27 @@ impl Reassembly {
             );
             return outcome;
         }
+        let held_end = self
+            .out_of_order
+            .max_end()
+            .map_or(self.contiguous_end, |e| e.max(self.contiguous_end));
+        // `hi` and `held_end` are at most the right edge, `read_offset + capacity`.
+        self.storage
+            .reserve(self.read_offset, held_end, hi.max(held_end));
+
+        // In-order data that reaches no out-of-order range (the usual case): store it and
+        // move the cumulative point, without a round trip through the range set.
+        if extends_contiguous
+            && self
+                .out_of_order
+                .first()
+                .is_none_or(|(start, _)| start > hi)
+        {
+            self.storage.write(lo, &data[dup_end..keep_end]);
+            self.contiguous_end = hi;
+            outcome.new_bytes = keep_end - dup_end;
+            return outcome;
+        }
 
         // Store the parts of lo..hi not covered by an existing range. In-order data may
         // pass the limit: the range it forms is folded into contiguous_end below.
@@ -182,7 +210,7 @@ impl Reassembly {
         let mut new_bytes = 0;
         self.out_of_order.insert_unbounded(lo, hi, |a, b| {
             let piece = &data[(a - offset) as usize..(b - offset) as usize];
-            store(storage, a, piece);
+            storage.write(a, piece);
             new_bytes += piece.len();
         });
         outcome.new_bytes = new_bytes;
@@ -218,9 +246,7 @@ impl Reassembly {
         if readable == 0 {
             return &[];
         }
-        let cap = self.capacity();
-        let pos = ring_index(self.read_offset, cap);
-        &self.storage[pos..pos + readable.min(cap - pos)]
+        self.storage.slice(self.read_offset, readable)
     }
 
     /// Marks `n` readable bytes as read; `n` beyond `readable()` is clamped to it.
@@ -228,15 +254,6 @@ impl Reassembly {
         let n = n.min(self.readable());
         self.read_offset += n as u64;
     }
-}
-
-/// Writes `bytes` at stream `offset`, which lies inside the window of `storage`.
-fn store(storage: &mut [u8], offset: u64, bytes: &[u8]) {
-    let cap = storage.len();
-    let pos = ring_index(offset, cap);
-    let first = bytes.len().min(cap - pos);
-    storage[pos..pos + first].copy_from_slice(&bytes[..first]);
-    storage[..bytes.len() - first].copy_from_slice(&bytes[first..]);
 }
 
 /// `distance` as an index into a segment of `len` bytes, at most `len`.
@@ -277,6 +294,24 @@ mod tests {
         let n = rx.read(&mut out);
         out.truncate(n);
         out
+    }
+
+    #[test]
+    fn the_ring_grows_with_the_span_held_and_keeps_out_of_order_bytes() {
+        let mut rx = Reassembly::new(300);
+        assert_eq!((rx.allocated(), rx.window()), (0, 300));
+        rx.insert(100, b"xyz");
+        // Offsets 0..103 must fit: 128 bytes.
+        assert_eq!(rx.allocated(), 128);
+        let head = [b'a'; 100];
+        assert_eq!(rx.insert(0, &head), outcome(100, 0, 0, 0));
+        assert_eq!(rx.insert(103, &[b'b'; 150]), outcome(150, 0, 0, 0));
+        assert_eq!(rx.allocated(), 256);
+        let got = read_all(&mut rx);
+        assert_eq!(got.len(), 253);
+        assert_eq!(&got[98..105], b"aaxyzbb");
+        assert_eq!(rx.insert(253, &[b'c'; 400]), outcome(300, 0, 100, 0));
+        assert_eq!(rx.allocated(), 300);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! a retransmission or an MPTCP reinjection on another subflow re-reads them by offset.
 //! It must not decide what to send or when; that is the engine's and the scheduler's job.
 
-use super::ring_index;
+use super::Ring;
 
 /// A fixed-capacity ring of unacknowledged bytes, addressed by stream offset.
 ///
@@ -24,7 +24,7 @@ use super::ring_index;
 /// ```
 #[derive(Clone)]
 pub struct SendBuffer {
-    storage: Box<[u8]>,
+    storage: Ring,
     /// Offset of the oldest unacknowledged byte.
     start: u64,
     /// Bytes held, `start..start + len`.
@@ -32,10 +32,11 @@ pub struct SendBuffer {
 }
 
 impl SendBuffer {
-    /// A buffer holding at most `capacity` bytes; allocates them now, once.
+    /// A buffer holding at most `capacity` bytes; allocates nothing until the first
+    /// write, and then only what the bytes held need (see the module documentation).
     pub fn new(capacity: usize) -> Self {
         SendBuffer {
-            storage: vec![0; capacity].into_boxed_slice(),
+            storage: Ring::new(capacity),
             start: 0,
             len: 0,
         }
@@ -47,11 +48,9 @@ impl SendBuffer {
         if n == 0 {
             return 0;
         }
-        let cap = self.capacity();
-        let pos = ring_index(self.end(), cap);
-        let first = n.min(cap - pos);
-        self.storage[pos..pos + first].copy_from_slice(&data[..first]);
-        self.storage[..n - first].copy_from_slice(&data[first..n]);
+        let end = self.end();
+        self.storage.reserve(self.start, end, end + n as u64);
+        self.storage.write(end, &data[..n]);
         self.len += n;
         n
     }
@@ -76,7 +75,12 @@ impl SendBuffer {
     }
 
     pub fn capacity(&self) -> usize {
-        self.storage.len()
+        self.storage.capacity
+    }
+
+    /// Bytes of ring allocated now (at most `capacity`).
+    pub fn allocated(&self) -> usize {
+        self.storage.allocated()
     }
 
     /// Bytes `write` would accept now.
@@ -91,12 +95,9 @@ impl SendBuffer {
         if offset < self.start || offset >= self.end() {
             return &[];
         }
-        let cap = self.capacity();
-        let pos = ring_index(offset, cap);
         // Below `len`, so it fits in usize.
         let available = (self.end() - offset) as usize;
-        let n = max_len.min(available).min(cap - pos);
-        &self.storage[pos..pos + n]
+        self.storage.slice(offset, max_len.min(available))
     }
 
     /// Up to two slices that together hold the bytes `offset..offset + len`, clipped to
@@ -154,6 +155,26 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn the_ring_is_allocated_on_first_write_and_grows_keeping_the_bytes() {
+        let mut buf = SendBuffer::new(1000);
+        assert_eq!(buf.allocated(), 0);
+        assert_eq!(buf.write(&[7u8; 10]), 10);
+        assert_eq!(buf.allocated(), 64);
+        buf.ack_until(5);
+        // Offsets 5..70 span 65 bytes: the ring doubles, the held bytes move with it.
+        let data: Vec<u8> = (0..60u8).collect();
+        assert_eq!(buf.write(&data), 60);
+        assert_eq!(buf.allocated(), 128);
+        let mut out = vec![0u8; 65];
+        assert_eq!(buf.copy_out(5, &mut out), 65);
+        assert_eq!(&out[..5], &[7u8; 5]);
+        assert_eq!(&out[5..], &data[..]);
+        // Never beyond the capacity, which need not be a power of two.
+        assert_eq!(buf.write(&[1u8; 2000]), 935);
+        assert_eq!(buf.allocated(), 1000);
+    }
 
     #[test]
     fn write_accepts_only_free_space() {

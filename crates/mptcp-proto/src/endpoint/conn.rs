@@ -170,6 +170,13 @@ fn mptcp_state(c: &MptcpConnection) -> TcpState {
     if c.is_finished() {
         return TcpState::Closed;
     }
+    // After a fallback the connection is plain TCP on its one subflow (RFC 8684
+    // §3.7): its close goes through the subflow's states.
+    if c.is_fallback()
+        && let Some(t) = c.subflow_ids().next().and_then(|id| c.subflow_tcp(id))
+    {
+        return t.state();
+    }
     if c.close_reason().is_some() {
         return TcpState::TimeWait;
     }

@@ -113,6 +113,28 @@ impl Endpoint {
         }
     }
 
+    /// A local address for one connection only (a server announcing its other
+    /// addresses on each new connection, RFC 8684 §3.4.1): joins from it or an
+    /// ADD_ADDR for it, by the connection's path-manager policy. Before MPTCP is
+    /// established it is kept and added then.
+    pub fn add_connection_address(
+        &mut self,
+        conn: ConnHandle,
+        now: Instant,
+        addr: IpAddr,
+    ) -> Result<(), EndpointError> {
+        self.now = self.now.max(now);
+        let entry = self.entry_mut(conn)?;
+        let Conn::Mptcp(c) = &mut entry.conn else {
+            return Err(EndpointError::UnknownConnection(conn));
+        };
+        if let Err(err) = c.add_local_address(now, addr) {
+            tracing::debug!(%err, %addr, "address not added to the connection");
+        }
+        self.touched(conn.0);
+        Ok(())
+    }
+
     /// A local address disappeared: its subflows close and it is withdrawn.
     pub fn remove_local_address(&mut self, now: Instant, addr: IpAddr) {
         self.now = self.now.max(now);

@@ -23,8 +23,9 @@ pub struct MptcpConfig {
     /// room for window growth and reinjection. Default 8 MiB, near Linux's 6 MiB
     /// tcp_rmem maximum: two paths of 50 Mbit/s x 40 ms and 20 Mbit/s x 120 ms with
     /// a BDP of queue each reach 69 % of their capacity with 1 MiB, 90 % with 4 MiB
-    /// and 93 % with 8 MiB (simulator, `mptcp_aggregation` test). The buffers are
-    /// allocated zeroed, so untouched pages cost no resident memory.
+    /// and 93 % with 8 MiB (simulator, `mptcp_aggregation` test). The buffers grow
+    /// to what the data in them needs (see [`crate::buffer`]), so an idle or
+    /// lightly used connection costs far less than the limits.
     pub recv_buffer: usize,
     /// Ask for DSS checksums (MP_CAPABLE flag A, RFC 8684 §3.3.1). They are used when
     /// either side asks. Linux does not ask by default.

@@ -27,7 +27,7 @@ use crate::mptcp::events::{CloseReason, FallbackReason, MptcpEvent, SubflowDownR
 use crate::mptcp::handshake::{SynKind, classify_syn};
 use crate::mptcp::mapping::{RxMappings, rx_mapping_limit};
 use crate::mptcp::subflow::{MpPhase, Subflow, SubflowKind, SubflowMp, SubflowStats};
-use crate::pm::{PathManager, PmError};
+use crate::pm::{PathKey, PathManager, PmConfig, PmError};
 use crate::sched::Scheduler;
 use crate::seq::{Dsn, SeqNum};
 use crate::tcp::{TcpConfig, TcpConnection};
@@ -35,9 +35,10 @@ use crate::time::Instant;
 use crate::wire::mptcp::{AddAddr, AddrId, TcpRstReason};
 use crate::wire::tcp::TcpRepr;
 
-/// Most subflows a connection holds at once, handshaking ones included (Linux:
-/// MPTCP_SUBFLOWS_MAX = 8).
-pub const MAX_SUBFLOWS: usize = 8;
+/// Most subflows a connection holds at once, handshaking ones included: the hard cap
+/// behind [`crate::pm::PmConfig::max_subflows`] (Linux: MPTCP_SUBFLOWS_MAX = 8). The
+/// scheduler's fixed-size views hold this many.
+pub const MAX_SUBFLOWS: usize = crate::sched::MAX_ASSIGNMENTS;
 
 /// Final figures of this many removed subflows are kept for [`ConnStats`] (the most
 /// recent ones): a connection that churns paths must not grow without bound.
@@ -87,7 +88,7 @@ pub enum ConnAction {
 pub enum JoinRefusal {
     #[error("the connection is not (or no longer) MPTCP-established")]
     NotEstablished,
-    #[error("the connection already has {MAX_SUBFLOWS} subflows")]
+    #[error("the connection already has as many subflows as its path manager allows")]
     TooManySubflows,
     #[error("the segment is not an MP_JOIN SYN")]
     NotAJoin,
@@ -186,6 +187,9 @@ pub(crate) struct Core {
     pub sched: Box<dyn Scheduler>,
     /// Joins the path manager asked for before the client was fully established.
     pub deferred_opens: Vec<ConnAction>,
+    /// Path manager keys of joins handed to the endpoint and not yet opened, oldest
+    /// first; `open_subflow` takes the first with its address ids.
+    pub pending_opens: VecDeque<PathKey>,
     /// Connection offsets to send again on some subflow (reinjection).
     pub reinject: VecDeque<Range<u64>>,
     pub signals: Vec<(SubflowId, Signal)>,
@@ -336,15 +340,20 @@ impl Core {
         id
     }
 
+    /// The path manager settings of our role.
+    pub fn pm_config(&self) -> &PmConfig {
+        match self.role {
+            Role::Client => &self.config.pm,
+            Role::Server => &self.config.pm_server,
+        }
+    }
+
     /// Creates the path manager once MPTCP is established on the initial subflow.
     pub fn start_pm(&mut self, local: IpAddr, remote: SocketAddr, now: Instant) {
         if self.pm.is_some() {
             return;
         }
-        let config = match self.role {
-            Role::Client => self.config.pm,
-            Role::Server => self.config.pm_server,
-        };
+        let config = self.pm_config().clone();
         let mut pm = PathManager::new(config, local, remote, self.peer_c_flag);
         for addr in core::mem::take(&mut self.pending_locals) {
             if let Err(err) = pm.add_local_addr(now, addr, None, false) {
@@ -394,6 +403,7 @@ impl MptcpConnection {
             pending_locals: Vec::new(),
             sched: config.scheduler.build(),
             deferred_opens: Vec::new(),
+            pending_opens: VecDeque::new(),
             reinject: VecDeque::new(),
             signals: Vec::new(),
             add_addr_out: VecDeque::new(),
@@ -553,6 +563,15 @@ impl MptcpConnection {
         let mp = SubflowMp::new(kind, local_id, remote_id, backup, self.core.new_rx(), now);
         let mut subflow = Subflow { id, tcp, mp };
         subflow.tcp.set_backup(backup);
+        // The path manager's key of this join: the oldest pending one for the pair.
+        if let Some(pos) = self
+            .core
+            .pending_opens
+            .iter()
+            .position(|k| k.local == local_id && k.remote == remote_id)
+        {
+            subflow.mp.path = self.core.pending_opens.remove(pos);
+        }
         self.subflows.push(subflow);
         self.core.orphaned_since = None;
         id
@@ -589,7 +608,8 @@ impl MptcpConnection {
         {
             return Err(JoinRefusal::NotEstablished);
         }
-        if self.subflows.len() >= MAX_SUBFLOWS.min(self.core.config.pm_server.max_subflows.max(1)) {
+        let limit = MAX_SUBFLOWS.min(self.core.pm_config().max_subflows.max(1));
+        if self.subflows.len() >= limit {
             return Err(JoinRefusal::TooManySubflows);
         }
         let tcp_config = Self::subflow_tcp_config(&self.core.config);
@@ -612,6 +632,11 @@ impl MptcpConnection {
         };
         let mut mp = SubflowMp::new(kind, local_id, addr_id, false, self.core.new_rx(), now);
         mp.peer_backup = backup;
+        mp.path = self
+            .core
+            .pm
+            .as_mut()
+            .map(|pm| pm.on_incoming_subflow(local_id, addr_id));
         let mut subflow = Subflow { id, tcp, mp };
         subflow.tcp.set_backup(backup);
         self.subflows.push(subflow);
@@ -709,9 +734,18 @@ impl MptcpConnection {
 
     /// Announces or uses a new local address (a path event): joins go out from it to
     /// every known peer address (full mesh), and it is announced if configured.
+    /// For an address the connection already has, this is a path event ("it works
+    /// again"): pairs that failed meanwhile are tried again.
     pub fn add_local_address(&mut self, now: Instant, addr: IpAddr) -> Result<AddrId, PmError> {
         match self.core.pm.as_mut() {
-            Some(pm) => pm.add_local_addr(now, addr, None, false),
+            Some(pm) => match pm.add_local_addr(now, addr, None, false) {
+                Err(PmError::DuplicateAddress(_)) => {
+                    pm.retry_failed(now);
+                    let id = pm.local_addrs().find(|l| l.addr == addr).map(|l| l.id);
+                    Ok(id.unwrap_or(AddrId(0)))
+                }
+                result => result,
+            },
             None => {
                 if !self.core.pending_locals.contains(&addr) {
                     self.core.pending_locals.push(addr);

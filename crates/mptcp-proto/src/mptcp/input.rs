@@ -529,7 +529,7 @@ impl MptcpConnection {
             sub.tcp.request_ack();
         }
         if sub.mp.carries_data() {
-            sub.refresh_stale(self.core.config.stale_rto_count);
+            sub.refresh_stale(now, self.core.config.stale_rto_count);
         }
         if let Some((reason, down)) = sub.mp.abort.take() {
             self.reset_subflow(id, reason, down);
@@ -789,7 +789,9 @@ impl MptcpConnection {
                 }
             }
             if let Some(pm) = self.core.pm.as_mut() {
-                pm.on_subflow_closed(s.mp.local_id, s.mp.remote_id);
+                if let Some(key) = s.mp.path {
+                    pm.on_subflow_closed(now, key);
+                }
                 if reason != SubflowDownReason::Closed {
                     // A path failed: repeat unechoed announcements on the others.
                     pm.resend_unechoed(now);
@@ -871,6 +873,7 @@ impl MptcpConnection {
             self.core.connected_reported = true;
             self.core.push_event(MptcpEvent::Connected);
         }
+        let mut came_up = false;
         for s in &mut self.subflows {
             if s.mp.reported_up || !s.mp.carries_data() || !s.tcp.state().is_synchronized() {
                 continue;
@@ -879,10 +882,10 @@ impl MptcpConnection {
                 continue;
             }
             s.mp.reported_up = true;
-            if let Some(pm) = self.core.pm.as_mut()
+            if let (Some(pm), Some(key)) = (self.core.pm.as_mut(), s.mp.path)
                 && s.mp.kind != SubflowKind::Initial
             {
-                pm.on_subflow_established(s.mp.local_id, s.mp.remote_id);
+                pm.on_subflow_established(key);
             }
             self.core.events.push_back(MptcpEvent::SubflowUp {
                 id: s.id,
@@ -890,6 +893,20 @@ impl MptcpConnection {
                 remote: s.tcp.remote(),
                 backup: s.mp.backup || s.mp.peer_backup,
             });
+            came_up |= s.mp.kind != SubflowKind::Initial;
+        }
+        if came_up {
+            // A stale subflow found no healthy one to hand its data to when it went
+            // stale; a new one (a make-before-break replacement) takes it now.
+            let stale: Vec<SubflowId> = self
+                .subflows
+                .iter()
+                .filter(|s| s.mp.stale && s.mp.carries_data())
+                .map(|s| s.id)
+                .collect();
+            for id in stale {
+                self.reinject_from(id);
+            }
         }
     }
 
@@ -930,17 +947,17 @@ impl MptcpConnection {
         while let Some(action) = pm.poll_action() {
             match action {
                 PmAction::OpenSubflow {
-                    local_id,
+                    key,
                     local,
-                    remote_id,
                     remote,
                     backup,
                 } => {
+                    self.core.pending_opens.push_back(key);
                     let open = ConnAction::OpenSubflow {
                         local,
                         remote,
-                        local_id,
-                        remote_id,
+                        local_id: key.local,
+                        remote_id: key.remote,
                         backup,
                     };
                     if may_open {

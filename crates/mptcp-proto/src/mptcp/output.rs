@@ -41,8 +41,11 @@ static ZEROS: [u8; 4096] = [0; 4096];
 /// DSS sizes (RFC 8684 §3.3): 4 + data ACK (8) [+ DSN (8) + subflow seq (4) + length
 /// (2) + checksum (2)].
 const DSS_ACK_ONLY: usize = 12;
+/// A DSS with an 8-byte data ACK and a mapping (8-byte DSN), as the wire emits it:
+/// the MPTCP options are NOP-padded to a 4-byte boundary, so 26 bytes take 28.
 const fn dss_with_mapping(checksums: bool) -> usize {
-    4 + 8 + 8 + 4 + 2 + if checksums { 2 } else { 0 }
+    let len = 4 + 8 + 8 + 4 + 2 + if checksums { 2 } else { 0 };
+    (len + 3) & !3
 }
 
 /// The connection as one subflow's engine sees it while building a segment.
@@ -370,6 +373,10 @@ impl MptcpConnection {
                     continue;
                 }
                 let s = &mut self.subflows[i];
+                if s.outstanding() == 0 {
+                    // The no-progress clock starts with the first byte outstanding.
+                    s.mp.progress_at = now;
+                }
                 s.mp.tx.push(dsn, bytes);
                 s.mp.bytes_scheduled += u64::from(bytes);
                 if reinject.is_some() {

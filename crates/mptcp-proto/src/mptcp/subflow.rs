@@ -8,6 +8,7 @@ use crate::crypto::Nonce;
 use crate::mptcp::SubflowId;
 use crate::mptcp::events::SubflowDownReason;
 use crate::mptcp::mapping::{RxMappings, TxMappings};
+use crate::pm::PathKey;
 use crate::seq::Dsn;
 use crate::tcp::{TcpConnection, TcpState};
 use crate::time::{Duration, Instant};
@@ -85,6 +86,12 @@ pub(crate) struct SubflowMp {
     pub acked_at_progress: u64,
     /// Stale: RTOs without progress; the scheduler avoids it.
     pub stale: bool,
+    /// Last time the subflow ACK advanced, or the subflow had nothing outstanding (the
+    /// start of the no-progress failure clock).
+    pub progress_at: Instant,
+    /// The path manager's name for this subflow (`None`: not tracked, e.g. before the
+    /// path manager exists).
+    pub path: Option<PathKey>,
     /// SubflowUp was reported.
     pub reported_up: bool,
     /// Payload bytes handed to the connection's reassembly (new or duplicate).
@@ -112,7 +119,7 @@ impl SubflowMp {
         remote_id: AddrId,
         backup: bool,
         rx: RxMappings,
-        _now: Instant,
+        now: Instant,
     ) -> Self {
         SubflowMp {
             kind,
@@ -137,6 +144,9 @@ impl SubflowMp {
             rto_at_progress: 0,
             acked_at_progress: 0,
             stale: false,
+            progress_at: now,
+            // The path manager starts with the initial subflow in its table.
+            path: matches!(kind, SubflowKind::Initial).then_some(PathKey::INITIAL),
             reported_up: false,
             bytes_delivered: 0,
             bytes_scheduled: 0,
@@ -183,15 +193,27 @@ impl Subflow {
         self.mp.tx.end().saturating_sub(self.tcp.sent_offset())
     }
 
+    /// Bytes mapped to the subflow and not acknowledged by its ACK (sent or not).
+    pub fn outstanding(&self) -> u64 {
+        self.tcp
+            .sent_offset()
+            .saturating_sub(self.tcp.acked_offset())
+            + self.unsent()
+    }
+
     /// Updates the stale mark from the engine's RTO count (RFC 8684 §3.3.6 leaves the
-    /// "potentially failed" heuristic to the implementation). Returns true when it just
-    /// became stale.
-    pub fn refresh_stale(&mut self, stale_after: u64) -> bool {
+    /// "potentially failed" heuristic to the implementation), and the no-progress
+    /// clock. Returns true when it just became stale.
+    pub fn refresh_stale(&mut self, now: Instant, stale_after: u64) -> bool {
         let stats = self.tcp.stats();
         let acked = self.tcp.acked_offset();
+        if self.outstanding() == 0 {
+            self.mp.progress_at = now;
+        }
         if acked > self.mp.acked_at_progress {
             self.mp.acked_at_progress = acked;
             self.mp.rto_at_progress = stats.rto_count;
+            self.mp.progress_at = now;
             self.mp.stale = false;
             return false;
         }
@@ -203,10 +225,56 @@ impl Subflow {
         became
     }
 
+    /// When the no-progress limit `limit` declares the subflow failed, if it has data
+    /// outstanding.
+    pub fn no_progress_deadline(&self, limit: Option<Duration>) -> Option<Instant> {
+        let limit = limit?;
+        (self.mp.carries_data() && self.outstanding() > 0).then(|| self.mp.progress_at + limit)
+    }
+
+    /// Whether the subflow has failed by the path manager's limits: `rtos` consecutive
+    /// RTOs without progress, or data outstanding for `no_progress` without the ACK
+    /// moving, whichever comes first.
+    pub fn failed(
+        &self,
+        now: Instant,
+        rtos: Option<u32>,
+        no_progress: Option<Duration>,
+    ) -> Option<FailCause> {
+        if !self.mp.carries_data() {
+            return None;
+        }
+        let since = self
+            .tcp
+            .stats()
+            .rto_count
+            .saturating_sub(self.mp.rto_at_progress);
+        if let Some(k) = rtos
+            && since >= u64::from(k.max(1))
+        {
+            return Some(FailCause::Rtos(since));
+        }
+        match self.no_progress_deadline(no_progress) {
+            Some(at) if now >= at => Some(FailCause::NoProgress(
+                now.saturating_since(self.mp.progress_at),
+            )),
+            Some(_) | None => None,
+        }
+    }
+
     /// The retransmission timeout the engine would use now (for connection timers).
     pub fn rto(&self) -> Duration {
         self.tcp.stats().rto
     }
+}
+
+/// Why a subflow was declared failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FailCause {
+    /// This many consecutive RTOs without progress.
+    Rtos(u64),
+    /// Data outstanding this long without the ACK moving.
+    NoProgress(Duration),
 }
 
 /// Per-subflow figures a CLI can show.

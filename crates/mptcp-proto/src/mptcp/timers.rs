@@ -7,7 +7,7 @@ use crate::mptcp::SubflowId;
 use crate::mptcp::connection::{ConnMode, MptcpConnection, Role};
 use crate::mptcp::data_seq::DataFinTx;
 use crate::mptcp::events::{CloseReason, FallbackReason, SubflowDownReason};
-use crate::mptcp::subflow::MpPhase;
+use crate::mptcp::subflow::{FailCause, MpPhase};
 use crate::seq::Dsn;
 use crate::time::{Duration, Instant};
 use crate::wire::mptcp::TcpRstReason;
@@ -28,8 +28,13 @@ impl MptcpConnection {
                 next = Some(next.map_or(t, |n| n.min(t)));
             }
         };
+        let no_progress = self.core.pm_config().fail_after_no_progress;
+        let detect = self.core.mode == ConnMode::Mptcp && self.core.closed.is_none();
         for s in &self.subflows {
             consider(s.tcp.poll_timeout());
+            if detect {
+                consider(s.no_progress_deadline(no_progress));
+            }
             if let MpPhase::AwaitFourthAck { rtx_at, .. } = s.mp.phase {
                 consider(Some(rtx_at));
             }
@@ -80,7 +85,7 @@ impl MptcpConnection {
                     s.tcp.request_ack();
                 }
             }
-            if s.mp.carries_data() && s.refresh_stale(stale_after) {
+            if s.mp.carries_data() && s.refresh_stale(now, stale_after) {
                 newly_stale.push(s.id);
             }
         }
@@ -96,7 +101,13 @@ impl MptcpConnection {
         }
         for id in newly_stale {
             self.reinject_from(id);
+            // Make-before-break: the replacement opens while this one still lives.
+            let key = self.index_of(id).and_then(|i| self.subflows[i].mp.path);
+            if let (Some(pm), Some(key)) = (self.core.pm.as_mut(), key) {
+                pm.on_subflow_potentially_failed(key);
+            }
         }
+        self.detect_failures(now);
         self.data_fin_timer(now);
         self.reinject_timer(now);
         if let Some(since) = self.core.orphaned_since
@@ -110,9 +121,36 @@ impl MptcpConnection {
         self.after_input(now);
     }
 
+    /// Resets the subflows the path manager's limits declare failed (K consecutive
+    /// RTOs or T without progress); their data is reinjected when they are reaped and
+    /// the path manager re-creates them (self-healing). MPTCP only: after a fallback
+    /// the one subflow is the connection.
+    fn detect_failures(&mut self, now: Instant) {
+        if self.core.mode != ConnMode::Mptcp
+            || self.core.closed.is_some()
+            || self.core.subflows_closing
+        {
+            return;
+        }
+        let config = self.core.pm_config();
+        let (rtos, no_progress) = (config.fail_after_rtos, config.fail_after_no_progress);
+        let failed: Vec<(SubflowId, FailCause)> = self
+            .subflows
+            .iter()
+            .filter(|s| !s.mp.rst_out)
+            .filter_map(|s| s.failed(now, rtos, no_progress).map(|c| (s.id, c)))
+            .collect();
+        for (id, cause) in failed {
+            tracing::debug!(subflow = id.0, ?cause, "mptcp: subflow declared failed");
+            // RFC 8684 §3.6: MP_TCPRST reason 5, unacceptable performance.
+            let reason = TcpRstReason::UNACCEPTABLE_PERFORMANCE;
+            self.reset_subflow(id, reason, SubflowDownReason::LocalReset { reason });
+        }
+    }
+
     /// A stale subflow's data goes to the others too (RFC 8684 §3.3.6), if there are
     /// others that can take it.
-    fn reinject_from(&mut self, id: SubflowId) {
+    pub(crate) fn reinject_from(&mut self, id: SubflowId) {
         if self.core.mode != ConnMode::Mptcp {
             return;
         }
@@ -288,7 +326,7 @@ impl MptcpConnection {
             return;
         }
         if let Some(pm) = self.core.pm.as_mut() {
-            pm.retry_failed();
+            pm.retry_failed(now);
         }
         self.drive_pm(now);
     }

@@ -5,12 +5,15 @@
 //! address events, received ADD_ADDR / REMOVE_ADDR options and subflow lifecycle, and
 //! drains [`PmAction`]s (open a subflow, send or echo an ADD_ADDR, send REMOVE_ADDR,
 //! close subflows). It must not open sockets, build options (HMACs are the connection's
-//! job) or read a clock: time comes in as [`Instant`].
+//! job), judge a subflow's health (the connection detects failures and reports them) or
+//! read a clock: time comes in as [`Instant`].
 //!
-//! The policy is full mesh (Linux's `fullmesh`, the CAIA stack's only policy): one
-//! subflow per (local address, remote address) pair of the same IP family, up to a
-//! subflow limit. Every iteration runs in address-id order, so the same inputs give the
-//! same actions on every run.
+//! Policies ([`PathPolicy`]): full mesh, n-diff-ports and backup. Each subflow the
+//! manager tracks is a [`PathKey`]: an address pair plus a slot, so that one pair may
+//! carry several subflows (n-diff-ports, or a make-before-break replacement next to the
+//! subflow it replaces). Failed subflows are re-created with exponential backoff while
+//! their local address exists (self-healing). Every iteration runs in key order, so the
+//! same inputs give the same actions on every run.
 
 use core::net::{IpAddr, SocketAddr};
 use std::collections::{BTreeMap, VecDeque};
@@ -21,38 +24,9 @@ use tracing::debug;
 use crate::time::{Duration, Instant};
 pub use crate::wire::mptcp::AddrId;
 
-/// Path manager settings.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PmConfig {
-    /// Most subflows per connection, the initial one included. Linux caps at 8
-    /// (MPTCP_SUBFLOWS_MAX).
-    pub max_subflows: usize,
-    /// Open subflows to the mesh (usually the client). Linux: `subflow` endpoints.
-    pub open_subflows: bool,
-    /// Announce local addresses with ADD_ADDR (usually the server). Linux: `signal`
-    /// endpoints.
-    pub announce: bool,
-    /// Longest wait before an unechoed ADD_ADDR is sent again. The wait is the
-    /// connection's retransmission timeout ([`PathManager::set_rto`]), doubled per
-    /// retransmission, and at most this. Linux's `add_addr_timeout` (120 s,
-    /// TCP_RTO_MAX) is such a maximum since Linux 6.18, which waits for the largest
-    /// subflow RTO; a fixed 120 s left connections shorter than that with no repeat.
-    pub add_addr_timeout: Duration,
-    /// Retransmissions of an ADD_ADDR before giving up. Linux: ADD_ADDR_RETRANS_MAX = 3.
-    pub add_addr_retransmits: u32,
-}
+mod config;
 
-impl Default for PmConfig {
-    fn default() -> Self {
-        PmConfig {
-            max_subflows: 8,
-            open_subflows: true,
-            announce: false,
-            add_addr_timeout: Duration::from_secs(120),
-            add_addr_retransmits: 3,
-        }
-    }
-}
+pub use config::{Handover, PathPolicy, PmConfig, PolicyParseError};
 
 /// One of our addresses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,7 +40,8 @@ pub struct LocalAddr {
 }
 
 /// One of the peer's addresses: id 0 is the initial subflow's, the others came in
-/// ADD_ADDR (without a port, the initial subflow's port applies).
+/// ADD_ADDR (without a port, the initial subflow's port applies). Kept after a failed
+/// attempt, so that later retries and freed subflow slots can use it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RemoteAddr {
     pub id: AddrId,
@@ -80,14 +55,32 @@ pub enum AddrSide {
     Remote,
 }
 
+/// One subflow as the path manager tracks it: its address pair and a slot that tells
+/// apart subflows on the same pair (slot 0 first; n-diff-ports uses 0..n).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PathKey {
+    pub local: AddrId,
+    pub remote: AddrId,
+    pub slot: u8,
+}
+
+impl PathKey {
+    /// The initial subflow's key.
+    pub const INITIAL: PathKey = PathKey {
+        local: AddrId(0),
+        remote: AddrId(0),
+        slot: 0,
+    };
+}
+
 /// What the connection must do for the path manager.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PmAction {
-    /// Open a subflow with MP_JOIN from `local` to `remote`.
+    /// Open a subflow with MP_JOIN from `local` (a fresh source port) to `remote`, and
+    /// report its fate under `key`.
     OpenSubflow {
-        local_id: AddrId,
+        key: PathKey,
         local: IpAddr,
-        remote_id: AddrId,
         remote: SocketAddr,
         backup: bool,
     },
@@ -124,16 +117,47 @@ pub enum PmError {
     UnknownAddrId(u8),
 }
 
-/// A subflow's state as far as the mesh is concerned.
+/// A tracked subflow's state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum PairState {
-    /// Asked for with [`PmAction::OpenSubflow`], handshake not done.
+enum PathState {
+    /// Asked for with [`PmAction::OpenSubflow`] (or a peer's join), handshake not done.
     Opening,
     Established,
-    /// Closed for a reason other than an address removal: not reopened until one of
-    /// its addresses is announced or added again (RFC 8684 §3.4.1: after an
-    /// unsuccessful attempt, no further attempts to that address).
+    /// Closed or failed; opened again at `at` (self-healing).
+    Retry {
+        at: Instant,
+    },
+    /// Closed, and not reopened until one of its addresses is added or announced again
+    /// or the connection loses every subflow (RFC 8684 §3.4.1: no further attempts
+    /// after an unsuccessful one), because self-healing is off.
     Failed,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Path {
+    state: PathState,
+    /// Consecutive failures since the subflow was last established.
+    failures: u32,
+    /// A make-before-break replacement was opened for it: when it closes, it is not
+    /// re-created.
+    replaced: bool,
+}
+
+impl Path {
+    fn opening() -> Self {
+        Path {
+            state: PathState::Opening,
+            failures: 0,
+            replaced: false,
+        }
+    }
+
+    fn is_live(&self) -> bool {
+        match self.state {
+            PathState::Opening | PathState::Established => true,
+            PathState::Retry { .. } | PathState::Failed => false,
+        }
+    }
 }
 
 /// An ADD_ADDR waiting for its echo.
@@ -152,8 +176,7 @@ struct Announcement {
 ///
 /// ```
 /// use core::net::{IpAddr, SocketAddr};
-/// use mptcp_proto::Instant;
-/// use mptcp_proto::pm::{AddrId, PathManager, PmAction, PmConfig};
+/// use mptcp_proto::pm::{AddrId, PathKey, PathManager, PmAction, PmConfig};
 ///
 /// let local: IpAddr = "10.0.0.1".parse().unwrap();
 /// let server: SocketAddr = "10.9.0.1:443".parse().unwrap();
@@ -163,8 +186,10 @@ struct Announcement {
 /// assert_eq!(
 ///     pm.poll_action(),
 ///     Some(PmAction::OpenSubflow {
-///         local_id: AddrId(0), local, remote_id: AddrId(1),
-///         remote: "10.9.1.1:443".parse().unwrap(), backup: false,
+///         key: PathKey { local: AddrId(0), remote: AddrId(1), slot: 0 },
+///         local,
+///         remote: "10.9.1.1:443".parse().unwrap(),
+///         backup: false,
 ///     })
 /// );
 /// ```
@@ -173,7 +198,7 @@ pub struct PathManager {
     config: PmConfig,
     locals: BTreeMap<AddrId, LocalAddr>,
     remotes: BTreeMap<AddrId, RemoteAddr>,
-    pairs: BTreeMap<(AddrId, AddrId), PairState>,
+    paths: BTreeMap<PathKey, Path>,
     announcements: BTreeMap<AddrId, Announcement>,
     /// The peer set MP_CAPABLE flag C: no subflows to its initial address (§3.1).
     peer_denies_initial: bool,
@@ -185,17 +210,17 @@ pub struct PathManager {
 impl PathManager {
     /// A connection whose initial subflow runs from `local` to `remote` (address id 0 on
     /// both sides). `peer_c_flag`: the peer's MP_CAPABLE had flag C.
-    pub fn new(config: PmConfig, local: IpAddr, remote: SocketAddr, peer_c_flag: bool) -> Self {
+    pub fn new(mut config: PmConfig, local: IpAddr, remote: SocketAddr, peer_c_flag: bool) -> Self {
+        config.max_subflows = config.max_subflows.clamp(1, crate::mptcp::MAX_SUBFLOWS);
         let id0 = AddrId(0);
-        PathManager {
-            config,
+        let mut pm = PathManager {
             locals: BTreeMap::from([(
                 id0,
                 LocalAddr {
                     id: id0,
                     addr: local,
                     port: None,
-                    backup: false,
+                    backup: config.backup_addrs.contains(&local),
                 },
             )]),
             remotes: BTreeMap::from([(
@@ -205,12 +230,26 @@ impl PathManager {
                     addr: remote,
                 },
             )]),
-            pairs: BTreeMap::from([((id0, id0), PairState::Established)]),
+            paths: BTreeMap::from([(
+                PathKey::INITIAL,
+                Path {
+                    state: PathState::Established,
+                    failures: 0,
+                    replaced: false,
+                },
+            )]),
             announcements: BTreeMap::new(),
             peer_denies_initial: peer_c_flag,
             rto: None,
             actions: VecDeque::new(),
-        }
+            config,
+        };
+        pm.fill();
+        pm
+    }
+
+    pub fn config(&self) -> &PmConfig {
+        &self.config
     }
 
     pub fn local_addrs(&self) -> impl Iterator<Item = &LocalAddr> + '_ {
@@ -221,34 +260,18 @@ impl PathManager {
         self.remotes.values()
     }
 
-    /// The connection's current retransmission timeout (RFC 6298): the wait for an
-    /// ADD_ADDR echo before the first retransmission. It applies to announcements
-    /// already waiting too (the first ones go out before any RTT is measured).
-    pub fn set_rto(&mut self, rto: Duration) {
-        self.rto = Some(rto);
+    /// Subflows opening or established, as the manager counts them against
+    /// [`PmConfig::max_subflows`].
+    pub fn live_subflows(&self) -> usize {
+        self.paths.values().filter(|p| p.is_live()).count()
     }
 
-    /// The wait after an announcement's `sent`-th transmission: the RTO doubled per
-    /// retransmission (like a TCP segment's), at most `add_addr_timeout`.
-    fn echo_timeout(&self, sent: u32) -> Duration {
-        echo_timeout(self.config.add_addr_timeout, self.rto, sent)
-    }
-
-    /// The paths are in trouble (a subflow went stale or down, RFC 8684 §3.3.6): every
-    /// announcement still unechoed goes out again now, with a fresh retransmission
-    /// budget. The copy sent before may have left on the failing path, and the peer
-    /// may need the address to survive the failure; the connection puts it on a
-    /// healthy subflow.
-    pub fn resend_unechoed(&mut self, now: Instant) {
-        for (&id, a) in &mut self.announcements {
-            a.sent = 1;
-            a.last_sent = now;
-            self.actions.push_back(PmAction::SendAddAddr {
-                id,
-                addr: a.addr,
-                port: a.port,
-            });
-        }
+    /// Keys waiting for a retry, with the instant of the retry.
+    pub fn pending_retries(&self) -> impl Iterator<Item = (PathKey, Instant)> + '_ {
+        self.paths.iter().filter_map(|(k, p)| match p.state {
+            PathState::Retry { at } => Some((*k, at)),
+            PathState::Opening | PathState::Established | PathState::Failed => None,
+        })
     }
 
     /// The next action, oldest first.
@@ -256,16 +279,30 @@ impl PathManager {
         self.actions.pop_front()
     }
 
-    /// When [`PathManager::handle_timeout`] must next run.
+    /// When [`PathManager::handle_timeout`] must next run. Retries wait for a free
+    /// subflow slot, so they count only while one is free.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.announcements
+        let announce = self
+            .announcements
             .values()
             .map(|a| a.last_sent + self.echo_timeout(a.sent))
-            .min()
+            .min();
+        let retry = if self.live_subflows() < self.config.max_subflows && self.config.open_subflows
+        {
+            self.pending_retries().map(|(_, at)| at).min()
+        } else {
+            None
+        };
+        match (announce, retry) {
+            (Some(a), Some(r)) => Some(a.min(r)),
+            (a, r) => a.or(r),
+        }
     }
 
     /// A local address appeared. It gets the lowest free id, is announced if so
-    /// configured, and joins the mesh.
+    /// configured, and joins the mesh. `backup`: its subflows join as backups (so do
+    /// those of [`PmConfig::backup_addrs`], and under [`PathPolicy::Backup`] without
+    /// designated addresses every added address).
     pub fn add_local_addr(
         &mut self,
         now: Instant,
@@ -280,6 +317,9 @@ impl PathManager {
             .map(AddrId)
             .find(|id| !self.locals.contains_key(id))
             .ok_or(PmError::AddrIdsExhausted)?;
+        let standby =
+            self.config.policy == PathPolicy::Backup && self.config.backup_addrs.is_empty();
+        let backup = backup || standby || self.config.backup_addrs.contains(&addr);
         self.locals.insert(
             id,
             LocalAddr {
@@ -289,9 +329,6 @@ impl PathManager {
                 backup,
             },
         );
-        // A returning address may be tried again.
-        self.pairs
-            .retain(|&(l, _), state| l != id || *state != PairState::Failed);
         if self.config.announce {
             self.actions
                 .push_back(PmAction::SendAddAddr { id, addr, port });
@@ -305,35 +342,38 @@ impl PathManager {
                 },
             );
         }
-        self.mesh();
+        self.fill();
         Ok(id)
     }
 
-    /// A local address disappeared: withdraw it and close its subflows.
+    /// A local address disappeared: withdraw it and close its subflows. Its paths are
+    /// forgotten (self-healing needs the address).
     pub fn remove_local_addr(&mut self, id: AddrId) -> Result<(), PmError> {
         if self.locals.remove(&id).is_none() {
             return Err(PmError::UnknownAddrId(id.0));
         }
         self.announcements.remove(&id);
-        self.pairs.retain(|&(l, _), _| l != id);
+        self.paths.retain(|k, _| k.local != id);
         self.actions.push_back(PmAction::SendRemoveAddr { id });
         self.actions.push_back(PmAction::CloseSubflows {
             side: AddrSide::Local,
             id,
         });
-        self.mesh();
+        self.fill();
         Ok(())
     }
 
-    /// A valid ADD_ADDR (HMAC already checked; RFC 8684 §3.4.1). Always echoed. An id
-    /// already known with another address is taken as the peer moving that id: the old
-    /// address's subflows close.
+    /// A valid ADD_ADDR (HMAC already checked; RFC 8684 §3.4.1). Always echoed. The
+    /// address is remembered even when no subflow slot is free, and used when one frees
+    /// up. An id already known with another address is taken as the peer moving that
+    /// id: the old address's subflows close.
     pub fn on_add_addr(&mut self, id: AddrId, addr: IpAddr, port: Option<u16>) {
         self.actions
             .push_back(PmAction::EchoAddAddr { id, addr, port });
         let port = port.unwrap_or_else(|| self.initial_remote_port());
         let remote = SocketAddr::new(addr, port);
         match self.remotes.get(&id) {
+            // A retransmission (our echo was lost): nothing new.
             Some(known) if known.addr == remote => return,
             Some(known) => {
                 debug!(?id, old = %known.addr, new = %remote, "peer re-announced an address id");
@@ -342,9 +382,7 @@ impl PathManager {
             None => {}
         }
         self.remotes.insert(id, RemoteAddr { id, addr: remote });
-        self.pairs
-            .retain(|&(_, r), state| r != id || *state != PairState::Failed);
-        self.mesh();
+        self.fill();
     }
 
     /// An ADD_ADDR echo (E = 1): stop retransmitting the matching announcement.
@@ -366,51 +404,146 @@ impl PathManager {
                 self.drop_remote(id);
             }
         }
-        self.mesh();
+        self.fill();
     }
 
     fn drop_remote(&mut self, id: AddrId) {
         self.remotes.remove(&id);
-        self.pairs.retain(|&(_, r), _| r != id);
+        self.paths.retain(|k, _| k.remote != id);
         self.actions.push_back(PmAction::CloseSubflows {
             side: AddrSide::Remote,
             id,
         });
     }
 
-    /// A subflow between these address ids finished its handshake (one we opened, or a
-    /// join from the peer).
-    pub fn on_subflow_established(&mut self, local_id: AddrId, remote_id: AddrId) {
-        self.pairs
-            .insert((local_id, remote_id), PairState::Established);
+    /// A subflow the peer opened to us (MP_JOIN SYN accepted): it gets the lowest free
+    /// slot of its pair, the key to report its fate under.
+    pub fn on_incoming_subflow(&mut self, local: AddrId, remote: AddrId) -> PathKey {
+        let key = self.free_key(local, remote);
+        self.paths.insert(key, Path::opening());
+        key
     }
 
-    /// A subflow closed or failed to open. Not reopened until an address of the pair is
-    /// added or announced again; the freed slot may go to another pair.
-    pub fn on_subflow_closed(&mut self, local_id: AddrId, remote_id: AddrId) {
-        if let Some(state) = self.pairs.get_mut(&(local_id, remote_id)) {
-            *state = PairState::Failed;
+    /// A subflow finished its handshake (one we opened, or a join from the peer): its
+    /// failure count starts over.
+    pub fn on_subflow_established(&mut self, key: PathKey) {
+        let path = self.paths.entry(key).or_insert_with(Path::opening);
+        path.state = PathState::Established;
+        path.failures = 0;
+    }
+
+    /// A subflow is potentially failed (RTOs without progress): under
+    /// make-before-break, a replacement on the same address pair (a new source port)
+    /// opens now, once per subflow, if a slot is free.
+    pub fn on_subflow_potentially_failed(&mut self, key: PathKey) {
+        if self.config.handover != Handover::MakeBeforeBreak
+            || !self.config.open_subflows
+            || self.live_subflows() >= self.config.max_subflows
+            || !self.eligible(key.local, key.remote)
+        {
+            return;
         }
-        self.mesh();
+        let Some(path) = self.paths.get_mut(&key) else {
+            return;
+        };
+        if path.replaced || path.state != PathState::Established {
+            return;
+        }
+        path.replaced = true;
+        let new = self.free_key(key.local, key.remote);
+        debug!(old = ?key, new = ?new, "make-before-break: opening a replacement");
+        self.open(new, Path::opening());
     }
 
-    /// Forgets every failed pair and opens the mesh again: the connection lost all its
-    /// subflows and tries to make a path again ("make-after-break").
-    pub fn retry_failed(&mut self) {
-        self.pairs.retain(|_, state| *state != PairState::Failed);
-        self.mesh();
+    /// A subflow closed, failed, or failed to open (the connection tells failures it
+    /// detected from other closes only through the timing: both are retried). A
+    /// replaced subflow is forgotten; otherwise, with self-healing, the subflow is
+    /// opened again after the backoff delay; without, it waits for its addresses to
+    /// come back. Peer-opened subflows (we do not open subflows) are forgotten. A freed
+    /// slot may go to another pair at once.
+    pub fn on_subflow_closed(&mut self, now: Instant, key: PathKey) {
+        let Some(path) = self.paths.get_mut(&key) else {
+            self.fill();
+            return;
+        };
+        let eligible = self.config.open_subflows
+            && !path.replaced
+            && self.locals.contains_key(&key.local)
+            && self.remotes.contains_key(&key.remote)
+            && !(key.remote == AddrId(0) && self.peer_denies_initial);
+        if !eligible {
+            self.paths.remove(&key);
+        } else if self.config.self_heal {
+            path.failures = path.failures.saturating_add(1);
+            let at = now + self.config.retry_delay(path.failures);
+            debug!(
+                ?key,
+                failures = path.failures,
+                ?at,
+                "subflow down: retry scheduled"
+            );
+            path.state = PathState::Retry { at };
+        } else {
+            path.state = PathState::Failed;
+        }
+        self.fill();
     }
 
-    /// Retransmits announcements whose echo is overdue, and gives up on those out of
-    /// retransmissions. An address the peer never echoed may be unknown to it, and
-    /// then only we can make a subflow from it: when the only path died before the
-    /// announcement got through, that is the connection's one way to survive. So it
-    /// opens subflows from that address to the peer's (RFC 8684 §3.2: either host may
-    /// open one), even where `open_subflows` is off; one that fails is not retried.
+    /// The connection lost all its subflows and tries to make a path again
+    /// ("make-after-break"): pairs given up on (self-healing off) become eligible
+    /// again. Scheduled retries keep their backoff.
+    pub fn retry_failed(&mut self, now: Instant) {
+        for path in self.paths.values_mut() {
+            if path.state == PathState::Failed {
+                path.state = PathState::Retry { at: now };
+            }
+        }
+        self.handle_timeout(now);
+    }
+
+    /// The connection's current retransmission timeout (RFC 6298): the wait for an
+    /// ADD_ADDR echo before the first retransmission. It applies to announcements
+    /// already waiting too (the first ones go out before any RTT is measured).
+    pub fn set_rto(&mut self, rto: Duration) {
+        self.rto = Some(rto);
+    }
+
+    /// The wait after an announcement's `sent`-th transmission.
+    fn echo_timeout(&self, sent: u32) -> Duration {
+        echo_timeout(self.config.add_addr_timeout, self.rto, sent)
+    }
+
+    /// The paths are in trouble (a subflow went stale or down, RFC 8684 §3.3.6): every
+    /// announcement still unechoed goes out again now, with a fresh retransmission
+    /// budget. The copy sent before may have left on the failing path, and the peer
+    /// may need the address to survive the failure; the connection puts it on a
+    /// healthy subflow.
+    pub fn resend_unechoed(&mut self, now: Instant) {
+        for (&id, a) in &mut self.announcements {
+            a.sent = 1;
+            a.last_sent = now;
+            self.actions.push_back(PmAction::SendAddAddr {
+                id,
+                addr: a.addr,
+                port: a.port,
+            });
+        }
+    }
+
+    /// Retransmits announcements whose echo is overdue, gives up on those out of
+    /// retransmissions, and opens the subflows whose retry is due (in key order, while
+    /// slots are free).
+    ///
+    /// An address the peer never echoed may be unknown to it, and then only we can
+    /// make a subflow from it: when the only path died before the announcement got
+    /// through, that is the connection's one way to survive. So a given-up
+    /// announcement opens subflows from that address to the peer's (RFC 8684 §3.2:
+    /// either host may open one), even where `open_subflows` is off; one that fails
+    /// is not retried.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let before = self.actions.len();
         let limit = self.config.add_addr_retransmits;
         let (max, rto) = (self.config.add_addr_timeout, self.rto);
+        let mut gave_up: ArrayVec<AddrId, 8> = ArrayVec::new();
         let actions = &mut self.actions;
         self.announcements.retain(|&id, a| {
             if a.last_sent + echo_timeout(max, rto, a.sent) > now {
@@ -418,6 +551,7 @@ impl PathManager {
             }
             if a.sent > limit {
                 actions.push_back(PmAction::AddAddrGaveUp { id });
+                let _ = gave_up.try_push(id);
                 return false;
             }
             a.sent += 1;
@@ -429,56 +563,48 @@ impl PathManager {
             });
             true
         });
-        let gave_up: ArrayVec<AddrId, 8> = self
-            .actions
-            .iter()
-            .skip(before)
-            .filter_map(|a| match a {
-                PmAction::AddAddrGaveUp { id } => Some(*id),
-                PmAction::OpenSubflow { .. }
-                | PmAction::SendAddAddr { .. }
-                | PmAction::EchoAddAddr { .. }
-                | PmAction::SendRemoveAddr { .. }
-                | PmAction::CloseSubflows { .. } => None,
-            })
-            .take(8)
-            .collect();
         for id in gave_up {
             self.join_from(id);
         }
+        if !self.config.open_subflows {
+            return;
+        }
+        let due: Vec<PathKey> = self
+            .pending_retries()
+            .filter(|&(_, at)| at <= now)
+            .map(|(k, _)| k)
+            .collect();
+        for key in due {
+            if self.live_subflows() >= self.config.max_subflows {
+                break;
+            }
+            if let Some(path) = self.paths.get(&key).copied() {
+                self.open(
+                    key,
+                    Path {
+                        state: PathState::Opening,
+                        ..path
+                    },
+                );
+            }
+        }
     }
 
-    /// Opens subflows from local address `id` to every known peer address of its
-    /// family not yet paired with it, up to the subflow limit.
+    /// Opens a subflow from local address `id` to every known peer address it may
+    /// reach and has none to yet, up to the subflow limit.
     fn join_from(&mut self, id: AddrId) {
-        let Some(local) = self.locals.get(&id).copied() else {
-            return;
-        };
-        let mut live = self
-            .pairs
-            .values()
-            .filter(|s| matches!(s, PairState::Opening | PairState::Established))
-            .count();
-        for remote in self.remotes.values() {
-            if live >= self.config.max_subflows {
+        let remotes: Vec<AddrId> = self.remotes.keys().copied().collect();
+        for remote in remotes {
+            if self.live_subflows() >= self.config.max_subflows {
                 return;
             }
-            let key = (local.id, remote.id);
-            let denied = remote.id == AddrId(0) && self.peer_denies_initial;
-            let same_family = local.addr.is_ipv4() == remote.addr.is_ipv4();
-            if self.pairs.contains_key(&key) || denied || !same_family {
+            let had = self.paths.range(pair_range(id, remote)).count();
+            if !self.eligible(id, remote) || had > 0 {
                 continue;
             }
-            debug!(?id, remote = %remote.addr, "ADD_ADDR never echoed: joining from it");
-            self.pairs.insert(key, PairState::Opening);
-            live += 1;
-            self.actions.push_back(PmAction::OpenSubflow {
-                local_id: local.id,
-                local: local.addr,
-                remote_id: remote.id,
-                remote: remote.addr,
-                backup: local.backup,
-            });
+            let key = self.free_key(id, remote);
+            debug!(?key, "ADD_ADDR never echoed: joining from its address");
+            self.open(key, Path::opening());
         }
     }
 
@@ -486,37 +612,85 @@ impl PathManager {
         self.remotes.get(&AddrId(0)).map_or(0, |r| r.addr.port())
     }
 
-    /// Full mesh: opens the missing pairs, in (local id, remote id) order, up to the
-    /// subflow limit.
-    fn mesh(&mut self) {
+    /// The pair may carry subflows: same IP family, and not to the peer's initial
+    /// address when it set flag C.
+    fn eligible(&self, local: AddrId, remote: AddrId) -> bool {
+        let (Some(l), Some(r)) = (self.locals.get(&local), self.remotes.get(&remote)) else {
+            return false;
+        };
+        let denied = remote == AddrId(0) && self.peer_denies_initial;
+        !denied && l.addr.is_ipv4() == r.addr.is_ipv4()
+    }
+
+    /// How many subflows the policy wants on a pair.
+    fn wanted(&self, local: AddrId, remote: AddrId) -> usize {
+        if !self.eligible(local, remote) {
+            return 0;
+        }
+        match self.config.policy {
+            PathPolicy::FullMesh | PathPolicy::Backup => 1,
+            PathPolicy::NDiffPorts { subflows } => {
+                if local == AddrId(0) && remote == AddrId(0) {
+                    usize::from(subflows)
+                } else {
+                    0
+                }
+            }
+        }
+    }
+
+    fn free_key(&self, local: AddrId, remote: AddrId) -> PathKey {
+        (0..=u8::MAX)
+            .map(|slot| PathKey {
+                local,
+                remote,
+                slot,
+            })
+            .find(|k| !self.paths.contains_key(k))
+            // 256 subflows on one pair would exceed MAX_SUBFLOWS many times over.
+            .unwrap_or(PathKey {
+                local,
+                remote,
+                slot: u8::MAX,
+            })
+    }
+
+    fn open(&mut self, key: PathKey, path: Path) {
+        let (Some(local), Some(remote)) =
+            (self.locals.get(&key.local), self.remotes.get(&key.remote))
+        else {
+            return;
+        };
+        self.actions.push_back(PmAction::OpenSubflow {
+            key,
+            local: local.addr,
+            remote: remote.addr,
+            backup: local.backup,
+        });
+        self.paths.insert(key, path);
+    }
+
+    /// Opens what the policy wants and does not have, in (local id, remote id) order, up
+    /// to the subflow limit. Subflows waiting for a retry or given up on count as had.
+    fn fill(&mut self) {
         if !self.config.open_subflows {
             return;
         }
-        let mut live = self
-            .pairs
-            .values()
-            .filter(|s| matches!(s, PairState::Opening | PairState::Established))
-            .count();
-        for local in self.locals.values() {
-            for remote in self.remotes.values() {
-                if live >= self.config.max_subflows {
+        let pairs: Vec<(AddrId, AddrId)> = self
+            .locals
+            .keys()
+            .flat_map(|&l| self.remotes.keys().map(move |&r| (l, r)))
+            .collect();
+        for (l, r) in pairs {
+            let wanted = self.wanted(l, r);
+            let mut have = self.paths.range(pair_range(l, r)).count();
+            while have < wanted {
+                if self.live_subflows() >= self.config.max_subflows {
                     return;
                 }
-                let key = (local.id, remote.id);
-                let denied = remote.id == AddrId(0) && self.peer_denies_initial;
-                let same_family = local.addr.is_ipv4() == remote.addr.is_ipv4();
-                if self.pairs.contains_key(&key) || denied || !same_family {
-                    continue;
-                }
-                self.pairs.insert(key, PairState::Opening);
-                live += 1;
-                self.actions.push_back(PmAction::OpenSubflow {
-                    local_id: local.id,
-                    local: local.addr,
-                    remote_id: remote.id,
-                    remote: remote.addr,
-                    backup: local.backup,
-                });
+                let key = self.free_key(l, r);
+                self.open(key, Path::opening());
+                have += 1;
             }
         }
     }
@@ -530,314 +704,17 @@ fn echo_timeout(max: Duration, rto: Option<Duration>, sent: u32) -> Duration {
         .min(max)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ip(s: &str) -> IpAddr {
-        s.parse().expect("test address")
-    }
-
-    fn sock(s: &str) -> SocketAddr {
-        s.parse().expect("test socket address")
-    }
-
-    fn drain(pm: &mut PathManager) -> Vec<PmAction> {
-        core::iter::from_fn(|| pm.poll_action()).collect()
-    }
-
-    fn open(l: u8, local: &str, r: u8, remote: &str) -> PmAction {
-        PmAction::OpenSubflow {
-            local_id: AddrId(l),
-            local: ip(local),
-            remote_id: AddrId(r),
-            remote: sock(remote),
-            backup: false,
-        }
-    }
-
-    fn client() -> PathManager {
-        PathManager::new(
-            PmConfig::default(),
-            ip("10.0.0.1"),
-            sock("10.9.0.1:80"),
-            false,
-        )
-    }
-
-    #[test]
-    fn full_mesh_grows_with_each_address_in_id_order() {
-        let mut pm = client();
-        assert_eq!(
-            pm.add_local_addr(Instant::ZERO, ip("10.0.1.1"), None, false),
-            Ok(AddrId(1))
-        );
-        assert_eq!(drain(&mut pm), vec![open(1, "10.0.1.1", 0, "10.9.0.1:80")]);
-        pm.on_add_addr(AddrId(3), ip("10.9.3.1"), Some(8080));
-        assert_eq!(
-            drain(&mut pm),
-            vec![
-                PmAction::EchoAddAddr {
-                    id: AddrId(3),
-                    addr: ip("10.9.3.1"),
-                    port: Some(8080)
-                },
-                open(0, "10.0.0.1", 3, "10.9.3.1:8080"),
-                open(1, "10.0.1.1", 3, "10.9.3.1:8080"),
-            ]
-        );
-        // The same announcement again (a retransmission): echoed, nothing else.
-        pm.on_add_addr(AddrId(3), ip("10.9.3.1"), Some(8080));
-        assert_eq!(
-            drain(&mut pm),
-            vec![PmAction::EchoAddAddr {
-                id: AddrId(3),
-                addr: ip("10.9.3.1"),
-                port: Some(8080)
-            }]
-        );
-    }
-
-    #[test]
-    fn c_flag_keeps_subflows_away_from_the_peers_initial_address() {
-        let mut pm = PathManager::new(
-            PmConfig::default(),
-            ip("10.0.0.1"),
-            sock("10.9.0.1:80"),
-            true,
-        );
-        pm.add_local_addr(Instant::ZERO, ip("10.0.1.1"), None, true)
-            .expect("free id");
-        assert_eq!(drain(&mut pm), vec![]);
-        pm.on_add_addr(AddrId(1), ip("10.9.1.1"), None);
-        let mut backup = open(1, "10.0.1.1", 1, "10.9.1.1:80");
-        if let PmAction::OpenSubflow { backup: b, .. } = &mut backup {
-            *b = true;
-        }
-        assert_eq!(
-            drain(&mut pm)[1..],
-            [open(0, "10.0.0.1", 1, "10.9.1.1:80"), backup]
-        );
-    }
-
-    #[test]
-    fn the_subflow_limit_and_address_families_bound_the_mesh() {
-        let config = PmConfig {
-            max_subflows: 3,
-            ..PmConfig::default()
-        };
-        let mut pm = PathManager::new(config, ip("10.0.0.1"), sock("10.9.0.1:80"), false);
-        pm.add_local_addr(Instant::ZERO, ip("fd00::1"), None, false)
-            .expect("free id");
-        assert_eq!(drain(&mut pm), vec![], "no v6 remote yet");
-        pm.on_add_addr(AddrId(1), ip("fd09::1"), None);
-        pm.on_add_addr(AddrId(2), ip("10.9.2.1"), None);
-        let actions: Vec<_> = drain(&mut pm)
-            .into_iter()
-            .filter(|a| matches!(a, PmAction::OpenSubflow { .. }))
-            .collect();
-        assert_eq!(
-            actions,
-            vec![
-                open(1, "fd00::1", 1, "[fd09::1]:80"),
-                open(0, "10.0.0.1", 2, "10.9.2.1:80")
-            ]
-        );
-        // At the limit: a closed subflow frees a slot, but is not itself reopened.
-        pm.add_local_addr(Instant::ZERO, ip("10.0.2.1"), None, false)
-            .expect("free id");
-        assert_eq!(drain(&mut pm), vec![]);
-        pm.on_subflow_closed(AddrId(0), AddrId(2));
-        assert_eq!(drain(&mut pm), vec![open(2, "10.0.2.1", 0, "10.9.0.1:80")]);
-    }
-
-    #[test]
-    fn remove_addr_closes_subflows_and_a_reannouncement_reopens_them() {
-        let mut pm = client();
-        pm.on_add_addr(AddrId(5), ip("10.9.5.1"), None);
-        drain(&mut pm);
-        pm.on_subflow_established(AddrId(0), AddrId(5));
-        pm.on_remove_addr([AddrId(5), AddrId(77)]);
-        assert_eq!(
-            drain(&mut pm),
-            vec![PmAction::CloseSubflows {
-                side: AddrSide::Remote,
-                id: AddrId(5)
-            }]
-        );
-        assert_eq!(pm.remote_addrs().count(), 1);
-        pm.on_add_addr(AddrId(5), ip("10.9.5.1"), None);
-        assert_eq!(drain(&mut pm)[1..], [open(0, "10.0.0.1", 5, "10.9.5.1:80")]);
-    }
-
-    #[test]
-    fn a_moved_remote_id_closes_the_old_subflows_first() {
-        let mut pm = client();
-        pm.on_add_addr(AddrId(1), ip("10.9.1.1"), None);
-        drain(&mut pm);
-        pm.on_add_addr(AddrId(1), ip("10.9.1.2"), None);
-        assert_eq!(
-            drain(&mut pm),
-            vec![
-                PmAction::EchoAddAddr {
-                    id: AddrId(1),
-                    addr: ip("10.9.1.2"),
-                    port: None
-                },
-                PmAction::CloseSubflows {
-                    side: AddrSide::Remote,
-                    id: AddrId(1)
-                },
-                open(0, "10.0.0.1", 1, "10.9.1.2:80"),
-            ]
-        );
-    }
-
-    #[test]
-    fn removing_a_local_address_withdraws_it() {
-        let mut pm = client();
-        let id = pm
-            .add_local_addr(Instant::ZERO, ip("10.0.1.1"), None, false)
-            .expect("free id");
-        drain(&mut pm);
-        assert_eq!(pm.remove_local_addr(id), Ok(()));
-        assert_eq!(
-            drain(&mut pm),
-            vec![
-                PmAction::SendRemoveAddr { id },
-                PmAction::CloseSubflows {
-                    side: AddrSide::Local,
-                    id
-                },
-            ]
-        );
-        assert_eq!(pm.remove_local_addr(id), Err(PmError::UnknownAddrId(1)));
-        // The freed id is reused, and the address meshes again.
-        assert_eq!(
-            pm.add_local_addr(Instant::ZERO, ip("10.0.1.1"), None, false),
-            Ok(AddrId(1))
-        );
-        assert_eq!(
-            pm.add_local_addr(Instant::ZERO, ip("10.0.1.1"), None, false),
-            Err(PmError::DuplicateAddress(ip("10.0.1.1")))
-        );
-        assert_eq!(drain(&mut pm), vec![open(1, "10.0.1.1", 0, "10.9.0.1:80")]);
-    }
-
-    #[test]
-    fn add_addr_is_retransmitted_until_echoed_then_given_up() {
-        let config = PmConfig {
-            open_subflows: false,
-            announce: true,
-            add_addr_timeout: Duration::from_secs(2),
-            add_addr_retransmits: 2,
-            ..PmConfig::default()
-        };
-        let mut pm = PathManager::new(config, ip("10.9.0.1"), sock("10.0.0.1:5555"), false);
-        let t0 = Instant::from_secs(10);
-        let a = pm
-            .add_local_addr(t0, ip("10.9.1.1"), Some(443), false)
-            .expect("free id");
-        let b = pm
-            .add_local_addr(t0 + Duration::from_secs(1), ip("10.9.2.1"), None, false)
-            .expect("free id");
-        let send_a = PmAction::SendAddAddr {
-            id: a,
-            addr: ip("10.9.1.1"),
-            port: Some(443),
-        };
-        let send_b = PmAction::SendAddAddr {
-            id: b,
-            addr: ip("10.9.2.1"),
-            port: None,
-        };
-        assert_eq!(drain(&mut pm), vec![send_a, send_b]);
-        assert_eq!(pm.poll_timeout(), Some(Instant::from_secs(12)));
-        pm.handle_timeout(Instant::from_secs(11));
-        assert_eq!(drain(&mut pm), vec![]);
-        pm.handle_timeout(Instant::from_secs(12));
-        assert_eq!(drain(&mut pm), vec![send_a]);
-        assert_eq!(pm.poll_timeout(), Some(Instant::from_secs(13)));
-        // B is echoed, with the wrong port first (ignored), then right.
-        pm.on_add_addr_echo(b, ip("10.9.2.1"), Some(1));
-        pm.on_add_addr_echo(b, ip("10.9.2.1"), None);
-        assert_eq!(pm.poll_timeout(), Some(Instant::from_secs(14)));
-        pm.handle_timeout(Instant::from_secs(14));
-        assert_eq!(drain(&mut pm), vec![send_a]);
-        pm.handle_timeout(Instant::from_secs(16));
-        // Never echoed: the peer may not know the address, so we join from it.
-        assert_eq!(
-            drain(&mut pm),
-            vec![
-                PmAction::AddAddrGaveUp { id: a },
-                PmAction::OpenSubflow {
-                    local_id: a,
-                    local: ip("10.9.1.1"),
-                    remote_id: AddrId(0),
-                    remote: sock("10.0.0.1:5555"),
-                    backup: false,
-                }
-            ]
-        );
-        assert_eq!(pm.poll_timeout(), None);
-    }
-
-    #[test]
-    fn add_addr_waits_one_rto_then_backs_off_and_repeats_at_once_when_paths_fail() {
-        let config = PmConfig {
-            open_subflows: false,
-            announce: true,
-            ..PmConfig::default()
-        };
-        let mut pm = PathManager::new(config, ip("10.9.0.1"), sock("10.0.0.1:5555"), false);
-        let t0 = Instant::from_secs(1);
-        let id = pm
-            .add_local_addr(t0, ip("10.9.1.1"), None, false)
-            .expect("free id");
-        let send = PmAction::SendAddAddr {
-            id,
-            addr: ip("10.9.1.1"),
-            port: None,
-        };
-        assert_eq!(drain(&mut pm), vec![send]);
-        // No RTT measured yet: the 120 s maximum. Once the connection knows its RTO
-        // (300 ms), the waiting announcement follows it.
-        assert_eq!(pm.poll_timeout(), Some(t0 + Duration::from_secs(120)));
-        pm.set_rto(Duration::from_millis(300));
-        assert_eq!(pm.poll_timeout(), Some(t0 + Duration::from_millis(300)));
-        // Retransmissions back off as TCP's do: 300, 600, 1200 ms.
-        let mut at = t0 + Duration::from_millis(300);
-        for wait in [600, 1200] {
-            pm.handle_timeout(at);
-            assert_eq!(drain(&mut pm), vec![send]);
-            assert_eq!(pm.poll_timeout(), Some(at + Duration::from_millis(wait)));
-            at += Duration::from_millis(wait);
-        }
-        // A subflow went stale: the announcement goes again now, with a fresh budget.
-        let trouble = at - Duration::from_millis(100);
-        pm.resend_unechoed(trouble);
-        assert_eq!(drain(&mut pm), vec![send]);
-        assert_eq!(
-            pm.poll_timeout(),
-            Some(trouble + Duration::from_millis(300))
-        );
-        // The echo ends it; nothing is repeated after that, even on trouble.
-        pm.on_add_addr_echo(id, ip("10.9.1.1"), None);
-        assert_eq!(pm.poll_timeout(), None);
-        pm.resend_unechoed(at);
-        assert_eq!(drain(&mut pm), vec![]);
-    }
-
-    #[test]
-    fn the_add_addr_wait_never_exceeds_the_configured_maximum() {
-        let max = Duration::from_secs(2);
-        assert_eq!(echo_timeout(max, None, 1), max);
-        assert_eq!(
-            echo_timeout(max, Some(Duration::from_millis(700)), 2),
-            Duration::from_millis(1400)
-        );
-        assert_eq!(echo_timeout(max, Some(Duration::from_millis(700)), 3), max);
-        assert_eq!(echo_timeout(max, Some(Duration::from_secs(5)), 1), max);
-        assert_eq!(echo_timeout(max, Some(Duration::from_millis(1)), 99), max);
+fn pair_range(local: AddrId, remote: AddrId) -> core::ops::RangeInclusive<PathKey> {
+    PathKey {
+        local,
+        remote,
+        slot: 0,
+    }..=PathKey {
+        local,
+        remote,
+        slot: u8::MAX,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -23,9 +23,10 @@ pub use blest::Blest;
 pub use ecf::Ecf;
 pub use redundant::Redundant;
 
-/// The most assignments one decision holds: one per subflow for a redundant scheduler.
-/// Linux caps a connection at 8 subflows (MPTCP_SUBFLOWS_MAX).
-pub const MAX_ASSIGNMENTS: usize = 8;
+/// The most assignments one decision holds: one per subflow for a redundant scheduler,
+/// so it is the most subflows a connection may have ([`crate::mptcp::MAX_SUBFLOWS`];
+/// Linux caps at 8, MPTCP_SUBFLOWS_MAX, n-diff-ports setups want more).
+pub const MAX_ASSIGNMENTS: usize = 32;
 
 /// One subflow as the scheduler sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -475,13 +476,13 @@ pub(crate) mod tests {
 
     #[test]
     fn candidates_cap_at_the_lowest_ids() {
-        let flows: Vec<_> = (0..12).rev().map(|i| subflow(i, Some(1))).collect();
+        let flows: Vec<_> = (0..40).rev().map(|i| subflow(i, Some(1))).collect();
         let ids: Vec<u32> = input(&flows, 1)
             .candidates()
             .iter()
             .map(|s| s.id.0)
             .collect();
-        assert_eq!(ids, (0..8).collect::<Vec<_>>());
+        assert_eq!(ids, (0..MAX_ASSIGNMENTS as u32).collect::<Vec<_>>());
     }
 
     #[test]

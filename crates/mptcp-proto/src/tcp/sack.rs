@@ -8,6 +8,7 @@
 //! data in flight.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 
 use arrayvec::ArrayVec;
 
@@ -147,6 +148,22 @@ impl RangeSet {
         mut newly_covered: impl FnMut(u64, u64),
     ) {
         if start >= end {
+            return;
+        }
+        // The usual case, a segment that continues the range it follows and reaches no
+        // other: grow that range in place rather than remove and re-insert it.
+        if self
+            .ranges
+            .range((Bound::Excluded(start), Bound::Included(end)))
+            .next()
+            .is_none()
+            && let Some((_, e)) = self.ranges.range_mut(..=start).next_back()
+            && *e >= start
+        {
+            if *e < end {
+                newly_covered(*e, end);
+                *e = end;
+            }
             return;
         }
         let mut merged = (start, end);

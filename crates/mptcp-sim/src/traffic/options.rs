@@ -28,7 +28,7 @@ pub const HOST_OPTION_KEYS: &str = "cc, send_buffer, recv_buffer, mss, min_rto, 
 /// - MPTCP: `mptcp` (bool, default true: accept MPTCP; false makes a plain TCP host),
 ///   `checksum` (ask for DSS checksums), `scheduler` ("lowest-rtt", "round-robin" or
 ///   "round-robin:N" segments per turn), `make_after_break` and `reinject_min`
-///   (durations), `stale_rto_count`, `max_subflows` (1-8, both roles),
+///   (durations), `stale_rto_count`, `max_subflows` (1-32, both roles),
 ///   `mptcp_send_buffer`, `mptcp_recv_buffer` (sizes), `deny_join` (MP_CAPABLE flag C),
 ///   `announce` (the server role announces its other addresses with ADD_ADDR).
 /// - Endpoint: `syn_cookies` ("never", "on-overflow" (the default: once a listener's
@@ -246,8 +246,8 @@ mod tests {
                 "scheduler = \"fastest\" is not known",
             ),
             (
-                "max_subflows = 9",
-                "max_subflows = 9 is not a number in 1..=8",
+                "max_subflows = 33",
+                "max_subflows = 33 is not a number in 1..=32",
             ),
             (
                 "make_after_break = 5",

@@ -3,16 +3,21 @@
 //!
 //! ```text
 //!  ns "ours" (our stack)                                  ns "peer" (kernel sockets)
-//!  TUN mptcp0 <- route 10.77.1.2/32 (OUR_ADDR)
-//!  ip_forward=1, veth vo 10.99.1.2/24  ---- veth ----  vp 10.99.1.1/24 (PEER_ADDR)
-//!                                                      route 10.77.1.0/24 via 10.99.1.2
+//!  TUN mptcp0 <- routes 10.77.1.2/32, 10.77.2.2/32 (the stack's addresses)
+//!  ip_forward=1
+//!  veth vo1 10.99.1.2/24  -------- path 1 --------  vp1 10.99.1.1/24 (PEER_ADDR)
+//!  veth vo2 10.99.2.2/24  -------- path 2 --------  vp2 10.99.2.1/24
+//!  default via 10.99.1.1                             10.77.0.0/16 via 10.99.1.2
+//!  from 10.77.2.2 / to 10.99.2.0/24: table 102       from 10.99.2.1 / to 10.77.2.0/24:
+//!    (default via 10.99.2.1 dev vo2; blackhole)        table 102 (via 10.99.2.2 dev vp2)
 //! ```
 //!
-//! IPv6 alike: the stack owns fd00:77:1::2 (route /128 into the TUN), veth
-//! fd00:99:1::2/64 <-> fd00:99:1::1/64, the peer routes fd00:77:1::/64 via fd00:99:1::2.
+//! IPv6 alike: fd00:77:p::2 (routes /128 into the TUN), veths fd00:99:p::2/64 <->
+//! fd00:99:p::1/64. Single-path tests have path 1 only.
 //!
-//! The stack owns 10.77.1.2; the kernel in "ours" routes it into the TUN and forwards
-//! between the TUN and the veth. Names carry the process id and a per-test tag, so
+//! The kernel in "ours" routes the stack's addresses into the TUN and forwards between
+//! the TUN and the veths; source/destination policy rules keep each subflow on one
+//! path in both directions (see [`Netns::with_paths`]). Names carry the process id and a per-test tag, so
 //! tests run in parallel; the guard deletes both namespaces on drop, also when a test
 //! panics.
 
@@ -56,85 +61,251 @@ fn run(args: &[&str]) {
     );
 }
 
-/// Two namespaces joined by a veth pair, deleted on drop.
+/// Two namespaces joined by veth pairs (paths), deleted on drop.
 pub struct Netns {
     pub ours: String,
     pub peer: String,
+    pub paths: u8,
+}
+
+/// Our stack's address on path `p` (1-based): 10.77.p.2, or fd00:77:p::2.
+pub fn our_addr(p: u8, v6: bool) -> IpAddr {
+    if v6 {
+        IpAddr::V6(Ipv6Addr::new(0xfd00, 0x77, p.into(), 0, 0, 0, 0, 2))
+    } else {
+        IpAddr::V4(Ipv4Addr::new(10, 77, p, 2))
+    }
+}
+
+/// The kernel peer's address on path `p`: 10.99.p.1, or fd00:99:p::1.
+pub fn peer_addr(p: u8, v6: bool) -> IpAddr {
+    if v6 {
+        IpAddr::V6(Ipv6Addr::new(0xfd00, 0x99, p.into(), 0, 0, 0, 0, 1))
+    } else {
+        IpAddr::V4(Ipv4Addr::new(10, 99, p, 1))
+    }
 }
 
 impl Netns {
+    /// One path (the topology in the module documentation).
     pub fn new(tag: &str) -> Netns {
+        Netns::with_paths(tag, 1)
+    }
+
+    /// `paths` veth pairs (1 or 2). Path p joins veth `vo{p}` (10.99.p.2/24,
+    /// fd00:99:p::2/64) in "ours" to `vp{p}` (10.99.p.1/24, fd00:99:p::1/64) in "peer";
+    /// our stack owns 10.77.p.2 and fd00:77:p::2 (the stack routes them into its TUN).
+    ///
+    /// Routing pins every subflow to one path, the same both ways: a subflow uses
+    /// path 2 when either of its addresses is a path-2 address, else path 1. Each side
+    /// has, at priority 100, `from <its path-2 address> lookup 102`, and at 200, `to
+    /// <the other side's path-2 prefix> lookup 102`; table 102 has the default route
+    /// over path 2 and, behind it, a blackhole, so that with path 2 down its packets
+    /// are lost rather than rerouted over path 1. The main tables route the rest over
+    /// path 1. The peer's kernel MPTCP limits allow 8 subflows and 8 accepted
+    /// announcements; tests add `ip mptcp endpoint`s as they need.
+    pub fn with_paths(tag: &str, paths: u8) -> Netns {
+        assert!((1..=2).contains(&paths), "1 or 2 paths, not {paths}");
         let base = format!("mt{}{tag}", std::process::id());
         let ns = Netns {
             ours: format!("{base}o"),
             peer: format!("{base}p"),
+            paths,
         };
         // Delete leftovers of an earlier run with the same pid (unlikely but harmless).
         ns.delete();
         run(&["ip", "netns", "add", &ns.ours]);
         run(&["ip", "netns", "add", &ns.peer]);
-        let o = ["ip", "netns", "exec", ns.ours.as_str()];
-        let p = ["ip", "netns", "exec", ns.peer.as_str()];
-        let cmd = |prefix: &[&str; 4], rest: &[&str]| {
-            let args: Vec<&str> = prefix.iter().chain(rest).copied().collect();
-            run(&args);
-        };
-        cmd(&o, &["ip", "link", "set", "lo", "up"]);
-        cmd(&p, &["ip", "link", "set", "lo", "up"]);
-        run(&[
-            "ip", "link", "add", "vo", "netns", &ns.ours, "type", "veth", "peer", "name", "vp",
-            "netns", &ns.peer,
-        ]);
-        cmd(&o, &["ip", "addr", "add", "10.99.1.2/24", "dev", "vo"]);
-        cmd(&p, &["ip", "addr", "add", "10.99.1.1/24", "dev", "vp"]);
-        cmd(&o, &["ip", "link", "set", "vo", "up"]);
-        cmd(&p, &["ip", "link", "set", "vp", "up"]);
-        cmd(&o, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-        cmd(
-            &p,
-            &["ip", "route", "add", "10.77.1.0/24", "via", "10.99.1.2"],
-        );
-        // The same over IPv6; `nodad` makes the addresses usable at once.
-        cmd(
-            &o,
-            &[
+        for name in [&ns.ours, &ns.peer] {
+            ns.exec(name, "ip link set lo up");
+            // IPv4 settings are inherited from the host: make them known.
+            ns.exec(name, "sysctl -qw net.ipv4.conf.all.rp_filter=0");
+            ns.exec(name, "sysctl -qw net.ipv4.conf.default.rp_filter=0");
+            // A path taken down keeps its IPv6 addresses, as IPv4 does.
+            ns.exec(name, "sysctl -qw net.ipv6.conf.all.keep_addr_on_down=1");
+            ns.exec(name, "sysctl -qw net.ipv6.conf.default.keep_addr_on_down=1");
+        }
+        ns.exec(&ns.ours, "sysctl -qw net.ipv4.ip_forward=1");
+        ns.exec(&ns.ours, "sysctl -qw net.ipv6.conf.all.forwarding=1");
+        for p in 1..=paths {
+            run(&[
                 "ip",
-                "-6",
-                "addr",
+                "link",
                 "add",
-                "fd00:99:1::2/64",
-                "dev",
-                "vo",
-                "nodad",
-            ],
+                &format!("vo{p}"),
+                "netns",
+                &ns.ours,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &format!("vp{p}"),
+                "netns",
+                &ns.peer,
+            ]);
+            for (name, side, dev) in [(&ns.ours, 2, "vo"), (&ns.peer, 1, "vp")] {
+                ns.exec(
+                    name,
+                    &format!("ip addr add 10.99.{p}.{side}/24 dev {dev}{p}"),
+                );
+                // `nodad` makes the addresses usable at once.
+                ns.exec(
+                    name,
+                    &format!("ip -6 addr add fd00:99:{p}::{side}/64 dev {dev}{p} nodad"),
+                );
+                ns.exec(
+                    name,
+                    &format!("sysctl -qw net.ipv4.conf.{dev}{p}.rp_filter=0"),
+                );
+                ns.exec(name, &format!("ip link set {dev}{p} up"));
+            }
+        }
+        ns.exec(&ns.ours, "ip route add default via 10.99.1.1 dev vo1");
+        ns.exec(&ns.ours, "ip -6 route add default via fd00:99:1::1 dev vo1");
+        ns.exec(&ns.peer, "ip route add 10.77.0.0/16 via 10.99.1.2 dev vp1");
+        ns.exec(
+            &ns.peer,
+            "ip -6 route add fd00:77::/32 via fd00:99:1::2 dev vp1",
         );
-        cmd(
-            &p,
-            &[
-                "ip",
-                "-6",
-                "addr",
-                "add",
-                "fd00:99:1::1/64",
-                "dev",
-                "vp",
-                "nodad",
-            ],
-        );
-        cmd(&o, &["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
-        cmd(
-            &p,
-            &[
-                "ip",
-                "-6",
-                "route",
-                "add",
-                "fd00:77:1::/64",
-                "via",
-                "fd00:99:1::2",
-            ],
-        );
+        if paths == 2 {
+            for (name, mine, theirs) in [
+                (
+                    &ns.ours,
+                    ("10.77.2.2", "fd00:77:2::2"),
+                    ("10.99.2.0/24", "fd00:99:2::/64"),
+                ),
+                (
+                    &ns.peer,
+                    ("10.99.2.1", "fd00:99:2::1"),
+                    ("10.77.2.0/24", "fd00:77:2::/64"),
+                ),
+            ] {
+                ns.exec(
+                    name,
+                    &format!("ip rule add from {} lookup 102 priority 100", mine.0),
+                );
+                ns.exec(
+                    name,
+                    &format!("ip -6 rule add from {} lookup 102 priority 100", mine.1),
+                );
+                ns.exec(
+                    name,
+                    &format!("ip rule add to {} lookup 102 priority 200", theirs.0),
+                );
+                ns.exec(
+                    name,
+                    &format!("ip -6 rule add to {} lookup 102 priority 200", theirs.1),
+                );
+            }
+            ns.path_routes(2);
+        }
+        if paths == 2 {
+            // Kernel-to-kernel baselines bind a subflow to the veth address itself.
+            ns.exec(
+                &ns.ours,
+                "ip rule add from 10.99.2.2 lookup 102 priority 100",
+            );
+            ns.exec(
+                &ns.ours,
+                "ip -6 rule add from fd00:99:2::2 lookup 102 priority 100",
+            );
+        }
+        for name in [&ns.ours, &ns.peer] {
+            ns.exec(name, "ip mptcp limits set subflow 8 add_addr_accepted 8");
+        }
         ns
+    }
+
+    /// Lets a second stack of ours run in "peer" (both ends ours): it owns 10.88.p.1
+    /// (routed into its TUN), "peer" forwards, "ours" routes 10.88.0.0/16 over path 1,
+    /// and the path-2 rules cover 10.88.2.1 as they cover 10.99.2.1.
+    pub fn route_peer_stack(&self) {
+        self.exec(&self.peer, "sysctl -qw net.ipv4.ip_forward=1");
+        self.exec(
+            &self.ours,
+            "ip route add 10.88.0.0/16 via 10.99.1.1 dev vo1",
+        );
+        if self.paths == 2 {
+            self.exec(
+                &self.ours,
+                "ip rule add to 10.88.2.0/24 lookup 102 priority 200",
+            );
+            self.exec(
+                &self.peer,
+                "ip rule add from 10.88.2.1 lookup 102 priority 100",
+            );
+        }
+    }
+
+    /// (Re)installs path `p`'s policy table 102 on both sides (a link going down takes
+    /// its routes with it).
+    pub fn path_routes(&self, p: u8) {
+        assert_eq!(p, 2, "only path 2 has a policy table");
+        for (name, dev, gw, gw6) in [
+            (&self.ours, "vo2", "10.99.2.1", "fd00:99:2::1"),
+            (&self.peer, "vp2", "10.99.2.2", "fd00:99:2::2"),
+        ] {
+            self.exec(
+                name,
+                &format!("ip route replace default via {gw} dev {dev} table 102"),
+            );
+            self.exec(
+                name,
+                &format!("ip -6 route replace default via {gw6} dev {dev} table 102"),
+            );
+            self.exec(
+                name,
+                "ip route replace blackhole default metric 4000 table 102",
+            );
+            self.exec(
+                name,
+                "ip -6 route replace blackhole default metric 4000 table 102",
+            );
+        }
+    }
+
+    /// Takes path `p` down (both ends of its veth) or brings it back up with its
+    /// routes.
+    pub fn set_path(&self, p: u8, up: bool) {
+        let state = if up { "up" } else { "down" };
+        self.exec(&self.ours, &format!("ip link set vo{p} {state}"));
+        self.exec(&self.peer, &format!("ip link set vp{p} {state}"));
+        if up && p == 2 {
+            self.path_routes(2);
+        }
+    }
+
+    /// Limits path `p` to `rate` (tc syntax, e.g. "50mbit") in both directions with a
+    /// token bucket on both veth ends (the kernel here has tbf, not netem).
+    pub fn shape(&self, p: u8, rate: &str) {
+        for (name, dev) in [(&self.ours, "vo"), (&self.peer, "vp")] {
+            self.exec(
+                name,
+                &format!("tc qdisc add dev {dev}{p} root tbf rate {rate} burst 64kb latency 20ms"),
+            );
+        }
+    }
+
+    /// Runs a whitespace-separated command inside namespace `name`; panics if it fails.
+    pub fn exec(&self, name: &str, command: &str) {
+        let mut args = vec!["ip", "netns", "exec", name];
+        args.extend(command.split_whitespace());
+        run(&args);
+    }
+
+    /// Runs a command inside namespace `name` and returns its stdout.
+    pub fn output(&self, name: &str, command: &str) -> String {
+        let out = Command::new("ip")
+            .args(["netns", "exec", name])
+            .args(command.split_whitespace())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {command}: {e}"));
+        assert!(
+            out.status.success(),
+            "{command} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     fn delete(&self) {

@@ -94,7 +94,11 @@ fn mp_capable_three_way_handshake_and_first_data_carry_the_right_keys() {
 
 #[test]
 fn client_keeps_mp_capable_on_data_until_it_sees_a_data_ack() {
-    let mut p = Pair::new(small_config(), small_config(), &[]);
+    let mut cc = small_config();
+    // The outage makes the initial subflow stale; keep the data on it (no
+    // make-before-break replacement) to watch its options.
+    cc.pm.handover = crate::pm::Handover::BreakBeforeMake;
+    let mut p = Pair::new(cc, small_config(), &[]);
     // The server never answers after its SYN/ACK: its ACKs are lost.
     p.connect();
     p.filter = Some(Box::new(move |w| {

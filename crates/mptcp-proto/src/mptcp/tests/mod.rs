@@ -7,6 +7,7 @@
 mod handshake;
 mod multipath;
 mod paths;
+mod pm;
 mod transfer;
 
 use core::net::{IpAddr, SocketAddr};
@@ -89,6 +90,10 @@ pub struct Pair {
     pub client_events: Vec<MptcpEvent>,
     pub server_events: Vec<MptcpEvent>,
     pub next_port: u16,
+    /// Joins the client opened: (when, local, remote).
+    pub opened: Vec<(Instant, SocketAddr, SocketAddr)>,
+    /// The client's events with the instant they were polled.
+    pub client_log: Vec<(Instant, MptcpEvent)>,
     /// RSTs the "endpoint" sent for refused joins.
     pub refused: Vec<Wire>,
 }
@@ -156,6 +161,8 @@ impl Pair {
             client_events: Vec::new(),
             server_events: Vec::new(),
             next_port: 50000,
+            opened: Vec::new(),
+            client_log: Vec::new(),
             refused: Vec::new(),
         }
     }
@@ -255,6 +262,7 @@ impl Pair {
                     self.next_port += 1;
                     let local = SocketAddr::new(local, self.next_port);
                     let iss = SeqNum(u32::from(self.next_port).wrapping_mul(7919));
+                    self.opened.push((self.now, local, remote));
                     self.client.open_subflow(
                         self.now,
                         local,
@@ -296,6 +304,7 @@ impl Pair {
                 }
             }
             while let Some(e) = self.client.poll_event() {
+                self.client_log.push((self.now, e));
                 self.client_events.push(e);
             }
             if let Some(server) = self.server.as_mut() {

@@ -7,6 +7,7 @@ use std::rc::Rc;
 
 use super::*;
 use crate::cc::CcAlgorithm;
+use crate::pm::Handover;
 use crate::sched::SchedulerKind;
 
 /// A drop-tail link: serialisation at `rate`, then a fixed propagation delay; seeded
@@ -223,15 +224,20 @@ fn pump(p: &mut Pair, chunk: &[u8]) -> usize {
 }
 
 /// An MPTCP connection with two subflows and one single-path connection (NewReno),
-/// all through one 10 Mbit/s bottleneck (40 ms RTT, 50 kB queue). Returns the bytes
-/// each delivered during the last 20 s of a 30 s run.
-fn shared_bottleneck(cc: CcAlgorithm) -> (u64, u64) {
+/// all through one 10 Mbit/s bottleneck (40 ms RTT, 50 kB queue), with the same
+/// buffers. The single-path flow starts sending `tcp_start` into the run (and once
+/// connected). Returns the bytes each delivered during the last 20 s of a 30 s run.
+fn shared_bottleneck(cc: CcAlgorithm, tcp_start: Duration) -> (u64, u64) {
     let bottleneck = link(10, 20, 50_000, 0.0, 9);
     let config = |cc: CcAlgorithm| {
         let mut c = small_config();
         c.send_buffer = 512 * 1024;
         c.recv_buffer = 512 * 1024;
         c.tcp.congestion_control = cc;
+        // Exactly two subflows: under make-before-break, a subflow that goes stale in
+        // the start-up (two RTOs while both flows overfill the queue) gets a
+        // replacement on the same address pair, and when it recovers both stay.
+        c.pm.handover = Handover::BreakBeforeMake;
         c
     };
     let mut multi = Pair::with_seed(config(cc), config(cc), &[ip("10.0.1.1")], 21);
@@ -254,12 +260,18 @@ fn shared_bottleneck(cc: CcAlgorithm) -> (u64, u64) {
         bottleneck.clone(),
         link(100, 20, 1 << 20, 0.0, 3),
     )]));
-    // Both pairs advance in lockstep (1 ms) so the shared link sees their packets in
-    // time order.
+    // Both pairs advance in lockstep (1 ms, about one packet time at 10 Mbit/s) so the
+    // shared link sees their packets nearly in time order. The pair that runs first in
+    // a step queues its packets of that millisecond ahead of the other's, even ones
+    // sent later: a fixed order hands it the last places in a full queue and the other
+    // the drops. With the MPTCP pair always first, single runs averaged LIA 1.17x and
+    // BALIA 1.11x (40 start times); alternating, 1.04x and 1.01x, as with 100 us
+    // steps (1.08x, 1.02x) at 2.5 times the cost. So the order alternates.
     let chunk = pattern(64 * 1024, 1);
     let (mut a, mut b) = (0u64, 0u64);
     let start = multi.now;
     let mut t = start;
+    let mut multi_first = true;
     while t < start + Duration::from_secs(30) {
         t += Duration::from_millis(1);
         let counting = t >= start + Duration::from_secs(10);
@@ -270,7 +282,7 @@ fn shared_bottleneck(cc: CcAlgorithm) -> (u64, u64) {
         } else {
             0
         };
-        let got_b = if connected(&single) {
+        let got_b = if connected(&single) && t >= start + tcp_start {
             pump(&mut single, &chunk) as u64
         } else {
             0
@@ -279,8 +291,14 @@ fn shared_bottleneck(cc: CcAlgorithm) -> (u64, u64) {
             a += got_a;
             b += got_b;
         }
-        multi.run_until(t);
-        single.run_until(t);
+        if multi_first {
+            multi.run_until(t);
+            single.run_until(t);
+        } else {
+            single.run_until(t);
+            multi.run_until(t);
+        }
+        multi_first = !multi_first;
         multi.log.clear();
         single.log.clear();
     }
@@ -295,22 +313,43 @@ fn shared_bottleneck(cc: CcAlgorithm) -> (u64, u64) {
     (a, b)
 }
 
+/// What the MPTCP connection delivered at the shared bottleneck relative to the
+/// single-path flow, summed over `SHARED_BOTTLENECK_RUNS` runs that differ in when the
+/// single-path flow starts. One 20 s run is a single sample of a chaotic system
+/// (drop-tail losses fall on whichever flow's packet meets the full queue): over 40
+/// start times the ratio of one run has a standard deviation of 0.15-0.2 (LIA 0.67x
+/// to 1.68x); summed over 8 runs, 0.05-0.07.
+fn shared_bottleneck_ratio(cc: CcAlgorithm) -> f64 {
+    let (mut mptcp, mut tcp) = (0u64, 0u64);
+    for run in 0..SHARED_BOTTLENECK_RUNS {
+        let (a, b) = shared_bottleneck(cc, Duration::from_millis(100 + 37 * run));
+        mptcp += a;
+        tcp += b;
+    }
+    let r = mptcp as f64 / tcp as f64;
+    eprintln!("shared bottleneck, {cc}: {mptcp} vs tcp {tcp} bytes ({r:.2}x)");
+    r
+}
+
+const SHARED_BOTTLENECK_RUNS: u64 = 8;
+
 #[test]
 fn coupled_congestion_control_takes_about_one_tcp_share_at_a_shared_bottleneck() {
-    // RFC 6356 goal 2: two subflows through one bottleneck next to one TCP flow.
-    // Measured (bytes over 20 s): LIA 0.98x the TCP flow, OLIA 1.14x, BALIA 1.26x
-    // (it backs a smaller subflow off harder but also grows it faster), uncoupled
-    // NewReno 1.93x.
-    let ratio = |cc| {
-        let (mptcp, tcp) = shared_bottleneck(cc);
-        let r = mptcp as f64 / tcp as f64;
-        eprintln!("shared bottleneck, {cc}: {mptcp} vs tcp {tcp} bytes ({r:.2}x)");
-        r
-    };
+    // RFC 6356 goal 2 (do no harm): two subflows through one bottleneck next to one
+    // TCP flow take about what that flow takes. Measured: LIA 0.99x, OLIA 0.87x,
+    // BALIA 1.00x (the same sum for 8 other sets of 8 start times: LIA 0.99-1.16,
+    // OLIA 0.83-1.13, BALIA 0.98-1.10).
     for cc in [CcAlgorithm::Lia, CcAlgorithm::Olia, CcAlgorithm::Balia] {
-        let r = ratio(cc);
-        assert!((0.7..=1.3).contains(&r), "{cc}: {r:.2}x");
+        let r = shared_bottleneck_ratio(cc);
+        assert!((0.8..=1.2).contains(&r), "{cc}: {r:.2}x");
     }
-    let uncoupled = ratio(CcAlgorithm::NewReno);
-    assert!(uncoupled >= 1.6, "uncoupled: {uncoupled:.2}x");
+}
+
+#[test]
+fn uncoupled_subflows_take_about_two_tcp_shares_at_a_shared_bottleneck() {
+    // The same setup uncoupled shows that the coupling is what holds the share down:
+    // two NewReno subflows take about two shares. Measured: 2.00x (1.84-2.08 for 8
+    // other sets of 8 start times).
+    let r = shared_bottleneck_ratio(CcAlgorithm::NewReno);
+    assert!((1.7..=2.4).contains(&r), "uncoupled: {r:.2}x");
 }

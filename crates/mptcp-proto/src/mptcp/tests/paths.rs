@@ -860,6 +860,110 @@ fn checksum_failure_with_several_subflows_resets_that_subflow_and_reinjects() {
     assert_eq!(p.client.subflow_ids().count(), 1);
 }
 
+/// What Linux does with a `signal` endpoint: the server announces its address on a pure
+/// ACK right after the handshake, before any data, so the ADD_ADDR reaches the client
+/// before it is fully established (no DSS from the server yet). The join it asks for
+/// waits for the full establishment and must then go out; it never did.
+#[test]
+fn add_addr_before_full_establishment_opens_a_subflow_once_established() {
+    let mut p = Pair::new(small_config(), small_config(), &[]);
+    // Linux puts the ADD_ADDR on a pure ACK without a DSS.
+    p.filter = Some(Box::new(|w| {
+        let repr = w.repr();
+        let add_addr = repr
+            .options
+            .mptcp
+            .iter()
+            .any(|o| matches!(o, MptcpOption::AddAddr(a) if a.hmac.is_some()));
+        if w.dir != Dir::ToClient || !add_addr || !repr.payload.is_empty() {
+            return Verdict::Pass;
+        }
+        let mut stripped = repr.clone();
+        stripped
+            .options
+            .mptcp
+            .retain(|o| matches!(o, MptcpOption::AddAddr(_)));
+        let mut buf = vec![0u8; stripped.buffer_len()];
+        stripped
+            .emit(
+                &mut TcpPacket::new_unchecked(&mut buf[..]),
+                w.src.ip(),
+                w.dst.ip(),
+                true,
+            )
+            .expect("fits");
+        Verdict::Rewrite(buf)
+    }));
+    p.run_for(Duration::from_millis(15));
+    let now = p.now;
+    p.server()
+        .add_local_address(now, ip("10.9.1.1"))
+        .expect("new address");
+    p.run_for(Duration::from_millis(100));
+    assert!(p.client_events.contains(&MptcpEvent::AddressAnnounced {
+        id: AddrId(1),
+        addr: "10.9.1.1:80".parse().expect("address"),
+    }));
+    assert_eq!(
+        p.client.subflow_ids().count(),
+        1,
+        "no join before full establishment"
+    );
+    // Data from the client brings the server's DSS: fully established.
+    let data = pattern(20_000, 9);
+    assert_bytes(&p.transfer(true, &data, Duration::from_secs(2)), &data);
+    p.run_for(Duration::from_millis(200));
+    assert!(
+        p.client
+            .stats()
+            .subflows
+            .iter()
+            .any(|s| s.remote == "10.9.1.1:80".parse().expect("address") && s.established),
+        "joined the announced address: {:?}",
+        p.client.stats().subflows
+    );
+}
+
+/// Found against Linux (a veth taken down and up again): once a subflow from one of our
+/// addresses failed, its pair was never tried again, and announcing the address again
+/// (the runtime's "address is back" path event) was refused as a duplicate. A path
+/// event for a known address retries the failed pairs.
+#[test]
+fn a_known_address_added_again_rejoins_after_its_subflow_failed() {
+    let mut p = two_path_pair(7);
+    let id = p.client.subflow_ids().nth(1).expect("two subflows");
+    p.client.reset_subflow(
+        id,
+        TcpRstReason::UNSPECIFIED,
+        SubflowDownReason::LocalReset {
+            reason: TcpRstReason::UNSPECIFIED,
+        },
+    );
+    p.run_for(Duration::from_millis(300));
+    assert_eq!(
+        p.client.subflow_ids().count(),
+        1,
+        "the failed subflow is gone"
+    );
+    let now = p.now;
+    assert_eq!(
+        p.client.add_local_address(now, ip("10.0.1.1")),
+        Ok(AddrId(1)),
+        "the address keeps its id"
+    );
+    p.run_for(Duration::from_millis(300));
+    let joined: Vec<_> = p
+        .client
+        .stats()
+        .subflows
+        .into_iter()
+        .filter(|s| s.local.ip() == ip("10.0.1.1") && s.established)
+        .collect();
+    assert_eq!(joined.len(), 1, "a new subflow from 10.0.1.1: {joined:?}");
+    let data = pattern(30_000, 10);
+    assert_bytes(&p.transfer(true, &data, Duration::from_secs(5)), &data);
+}
+
 #[test]
 fn a_close_before_a_checksum_fallback_ends_the_stream_with_the_subflow_fin() {
     // Regression: the application wrote everything and closed while the connection was

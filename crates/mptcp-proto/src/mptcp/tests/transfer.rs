@@ -203,6 +203,36 @@ fn byte_exact_over_one_lossy_subflow_many_seeds() {
     }
 }
 
+/// Found against Linux over a 1500-byte MTU: a DSS with a mapping is 26 bytes and the
+/// wire pads the MPTCP options to a 4-byte boundary (28), but the engine was told 26,
+/// so full data segments came out 2 bytes over the MSS (1502-byte packets) and never
+/// left the runtime. Every segment must fit the MSS, headers and padding included.
+#[test]
+fn data_segments_fit_the_mss_with_option_padding() {
+    for checksums in [false, true] {
+        let mut config = small_config();
+        config.checksums = checksums;
+        let mss = usize::from(config.tcp.mss);
+        let mut p = Pair::new(config.clone(), config, &[]);
+        p.connect();
+        let up = pattern(100_000, 3);
+        let down = pattern(100_000, 4);
+        assert_bytes(&p.transfer(true, &up, Duration::from_secs(10)), &up);
+        assert_bytes(&p.transfer(false, &down, Duration::from_secs(10)), &down);
+        let full = p.log.iter().filter(|w| w.payload_len() > 0).count();
+        assert!(full > 100, "{full} data segments");
+        for w in &p.log {
+            // 20 bytes of fixed TCP header, then options and payload within the MSS.
+            assert!(
+                w.bytes.len() <= 20 + mss,
+                "checksums {checksums}: a {}-byte segment ({} payload) exceeds MSS {mss} + 20",
+                w.bytes.len(),
+                w.payload_len()
+            );
+        }
+    }
+}
+
 #[test]
 fn subflow_mapping_tables_are_sized_by_the_connection_receive_buffer() {
     // Regression: the receiver kept at most 32 pending mappings per subflow, so with a

@@ -1,0 +1,211 @@
+//! One MPTCP connection with 1, 2 and 4 subflows between two endpoints over ideal
+//! in-memory links: how fast the core moves payload when the network costs nothing.
+//!
+//! The client has one address per subflow (10.0.0.1, 10.0.1.1, ...) and joins the
+//! server's one address from each; the server has no address list, so every packet is
+//! its own. Every packet crosses the real wire path both ways (emit with checksums,
+//! parse and verify). Time is virtual and stands still while packets move, so the
+//! paths have no delay and no rate limit: the figure is the per-core ceiling of the
+//! protocol core. Gbit/s and segments/s are per core: they are computed from the CPU
+//! time of the bench thread (the wall-clock rate is printed beside them), and the
+//! counting allocator reports allocations per data segment in the steady state (after
+//! the handshakes and the first `WARMUP` bytes).
+//!
+//! Run with `cargo bench -p mptcp-proto --bench mptcp_throughput`
+//! (`BENCH_BYTES=...` changes the bytes moved per row, default 1 GB;
+//! `BENCH_ONLY=1500x2` runs one row, MTU x subflows, e.g. under a profiler).
+
+mod common;
+
+use std::time::Instant as WallClock;
+
+use common::{Counting, alloc_snapshot, bench_bytes, thread_cpu_seconds};
+use core::net::IpAddr;
+use mptcp_proto::endpoint::{Endpoint, EndpointConfig, Event};
+use mptcp_proto::mptcp::MptcpConfig;
+use mptcp_proto::tcp::{TcpConfig, TcpEvent};
+use mptcp_proto::time::{Duration, Instant};
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+/// Bytes moved before the measurement starts (handshakes, joins, slow start).
+const WARMUP: u64 = 20_000_000;
+
+struct Outcome {
+    bytes: u64,
+    segments: u64,
+    acks: u64,
+    cpu_seconds: f64,
+    wall_seconds: f64,
+    allocations: u64,
+    subflows_used: usize,
+}
+
+fn config(mss: u16) -> EndpointConfig {
+    let tcp = TcpConfig {
+        mss,
+        send_buffer: 4 << 20,
+        recv_buffer: 4 << 20,
+        ..TcpConfig::default()
+    };
+    EndpointConfig {
+        tcp: tcp.clone(),
+        mptcp: Some(MptcpConfig {
+            tcp,
+            send_buffer: 4 << 20,
+            recv_buffer: 4 << 20,
+            ..MptcpConfig::default()
+        }),
+        ..EndpointConfig::default()
+    }
+}
+
+fn transfer(subflows: usize, mss: u16, total: u64) -> Outcome {
+    let mut client = Endpoint::new(config(mss), [1; 32]);
+    let mut server = Endpoint::new(config(mss), [2; 32]);
+    let listener = server
+        .listen("10.9.0.1:5001".parse().expect("address"))
+        .expect("listen");
+    let extra: Vec<IpAddr> = (1..subflows)
+        .map(|i| IpAddr::from([10, 0, i as u8, 1]))
+        .collect();
+    let mut now = Instant::from_millis(1);
+    let conn = client
+        .connect_mptcp(
+            now,
+            "10.0.0.1:0".parse().expect("address"),
+            "10.9.0.1:5001".parse().expect("address"),
+            &extra,
+        )
+        .expect("connect");
+
+    let chunk = vec![0x5au8; 256 * 1024];
+    let mut read_buf = vec![0u8; 256 * 1024];
+    let mut packet = vec![0u8; 65_536];
+    let (mut written, mut received, mut segments, mut acks) = (0u64, 0u64, 0u64, 0u64);
+    let mut accepted = None;
+    // Set when the steady state begins: (received, segments, acks, cpu, wall, allocs).
+    let mut start: Option<(u64, u64, u64, f64, WallClock, u64)> = None;
+    while received < total {
+        if start.is_none()
+            && received >= WARMUP
+            && client.mptcp_stats(conn).expect("live").subflows.len() == subflows
+        {
+            start = Some((
+                received,
+                segments,
+                acks,
+                thread_cpu_seconds(),
+                WallClock::now(),
+                alloc_snapshot().allocations,
+            ));
+        }
+        if written < total {
+            let want = (total - written).min(chunk.len() as u64) as usize;
+            written += client.write(conn, &chunk[..want]).unwrap_or(0) as u64;
+        }
+        let mut moved = false;
+        while let Some(len) = client.poll_transmit(now, &mut packet) {
+            let _ = server.handle_packet(now, &packet[..len]);
+            segments += 1;
+            moved = true;
+        }
+        while let Some(event) = server.poll_event() {
+            if let Event::Incoming(l) = event {
+                accepted = server.accept(l);
+            }
+        }
+        if let Some(h) = accepted {
+            while let Ok(n) = server.read(h, &mut read_buf) {
+                if n == 0 {
+                    break;
+                }
+                received += n as u64;
+            }
+        }
+        while let Some(len) = server.poll_transmit(now, &mut packet) {
+            let _ = client.handle_packet(now, &packet[..len]);
+            acks += 1;
+            moved = true;
+        }
+        while let Some(event) = client.poll_event() {
+            if let Event::Connection(_, TcpEvent::Reset | TcpEvent::TimedOut) = event {
+                panic!("the benchmark connection failed");
+            }
+        }
+        while client.poll_mptcp_event().is_some() {}
+        while server.poll_mptcp_event().is_some() {}
+        if !moved {
+            // Nothing in flight: let timers (delayed ACKs, joins) fire in virtual time.
+            now = client
+                .poll_timeout()
+                .into_iter()
+                .chain(server.poll_timeout())
+                .min()
+                .unwrap_or(now + Duration::from_millis(1))
+                .max(now);
+            client.handle_timeout(now);
+            server.handle_timeout(now);
+        }
+    }
+    let (r0, s0, a0, cpu0, wall0, alloc0) = start.expect("the transfer outlasts the warm-up");
+    let stats = client.mptcp_stats(conn).expect("live");
+    let _ = listener;
+    Outcome {
+        bytes: received - r0,
+        segments: segments - s0,
+        acks: acks - a0,
+        cpu_seconds: thread_cpu_seconds() - cpu0,
+        wall_seconds: wall0.elapsed().as_secs_f64(),
+        allocations: alloc_snapshot().allocations - alloc0,
+        subflows_used: stats.subflows.iter().filter(|s| s.bytes_sent > 0).count(),
+    }
+}
+
+fn main() {
+    let total = bench_bytes(1_000_000_000);
+    println!(
+        "one MPTCP connection, ideal in-memory links, {total} bytes per row, checksums \
+         computed and verified; per core = per CPU-second of the bench thread"
+    );
+    println!(
+        "{:<6} {:>8} {:>6} {:>13} {:>12} {:>14} {:>11} {:>10} {:>12}",
+        "MTU",
+        "subflows",
+        "used",
+        "Gbit/s/core",
+        "wall Gbit/s",
+        "segments/s",
+        "ns/segment",
+        "acks/seg",
+        "allocs/seg"
+    );
+    let only = std::env::var("BENCH_ONLY").ok();
+    for (mtu, mss) in [(1500, 1460u16), (9000, 8960u16)] {
+        for subflows in [1usize, 2, 4] {
+            if only
+                .as_ref()
+                .is_some_and(|o| *o != format!("{mtu}x{subflows}"))
+            {
+                continue;
+            }
+            let o = transfer(subflows, mss, total.max(2 * WARMUP));
+            let gbps = o.bytes as f64 * 8.0 / o.cpu_seconds / 1e9;
+            let wall_gbps = o.bytes as f64 * 8.0 / o.wall_seconds / 1e9;
+            let sps = o.segments as f64 / o.cpu_seconds;
+            println!(
+                "{:<6} {:>8} {:>6} {:>13.2} {:>12.2} {:>14.0} {:>11.0} {:>10.2} {:>12.4}",
+                mtu,
+                subflows,
+                o.subflows_used,
+                gbps,
+                wall_gbps,
+                sps,
+                1e9 / sps,
+                o.acks as f64 / o.segments as f64,
+                o.allocations as f64 / o.segments as f64
+            );
+        }
+    }
+}
