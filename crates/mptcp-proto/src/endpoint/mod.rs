@@ -61,6 +61,7 @@ mod config;
 mod conn;
 mod cookie;
 mod demux;
+pub mod fuzzing;
 mod mptcp;
 mod ports;
 mod rng;
@@ -286,6 +287,12 @@ impl Endpoint {
     /// Connections in the table, in any state (not yet accepted ones included).
     pub fn connection_count(&self) -> usize {
         self.conns.len()
+    }
+
+    /// Every connection in the table (accepted or not), in table order: for monitoring
+    /// and for the fuzz harness's memory checks.
+    pub fn connection_handles(&self) -> impl Iterator<Item = ConnHandle> + '_ {
+        self.conns.keys().map(ConnHandle)
     }
 
     pub fn listener_count(&self) -> usize {

@@ -82,6 +82,16 @@ impl<T> Slab<T> {
         slot.value.as_mut()
     }
 
+    /// The keys of the values held, in index order.
+    pub(crate) fn keys(&self) -> impl Iterator<Item = Key> + '_ {
+        self.slots.iter().enumerate().filter_map(|(index, slot)| {
+            slot.value.as_ref().map(|_| Key {
+                index: index as u32,
+                generation: slot.generation,
+            })
+        })
+    }
+
     /// Removes the value; its key (and every copy of it) is stale from now on.
     pub(crate) fn remove(&mut self, key: Key) -> Option<T> {
         let slot = self.slots.get_mut(key.index as usize)?;

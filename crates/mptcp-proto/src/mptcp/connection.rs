@@ -241,6 +241,31 @@ pub struct MptcpConnection {
     pub(crate) core: Core,
 }
 
+/// What one connection holds in memory ([`MptcpConnection::memory_use`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemoryUse {
+    /// Live subflows (at most [`MAX_SUBFLOWS`] plus joins being refused).
+    pub subflows: usize,
+    /// Final figures kept of removed subflows (at most [`CLOSED_SUBFLOW_HISTORY`]).
+    pub closed_subflows: usize,
+    /// Receive mappings waiting for their bytes, over all subflows.
+    pub rx_mappings: usize,
+    /// The sum of the subflows' receive-mapping limits.
+    pub rx_mapping_limit: usize,
+    /// Send mappings the subflows hold (each covers bytes of the send buffer).
+    pub tx_mappings: usize,
+    /// Bytes in the connection-level reassembly, in order or not.
+    pub reassembly_bytes: usize,
+    pub reassembly_capacity: usize,
+    /// Bytes in the send buffer (written, not yet data-acked).
+    pub send_bytes: usize,
+    pub send_capacity: usize,
+    /// Send-buffer ranges waiting for reinjection.
+    pub reinject_ranges: usize,
+    /// ADD_ADDR, echoes and REMOVE_ADDR waiting for a segment.
+    pub queued_signals: usize,
+}
+
 impl Core {
     pub fn push_event(&mut self, event: MptcpEvent) {
         match event {
@@ -875,6 +900,27 @@ impl MptcpConnection {
     /// The data ACK we send (the next DSN expected from the peer).
     pub fn data_ack(&self) -> Dsn {
         self.core.seq.data_ack()
+    }
+
+    /// What the connection holds in memory, next to its limits: every figure is
+    /// bounded by the configuration, whatever the peer sends (DESIGN.md, "Invariants
+    /// worth tests"); the endpoint fuzz harness checks it.
+    pub fn memory_use(&self) -> MemoryUse {
+        MemoryUse {
+            subflows: self.subflows.len(),
+            closed_subflows: self.core.closed_subflows.len(),
+            rx_mappings: self.subflows.iter().map(|s| s.mp.rx.pending().len()).sum(),
+            rx_mapping_limit: self.subflows.iter().map(|s| s.mp.rx.limit()).sum(),
+            tx_mappings: self.subflows.iter().map(|s| s.mp.tx.len()).sum(),
+            reassembly_bytes: self.core.recv.buffered(),
+            reassembly_capacity: self.core.recv.capacity(),
+            send_bytes: self.send.len(),
+            send_capacity: self.send.capacity(),
+            reinject_ranges: self.core.reinject.len(),
+            queued_signals: self.core.add_addr_out.len()
+                + self.core.echo_out.len()
+                + self.core.remove_out.len(),
+        }
     }
 
     pub fn stats(&self) -> ConnStats {

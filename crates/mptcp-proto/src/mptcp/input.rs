@@ -130,15 +130,32 @@ impl RxOwner<'_> {
         });
         match self.core.mode {
             ConnMode::Handshake => {
-                self.mp.phase = MpPhase::Established;
                 let Some((key, _)) = keys else {
+                    if dss.is_some() {
+                        // The peer speaks MPTCP: its third ACK and first data (the
+                        // segments with our key echoed) were lost or overtaken by a
+                        // later segment, say a lone DATA_FIN. RFC 8684 §3.1 has the
+                        // first data repeat both keys until a data ACK shows we have
+                        // them, so they will come; until then nothing of this segment
+                        // can be mapped (no peer IDSN), and its payload is refused so
+                        // that it is sent again. Linux falls back here for want of a
+                        // socket to hold the state; we have one, and option stripping
+                        // leaves no DSS behind.
+                        tracing::debug!(
+                            seq = ?seg.seq,
+                            "mptcp: DSS before the peer's key: waiting for MP_CAPABLE"
+                        );
+                        return;
+                    }
                     // The ACK completing the handshake must echo both keys (RFC 8684
-                    // §3.1; Linux falls back likewise): without them the options were
-                    // stripped or the peer is not MPTCP.
+                    // §3.1; Linux falls back likewise): without them and without any
+                    // DSS, the options were stripped or the peer is not MPTCP.
+                    self.mp.phase = MpPhase::Established;
                     self.core
                         .enter_fallback(FallbackReason::NoMpCapableInThirdAck);
                     return;
                 };
+                self.mp.phase = MpPhase::Established;
                 self.core.peer_key = Some(key);
                 self.core.seq.set_peer_idsn(key.idsn());
                 self.core.mode = ConnMode::Mptcp;
@@ -232,8 +249,22 @@ impl RxOwner<'_> {
         let SubflowKind::JoinIn { nonce, peer_nonce } = self.mp.kind else {
             return;
         };
-        if self.mp.phase != MpPhase::Handshake || seg.flags.syn() {
+        if seg.flags.syn() {
             return;
+        }
+        match self.mp.phase {
+            MpPhase::Handshake => {}
+            MpPhase::Established => {
+                if matches!(join, Some(MpJoin::Ack { .. })) {
+                    // §3.2: the initiator repeats its third ACK until the fourth
+                    // arrives, so ours was lost: answer again. A pure ACK is never
+                    // acknowledged by TCP itself, and without this the initiator gives
+                    // the subflow up after its retries.
+                    self.core.ack_now = true;
+                }
+                return;
+            }
+            MpPhase::AwaitFourthAck { .. } | MpPhase::Dead => return,
         }
         let ok = match (self.core.peer_key, join) {
             // §3.2: HMAC-A = HMAC(Key-A ‖ Key-B, R-A ‖ R-B), 160 bits.
@@ -757,8 +788,14 @@ impl MptcpConnection {
                     }
                 }
             }
-            if let (Some(pm), Some(key)) = (self.core.pm.as_mut(), s.mp.path) {
-                pm.on_subflow_closed(now, key);
+            if let Some(pm) = self.core.pm.as_mut() {
+                if let Some(key) = s.mp.path {
+                    pm.on_subflow_closed(now, key);
+                }
+                if reason != SubflowDownReason::Closed {
+                    // A path failed: repeat unechoed announcements on the others.
+                    pm.resend_unechoed(now);
+                }
             }
             self.core.actions.push_back(ConnAction::SubflowRemoved {
                 id: s.id,
@@ -890,9 +927,20 @@ impl MptcpConnection {
             let deferred = core::mem::take(&mut self.core.deferred_opens);
             self.core.actions.extend(deferred);
         }
+        // RFC 8684 §3.4.1: ADD_ADDR is repeated until echoed; the first wait is the
+        // RTO of the live subflows (the largest, as Linux's ADD_ADDR timer).
+        let rto = self
+            .subflows
+            .iter()
+            .filter(|s| s.mp.carries_data() && !s.mp.stale)
+            .map(|s| s.rto())
+            .max();
         let Some(pm) = self.core.pm.as_mut() else {
             return;
         };
+        if let Some(rto) = rto {
+            pm.set_rto(rto);
+        }
         pm.handle_timeout(now);
         let mut request_ack = false;
         let mut close = Vec::new();

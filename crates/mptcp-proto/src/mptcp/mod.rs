@@ -31,7 +31,7 @@ mod timers;
 pub use config::MptcpConfig;
 pub use connection::{
     AcceptError, CLOSED_SUBFLOW_HISTORY, ConnAction, ConnMode, ConnStats, JoinRefusal,
-    MAX_SUBFLOWS, MptcpConnection, Role, SubflowTransmit,
+    MAX_SUBFLOWS, MemoryUse, MptcpConnection, Role, SubflowTransmit,
 };
 pub use events::{CloseReason, FallbackReason, MptcpEvent, SubflowDownReason};
 pub use handshake::{SynKind, classify_syn};

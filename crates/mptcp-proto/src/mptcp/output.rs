@@ -183,9 +183,17 @@ impl MptcpConnection {
         let n = self.subflows.len();
         let send = &self.send;
         let core = &mut self.core;
+        // A stale subflow carries no ADD_ADDR while a healthy one can: the peer may
+        // need the address to get around this very path's failure.
+        let healthy = self
+            .subflows
+            .iter()
+            .filter(|s| s.mp.carries_data() && !s.mp.stale)
+            .count();
         for k in 0..n {
             let i = (core.tx_cursor + k) % n;
             let sub = &mut self.subflows[i];
+            let announce_here = healthy == 0 || (sub.mp.carries_data() && !sub.mp.stale);
             let (data_space, control_space) = core.option_spaces(send, sub);
             let mut owner = TxOwner {
                 send,
@@ -213,7 +221,7 @@ impl MptcpConnection {
                 continue;
             };
             core.tx_cursor = (i + 1) % n.max(1);
-            decorate(now, core, send, sub, &mut t);
+            decorate(now, core, send, sub, &mut t, announce_here);
             return Some(SubflowTransmit {
                 subflow: sub.id,
                 local: sub.tcp.local(),
@@ -414,6 +422,7 @@ fn decorate<'a>(
     send: &'a SendBuffer,
     s: &mut Subflow,
     t: &mut Transmit<'a>,
+    announce_here: bool,
 ) {
     let seg = &mut t.segment;
     if seg.flags.rst() {
@@ -637,6 +646,7 @@ fn decorate<'a>(
         deferrable |= 2;
     }
     if !request.mptcp.is_full()
+        && announce_here
         && let Some(&(id, addr, port)) = core.add_addr_out.front()
     {
         request.mptcp.push((
@@ -676,7 +686,34 @@ fn apply_plan<'a>(
     request: &OptionRequest<'a>,
     _deferrable: u8,
 ) {
-    let planned = plan(request);
+    let mut planned = plan(request);
+    let deferred = |p: &crate::wire::plan::Plan<'_>| {
+        p.omitted
+            .iter()
+            .filter(|o| {
+                matches!(
+                    o,
+                    Omitted::Mptcp {
+                        priority: MptcpPriority::Deferrable,
+                        ..
+                    }
+                )
+            })
+            .count()
+    };
+    if deferred(&planned) > 0 && seg.payload.is_empty() && !request.sack_blocks.is_empty() {
+        // A pure ACK was asked for to carry a signal (ADD_ADDR, REMOVE_ADDR, MP_PRIO)
+        // and SACK blocks took its room. They are repeated on the next ACK, the signal
+        // would wait for the next retransmission (after an RTO for an ADD_ADDR): it
+        // goes first here, as in Linux, where MPTCP options take their space before
+        // SACK (tcp_established_options).
+        let mut without_sack = request.clone();
+        without_sack.sack_blocks.clear();
+        let replanned = plan(&without_sack);
+        if deferred(&replanned) < deferred(&planned) {
+            planned = replanned;
+        }
+    }
     let omitted: ArrayVec<usize, 4> = planned
         .omitted
         .iter()

@@ -92,6 +92,13 @@ impl MptcpConnection {
         for id in join_failed {
             self.reset_subflow(id, TcpRstReason::MPTCP_ERROR, SubflowDownReason::JoinFailed);
         }
+        if !newly_stale.is_empty()
+            && let Some(pm) = self.core.pm.as_mut()
+        {
+            // The stale subflow may have carried an announcement the peer needs to
+            // get around the failure: repeat it (on a healthy subflow, see output).
+            pm.resend_unechoed(now);
+        }
         for id in newly_stale {
             self.reinject_from(id);
             // Make-before-break: the replacement opens while this one still lives.

@@ -119,8 +119,11 @@ pub struct PmConfig {
     /// Announce local addresses with ADD_ADDR (usually the server). Linux: `signal`
     /// endpoints.
     pub announce: bool,
-    /// Time before an unechoed ADD_ADDR is sent again. Linux's `add_addr_timeout`
-    /// defaults to 120 s (TCP_RTO_MAX).
+    /// Longest wait before an unechoed ADD_ADDR is sent again. The wait is the
+    /// connection's retransmission timeout ([`super::PathManager::set_rto`]), doubled
+    /// per retransmission, and at most this. Linux's `add_addr_timeout` (120 s,
+    /// TCP_RTO_MAX) is such a maximum since Linux 6.18, which waits for the largest
+    /// subflow RTO; a fixed 120 s left connections shorter than that with no repeat.
     pub add_addr_timeout: Duration,
     /// Retransmissions of an ADD_ADDR before giving up. Linux: ADD_ADDR_RETRANS_MAX = 3.
     pub add_addr_retransmits: u32,

@@ -18,9 +18,10 @@
 use core::net::{IpAddr, SocketAddr};
 use std::collections::{BTreeMap, VecDeque};
 
+use arrayvec::ArrayVec;
 use tracing::debug;
 
-use crate::time::Instant;
+use crate::time::{Duration, Instant};
 pub use crate::wire::mptcp::AddrId;
 
 mod config;
@@ -100,7 +101,9 @@ pub enum PmAction {
     /// Close every subflow using address `id` on `side` (RST with MP_TCPRST or FIN; the
     /// address is gone).
     CloseSubflows { side: AddrSide, id: AddrId },
-    /// An announcement was never echoed after all retransmissions.
+    /// An announcement was never echoed after all retransmissions (the path manager
+    /// then opens subflows from that address itself, see
+    /// [`PathManager::handle_timeout`]).
     AddAddrGaveUp { id: AddrId },
 }
 
@@ -164,8 +167,9 @@ struct Announcement {
     port: Option<u16>,
     /// Transmissions so far.
     sent: u32,
-    /// When to send again (or give up).
-    deadline: Instant,
+    /// When it was last sent: the next transmission (or giving up) is one echo
+    /// timeout later ([`echo_timeout`]), with the RTO known at that time.
+    last_sent: Instant,
 }
 
 /// Path manager state of one connection.
@@ -198,6 +202,8 @@ pub struct PathManager {
     announcements: BTreeMap<AddrId, Announcement>,
     /// The peer set MP_CAPABLE flag C: no subflows to its initial address (§3.1).
     peer_denies_initial: bool,
+    /// The connection's retransmission timeout, the first wait for an echo.
+    rto: Option<Duration>,
     actions: VecDeque<PmAction>,
 }
 
@@ -234,6 +240,7 @@ impl PathManager {
             )]),
             announcements: BTreeMap::new(),
             peer_denies_initial: peer_c_flag,
+            rto: None,
             actions: VecDeque::new(),
             config,
         };
@@ -275,7 +282,11 @@ impl PathManager {
     /// When [`PathManager::handle_timeout`] must next run. Retries wait for a free
     /// subflow slot, so they count only while one is free.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let announce = self.announcements.values().map(|a| a.deadline).min();
+        let announce = self
+            .announcements
+            .values()
+            .map(|a| a.last_sent + self.echo_timeout(a.sent))
+            .min();
         let retry = if self.live_subflows() < self.config.max_subflows && self.config.open_subflows
         {
             self.pending_retries().map(|(_, at)| at).min()
@@ -327,7 +338,7 @@ impl PathManager {
                     addr,
                     port,
                     sent: 1,
-                    deadline: now + self.config.add_addr_timeout,
+                    last_sent: now,
                 },
             );
         }
@@ -490,23 +501,61 @@ impl PathManager {
         self.handle_timeout(now);
     }
 
+    /// The connection's current retransmission timeout (RFC 6298): the wait for an
+    /// ADD_ADDR echo before the first retransmission. It applies to announcements
+    /// already waiting too (the first ones go out before any RTT is measured).
+    pub fn set_rto(&mut self, rto: Duration) {
+        self.rto = Some(rto);
+    }
+
+    /// The wait after an announcement's `sent`-th transmission.
+    fn echo_timeout(&self, sent: u32) -> Duration {
+        echo_timeout(self.config.add_addr_timeout, self.rto, sent)
+    }
+
+    /// The paths are in trouble (a subflow went stale or down, RFC 8684 §3.3.6): every
+    /// announcement still unechoed goes out again now, with a fresh retransmission
+    /// budget. The copy sent before may have left on the failing path, and the peer
+    /// may need the address to survive the failure; the connection puts it on a
+    /// healthy subflow.
+    pub fn resend_unechoed(&mut self, now: Instant) {
+        for (&id, a) in &mut self.announcements {
+            a.sent = 1;
+            a.last_sent = now;
+            self.actions.push_back(PmAction::SendAddAddr {
+                id,
+                addr: a.addr,
+                port: a.port,
+            });
+        }
+    }
+
     /// Retransmits announcements whose echo is overdue, gives up on those out of
     /// retransmissions, and opens the subflows whose retry is due (in key order, while
     /// slots are free).
+    ///
+    /// An address the peer never echoed may be unknown to it, and then only we can
+    /// make a subflow from it: when the only path died before the announcement got
+    /// through, that is the connection's one way to survive. So a given-up
+    /// announcement opens subflows from that address to the peer's (RFC 8684 §3.2:
+    /// either host may open one), even where `open_subflows` is off; one that fails
+    /// is not retried.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let timeout = self.config.add_addr_timeout;
         let limit = self.config.add_addr_retransmits;
+        let (max, rto) = (self.config.add_addr_timeout, self.rto);
+        let mut gave_up: ArrayVec<AddrId, 8> = ArrayVec::new();
         let actions = &mut self.actions;
         self.announcements.retain(|&id, a| {
-            if a.deadline > now {
+            if a.last_sent + echo_timeout(max, rto, a.sent) > now {
                 return true;
             }
             if a.sent > limit {
                 actions.push_back(PmAction::AddAddrGaveUp { id });
+                let _ = gave_up.try_push(id);
                 return false;
             }
             a.sent += 1;
-            a.deadline = now + timeout;
+            a.last_sent = now;
             actions.push_back(PmAction::SendAddAddr {
                 id,
                 addr: a.addr,
@@ -514,6 +563,9 @@ impl PathManager {
             });
             true
         });
+        for id in gave_up {
+            self.join_from(id);
+        }
         if !self.config.open_subflows {
             return;
         }
@@ -535,6 +587,24 @@ impl PathManager {
                     },
                 );
             }
+        }
+    }
+
+    /// Opens a subflow from local address `id` to every known peer address it may
+    /// reach and has none to yet, up to the subflow limit.
+    fn join_from(&mut self, id: AddrId) {
+        let remotes: Vec<AddrId> = self.remotes.keys().copied().collect();
+        for remote in remotes {
+            if self.live_subflows() >= self.config.max_subflows {
+                return;
+            }
+            let had = self.paths.range(pair_range(id, remote)).count();
+            if !self.eligible(id, remote) || had > 0 {
+                continue;
+            }
+            let key = self.free_key(id, remote);
+            debug!(?key, "ADD_ADDR never echoed: joining from its address");
+            self.open(key, Path::opening());
         }
     }
 
@@ -624,6 +694,14 @@ impl PathManager {
             }
         }
     }
+}
+
+/// The wait after an announcement's `sent`-th transmission: the RTO doubled per
+/// retransmission (like a TCP segment's), at most `max`.
+fn echo_timeout(max: Duration, rto: Option<Duration>, sent: u32) -> Duration {
+    let base = rto.map_or(max, |rto| rto.min(max));
+    base.saturating_mul(1u64 << sent.saturating_sub(1).min(16))
+        .min(max)
 }
 
 fn pair_range(local: AddrId, remote: AddrId) -> core::ops::RangeInclusive<PathKey> {

@@ -256,8 +256,74 @@ fn add_addr_is_retransmitted_until_echoed_then_given_up() {
     pm.handle_timeout(Instant::from_secs(14));
     assert_eq!(drain(&mut pm), vec![send_a]);
     pm.handle_timeout(Instant::from_secs(16));
-    assert_eq!(drain(&mut pm), vec![PmAction::AddAddrGaveUp { id: a }]);
+    // Never echoed: the peer may not know the address, so we join from it.
+    assert_eq!(
+        drain(&mut pm),
+        vec![
+            PmAction::AddAddrGaveUp { id: a },
+            open(1, "10.9.1.1", 0, "10.0.0.1:5555"),
+        ]
+    );
     assert_eq!(pm.poll_timeout(), None);
+}
+
+#[test]
+fn add_addr_waits_one_rto_then_backs_off_and_repeats_at_once_when_paths_fail() {
+    let config = PmConfig {
+        open_subflows: false,
+        announce: true,
+        ..PmConfig::default()
+    };
+    let mut pm = PathManager::new(config, ip("10.9.0.1"), sock("10.0.0.1:5555"), false);
+    let t0 = Instant::from_secs(1);
+    let id = pm
+        .add_local_addr(t0, ip("10.9.1.1"), None, false)
+        .expect("free id");
+    let send = PmAction::SendAddAddr {
+        id,
+        addr: ip("10.9.1.1"),
+        port: None,
+    };
+    assert_eq!(drain(&mut pm), vec![send]);
+    // No RTT measured yet: the 120 s maximum. Once the connection knows its RTO
+    // (300 ms), the waiting announcement follows it.
+    assert_eq!(pm.poll_timeout(), Some(t0 + Duration::from_secs(120)));
+    pm.set_rto(Duration::from_millis(300));
+    assert_eq!(pm.poll_timeout(), Some(t0 + Duration::from_millis(300)));
+    // Retransmissions back off as TCP's do: 300, 600, 1200 ms.
+    let mut at = t0 + Duration::from_millis(300);
+    for wait in [600, 1200] {
+        pm.handle_timeout(at);
+        assert_eq!(drain(&mut pm), vec![send]);
+        assert_eq!(pm.poll_timeout(), Some(at + Duration::from_millis(wait)));
+        at += Duration::from_millis(wait);
+    }
+    // A subflow went stale: the announcement goes again now, with a fresh budget.
+    let trouble = at - Duration::from_millis(100);
+    pm.resend_unechoed(trouble);
+    assert_eq!(drain(&mut pm), vec![send]);
+    assert_eq!(
+        pm.poll_timeout(),
+        Some(trouble + Duration::from_millis(300))
+    );
+    // The echo ends it; nothing is repeated after that, even on trouble.
+    pm.on_add_addr_echo(id, ip("10.9.1.1"), None);
+    assert_eq!(pm.poll_timeout(), None);
+    pm.resend_unechoed(at);
+    assert_eq!(drain(&mut pm), vec![]);
+}
+
+#[test]
+fn the_add_addr_wait_never_exceeds_the_configured_maximum() {
+    let max = Duration::from_secs(2);
+    assert_eq!(echo_timeout(max, None, 1), max);
+    assert_eq!(
+        echo_timeout(max, Some(Duration::from_millis(700)), 2),
+        Duration::from_millis(1400)
+    );
+    assert_eq!(echo_timeout(max, Some(Duration::from_millis(700)), 3), max);
+    assert_eq!(echo_timeout(max, Some(Duration::from_secs(5)), 1), max);
+    assert_eq!(echo_timeout(max, Some(Duration::from_millis(1)), 99), max);
 }
 
 fn config(policy: PathPolicy) -> PmConfig {

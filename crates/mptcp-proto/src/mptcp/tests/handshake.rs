@@ -247,3 +247,67 @@ pub fn strip_mptcp(w: &Wire) -> Vec<u8> {
     .expect("fits");
     buf
 }
+
+#[test]
+fn a_data_fin_overtaking_the_lost_third_ack_and_first_data_is_no_fallback() {
+    // Seeds 11813 and 16414 of mptcp_seeds: the client's third ACK and first data (the
+    // segments with MP_CAPABLE and both keys) are lost, and its DATA_FIN (a DSS, no
+    // MP_CAPABLE) reaches the server first. The peer plainly speaks MPTCP: the server
+    // must wait for the keys (the first data is retransmitted with them), not fall
+    // back as if a middlebox had stripped the options.
+    use std::cell::Cell;
+    use std::rc::Rc;
+    let mut p = Pair::new(small_config(), small_config(), &[]);
+    let fin_passed = Rc::new(Cell::new(false));
+    let seen = fin_passed.clone();
+    p.filter = Some(Box::new(move |w| {
+        if w.dir != Dir::ToServer || w.flags().syn() {
+            return Verdict::Pass;
+        }
+        let keyed = capable(w).is_some_and(|c| {
+            matches!(
+                c.keys,
+                MpCapableKeys::Both { .. } | MpCapableKeys::BothWithData { .. }
+            )
+        });
+        if dss(w).is_some_and(|d| d.data_fin) {
+            seen.set(true);
+        }
+        if keyed && !seen.get() {
+            Verdict::Drop
+        } else {
+            Verdict::Pass
+        }
+    }));
+    p.run_for(Duration::from_millis(40));
+    p.client.write(b"request");
+    p.client.close();
+    // The first data goes out with the keys (dropped); the DATA_FIN follows on its
+    // own once the connection-level retransmission timer asks for it.
+    while !fin_passed.get() && p.now < Instant::from_secs(2) {
+        p.run_for(Duration::from_millis(5));
+    }
+    assert!(
+        fin_passed.get(),
+        "the DATA_FIN went out before any key got through"
+    );
+    p.run_for(Duration::from_millis(12));
+    assert_eq!(p.server().mode(), ConnMode::Handshake);
+    p.run_for(Duration::from_secs(3));
+    assert_eq!(p.server().mode(), ConnMode::Mptcp);
+    assert_eq!(p.client.mode(), ConnMode::Mptcp);
+    let mut buf = [0u8; 16];
+    assert_eq!(p.server().read(&mut buf), 7);
+    assert_eq!(&buf[..7], b"request");
+    assert!(
+        p.server().is_read_closed(),
+        "the DATA_FIN is taken once mapped"
+    );
+    let fell_back = |events: &[MptcpEvent]| {
+        events
+            .iter()
+            .any(|e| matches!(e, MptcpEvent::Fallback { .. }))
+    };
+    assert!(!fell_back(&p.server_events), "{:?}", p.server_events);
+    assert!(!fell_back(&p.client_events), "{:?}", p.client_events);
+}

@@ -277,7 +277,31 @@ impl Pair {
                 }
             }
             if let Some(server) = self.server.as_mut() {
-                while server.poll_action().is_some() {}
+                while let Some(action) = server.poll_action() {
+                    if let ConnAction::OpenSubflow {
+                        local,
+                        remote,
+                        local_id,
+                        remote_id,
+                        backup,
+                    } = action
+                    {
+                        self.next_port += 1;
+                        let local = SocketAddr::new(local, self.next_port);
+                        let iss = SeqNum(u32::from(self.next_port).wrapping_mul(6_133));
+                        server.open_subflow(
+                            self.now,
+                            local,
+                            remote,
+                            local_id,
+                            remote_id,
+                            backup,
+                            iss,
+                            &mut self.rng,
+                        );
+                        moved = true;
+                    }
+                }
             }
             while let Some(e) = self.client.poll_event() {
                 self.client_log.push((self.now, e));
@@ -300,6 +324,20 @@ impl Pair {
             Dir::ToClient => {
                 if let Some(id) = self.client.subflow_for(wire.dst, wire.src) {
                     self.client.handle_segment(self.now, id, &seg);
+                } else if seg.flags.syn()
+                    && !seg.flags.ack()
+                    && matches!(classify_syn(&seg), SynKind::Join { .. })
+                {
+                    // A join opened by the server (RFC 8684 §3.2: either host may).
+                    let iss = SeqNum(u32::from(wire.src.port()).wrapping_mul(7_727));
+                    let _ = self.client.accept_join(
+                        self.now,
+                        wire.dst,
+                        wire.src,
+                        &seg,
+                        iss,
+                        &mut self.rng,
+                    );
                 }
             }
             Dir::ToServer => {

@@ -100,6 +100,66 @@ fn mp_join_four_way_handshake_fields_and_hmacs() {
 }
 
 #[test]
+fn a_lost_fourth_ack_is_sent_again_when_the_third_ack_is_repeated() {
+    // Seed 10937 of mptcp_seeds: the responder's fourth ACK (a pure ACK) was lost; the
+    // initiator repeated its third ACK, but a pure ACK gets no ACK from TCP, so the
+    // responder stayed silent and the join was given up after its retries.
+    let mut p = Pair::new(small_config(), small_config(), &[ip("10.0.1.1")]);
+    let mut dropped = 0;
+    p.filter = Some(Box::new(move |w| {
+        let fourth = w.dir == Dir::ToClient
+            && w.dst.ip() == ip("10.0.1.1")
+            && !w.flags().syn()
+            && w.payload_len() == 0;
+        if fourth && dropped == 0 {
+            dropped += 1;
+            Verdict::Drop
+        } else {
+            Verdict::Pass
+        }
+    }));
+    p.connect();
+    assert_bytes(&p.transfer(true, b"go", Duration::from_secs(1)), b"go");
+    p.run_for(Duration::from_secs(2));
+    let third_acks = p
+        .sent(Dir::ToServer)
+        .into_iter()
+        .filter(|w| matches!(join(w), Some(MpJoin::Ack { .. })))
+        .count();
+    assert_eq!(third_acks, 2, "the third ACK was repeated once");
+    let joined = p
+        .client
+        .stats()
+        .subflows
+        .into_iter()
+        .find(|s| s.local.ip() == ip("10.0.1.1"))
+        .expect("the joined subflow is still there");
+    assert!(joined.established);
+    assert!(
+        !p.client_events.iter().any(|e| matches!(
+            e,
+            MptcpEvent::SubflowDown {
+                reason: SubflowDownReason::JoinFailed,
+                ..
+            }
+        )),
+        "{:?}",
+        p.client_events
+    );
+    let data = pattern(60_000, 21);
+    assert_bytes(&p.transfer(true, &data, Duration::from_secs(5)), &data);
+    assert!(
+        p.client
+            .stats()
+            .subflows
+            .iter()
+            .find(|s| s.local.ip() == ip("10.0.1.1"))
+            .is_some_and(|s| s.bytes_sent > 0),
+        "the joined subflow carries data"
+    );
+}
+
+#[test]
 fn data_flows_over_two_subflows_byte_exact() {
     let mut p = two_path_pair(2);
     let data = pattern(300_000, 11);
@@ -270,6 +330,128 @@ fn add_addr_is_retransmitted_until_echoed_and_opens_a_subflow() {
             .iter()
             .any(|s| s.remote == "10.9.1.1:80".parse().expect("address") && s.established)
     );
+}
+
+#[test]
+fn a_lost_add_addr_is_repeated_after_an_rto_not_after_two_minutes() {
+    // Seeds 6217, 14345, 23573, 27346, 29273, 29827 of mptcp_seeds: the announcement
+    // was lost on a lossy path and repeated only after the 120 s `add_addr_timeout`;
+    // the initial path died in between, and the peer never learned the way around.
+    let mut p = Pair::new(small_config(), small_config(), &[]);
+    assert_eq!(
+        p.server_config.pm_server.add_addr_timeout,
+        Duration::from_secs(120)
+    );
+    p.connect();
+    assert_bytes(&p.transfer(true, b"go", Duration::from_secs(1)), b"go");
+    let mut dropped = 0;
+    p.filter = Some(Box::new(move |w| {
+        let announcement = w
+            .mptcp()
+            .iter()
+            .any(|o| matches!(o, MptcpOption::AddAddr(a) if a.hmac.is_some()));
+        if announcement && dropped == 0 {
+            dropped += 1;
+            Verdict::Drop
+        } else {
+            Verdict::Pass
+        }
+    }));
+    let announced_at = p.now;
+    p.server()
+        .add_local_address(announced_at, ip("10.9.1.1"))
+        .expect("new address");
+    // The server's RTO (RFC 6298) on its only subflow.
+    let initial = p
+        .server()
+        .subflow_ids()
+        .next()
+        .expect("the initial subflow");
+    let rto = p
+        .server()
+        .subflow_tcp(initial)
+        .expect("the initial subflow")
+        .stats()
+        .rto;
+    assert!(rto < Duration::from_secs(1), "{rto:?}");
+    // When each announcement left, to the 5 ms step.
+    let announcements = |p: &Pair| {
+        p.sent(Dir::ToClient)
+            .into_iter()
+            .filter(|w| {
+                w.mptcp()
+                    .iter()
+                    .any(|o| matches!(o, MptcpOption::AddAddr(a) if a.hmac.is_some()))
+            })
+            .count()
+    };
+    let mut sent_at = Vec::new();
+    let mut seen = 0;
+    while p.now < announced_at + Duration::from_secs(2) {
+        p.run_for(Duration::from_millis(5));
+        let n = announcements(&p);
+        sent_at.extend((seen..n).map(|_| p.now));
+        seen = n;
+    }
+    assert_eq!(sent_at.len(), 2, "the lost one and its repeat: {sent_at:?}");
+    // One RTO later, not 120 s.
+    let gap = sent_at[1].saturating_since(sent_at[0]);
+    assert!(
+        gap + Duration::from_millis(5) >= rto && gap <= rto + Duration::from_millis(5),
+        "repeated after {gap:?}, RTO {rto:?}"
+    );
+    assert!(p.client_events.contains(&MptcpEvent::AddressAnnounced {
+        id: AddrId(1),
+        addr: "10.9.1.1:80".parse().expect("address"),
+    }));
+    assert_eq!(p.client.subflow_ids().count(), 2);
+}
+
+#[test]
+fn an_address_never_echoed_gets_a_subflow_from_us_when_the_only_path_died() {
+    // Seed 6217 of mptcp_seeds: the server's announcement was lost and its only path
+    // died before the repeat; the client could never learn the other address, and
+    // only the server could make a subflow from it (RFC 8684 §3.2).
+    let mut sc = small_config();
+    sc.make_after_break = Duration::from_secs(60);
+    let mut cc = small_config();
+    cc.make_after_break = Duration::from_secs(60);
+    let mut p = Pair::new(cc, sc, &[]);
+    p.connect();
+    assert_bytes(&p.transfer(true, b"go", Duration::from_secs(1)), b"go");
+    // Every announcement is lost, and the initial path is dead from now on.
+    let initial = (client_addr(), server_addr());
+    p.filter = Some(Box::new(move |w| {
+        let announcement = w
+            .mptcp()
+            .iter()
+            .any(|o| matches!(o, MptcpOption::AddAddr(_)));
+        let on_initial = (w.src, w.dst) == initial || (w.dst, w.src) == initial;
+        if announcement || on_initial {
+            Verdict::Drop
+        } else {
+            Verdict::Pass
+        }
+    }));
+    let now = p.now;
+    p.server()
+        .add_local_address(now, ip("10.9.1.1"))
+        .expect("new address");
+    let data = pattern(30_000, 5);
+    let got = p.transfer(false, &data, Duration::from_secs(40));
+    assert_bytes(&got, &data);
+    let joined = p
+        .client
+        .stats()
+        .subflows
+        .into_iter()
+        .find(|s| s.remote.ip() == ip("10.9.1.1"))
+        .expect("the server's join reached the client");
+    assert!(
+        joined.established && joined.bytes_received > 0,
+        "{joined:?}"
+    );
+    assert_eq!(joined.local, client_addr(), "to the client's known address");
 }
 
 #[test]
