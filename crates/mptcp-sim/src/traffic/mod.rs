@@ -7,6 +7,7 @@ mod options;
 pub mod pattern;
 mod report;
 mod run;
+mod summary;
 
 pub use host::{
     MPTCP_EVENT_LOG, MptcpLog, Received, Sender, SenderState, StackHost, StackOptions, flow_key,
@@ -14,4 +15,5 @@ pub use host::{
 pub use options::{HOST_OPTION_KEYS, parse_host_options};
 pub use pattern::Pattern;
 pub use report::{FlowReport, LinkReport, MptcpReport, RunReport, format_rate};
-pub use run::{RunOptions, TrafficError, TrafficRun, run_scenario};
+pub use summary::{ConnSummary, DeliveryGaps, Stall, SubflowSummary, Summary, shares};
+pub use run::{MptcpOverrides, RunOptions, TrafficError, TrafficRun, run_scenario};

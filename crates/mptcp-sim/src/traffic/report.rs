@@ -12,6 +12,7 @@ use crate::scenario::FlowKind;
 use crate::sim::Direction;
 
 use super::host::MptcpLog;
+use super::summary::Stall;
 
 /// The outcome of one flow.
 #[derive(Clone, Debug)]
@@ -19,10 +20,17 @@ pub struct FlowReport {
     pub label: String,
     pub kind: FlowKind,
     pub from: String,
+    /// The (initial) subflow's local address, once the flow started.
+    pub local: Option<SocketAddr>,
     pub remote: SocketAddr,
     pub requested: Option<u64>,
+    /// Bytes the sending application wrote.
+    pub sent: u64,
     /// Bytes the receiving application read.
     pub delivered: u64,
+    /// The longest time the receiving application got no new data while the
+    /// transfer was unfinished.
+    pub longest_stall: Stall,
     pub start: Instant,
     /// From the start to the receiver seeing the FIN after the last byte.
     pub completion: Option<Duration>,
