@@ -114,8 +114,8 @@ mod tests {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
         for b in BUILTINS {
             let embedded = b.scenario().unwrap_or_else(|e| panic!("{}: {e}", b.name));
-            let on_disk = Scenario::from_file(dir.join(b.file))
-                .unwrap_or_else(|e| panic!("{}: {e}", b.file));
+            let on_disk =
+                Scenario::from_file(dir.join(b.file)).unwrap_or_else(|e| panic!("{}: {e}", b.file));
             assert_eq!(embedded, on_disk, "{}", b.name);
             assert!(!embedded.flows.is_empty(), "{} has no traffic", b.name);
             assert!(

@@ -14,6 +14,6 @@ pub use host::{
 };
 pub use options::{HOST_OPTION_KEYS, parse_host_options};
 pub use pattern::Pattern;
-pub use report::{FlowReport, LinkReport, MptcpReport, RunReport, format_rate};
-pub use summary::{ConnSummary, DeliveryGaps, Stall, SubflowSummary, Summary, shares};
+pub use report::{FlowReport, LinkReport, LinkTable, MptcpReport, RunReport, format_rate};
 pub use run::{MptcpOverrides, RunOptions, TrafficError, TrafficRun, run_scenario};
+pub use summary::{ConnSummary, DeliveryGaps, Stall, SubflowSummary, Summary, shares};

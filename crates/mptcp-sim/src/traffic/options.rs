@@ -85,7 +85,9 @@ pub fn parse_host_options(host: &HostSpec) -> Result<StackOptions, TrafficError>
             "min_rto" => tcp.rto_min = duration()?,
             "mptcp" => mptcp_enabled = boolean()?,
             "checksum" => mptcp.checksums = boolean()?,
-            "scheduler" => mptcp.scheduler = parse_named(key, value, text.as_deref()).map_err(error)?,
+            "scheduler" => {
+                mptcp.scheduler = parse_named(key, value, text.as_deref()).map_err(error)?
+            }
             "path_manager" => {
                 let policy: PathPolicy = parse_named(key, value, text.as_deref()).map_err(error)?;
                 mptcp.pm.policy = policy;
@@ -97,12 +99,15 @@ pub fn parse_host_options(host: &HostSpec) -> Result<StackOptions, TrafficError>
                     .map(|a| a.iter().map(|v| v.as_str()).collect::<Option<Vec<_>>>())
                     .unwrap_or_else(|| text.as_deref().map(|s| vec![s]))
                     .ok_or_else(|| {
-                        error(format!("backup = {value} is not an address or a list of them"))
+                        error(format!(
+                            "backup = {value} is not an address or a list of them"
+                        ))
                     })?;
                 for addr in addrs {
-                    let ip: IpAddr = addr.trim().parse().map_err(|_| {
-                        error(format!("backup: '{addr}' is not an IP address"))
-                    })?;
+                    let ip: IpAddr = addr
+                        .trim()
+                        .parse()
+                        .map_err(|_| error(format!("backup: '{addr}' is not an IP address")))?;
                     if !host.addresses.contains(&ip) {
                         return Err(error(format!(
                             "backup: {ip} is not one of the host's addresses"
@@ -286,7 +291,10 @@ mod tests {
                 "path_manager = \"mesh\"",
                 "path_manager: unknown path manager \"mesh\" (expected fullmesh",
             ),
-            ("backup = \"10.9.9.9\"", "backup: 10.9.9.9 is not one of the host's"),
+            (
+                "backup = \"10.9.9.9\"",
+                "backup: 10.9.9.9 is not one of the host's",
+            ),
             ("backup = [1]", "backup = [1] is not an address or a list"),
             (
                 "max_subflows = 33",

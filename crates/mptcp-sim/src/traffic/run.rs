@@ -323,10 +323,13 @@ impl TrafficRun {
                 .last();
             let delivered = receiver.map_or(0, |r| r.bytes);
             let all_delivered = spec.bytes.is_some_and(|b| delivered >= b);
-            let longest_stall = receiver.map(|r| r.deliveries).unwrap_or_default().longest_stall(
-                sender.start,
-                (!all_delivered).then(|| sim.now().max(sender.start)),
-            );
+            let longest_stall = receiver
+                .map(|r| r.deliveries)
+                .unwrap_or_default()
+                .longest_stall(
+                    sender.start,
+                    (!all_delivered).then(|| sim.now().max(sender.start)),
+                );
             let completion = receiver
                 .and_then(|r| r.finished_at)
                 .map(|at| at - sender.start);
@@ -364,6 +367,7 @@ impl TrafficRun {
                 sent: sender.written,
                 delivered,
                 longest_stall,
+                first_byte: receiver.and_then(|r| r.deliveries.first()),
                 start: sender.start,
                 completion: completion.or_else(|| completion_time(sender)),
                 goodput_bps,

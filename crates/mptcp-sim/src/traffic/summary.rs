@@ -62,24 +62,20 @@ impl DeliveryGaps {
         self.last
     }
 
-    /// The longest stall of a transfer that began at `start`: the wait for the first
-    /// byte, the longest gap between deliveries, and, if the transfer was still
-    /// unfinished at `unfinished_at`, the time since the last delivery. A finished
-    /// transfer's stall ends with its last byte (waiting for the FIN does not count).
+    /// The longest stall of a transfer that began at `start`: the longest gap
+    /// between deliveries and, if the transfer was still unfinished at
+    /// `unfinished_at`, the time since the last delivery. A finished transfer's stall
+    /// ends with its last byte (waiting for the FIN does not count). The wait for
+    /// the first byte is not a stall but set-up (a lost SYN costs a second whatever
+    /// the scheduler does; see [`DeliveryGaps::first`]), unless nothing arrived at
+    /// all: then the whole transfer was one.
     pub fn longest_stall(&self, start: Instant, unfinished_at: Option<Instant>) -> Stall {
-        let mut candidates = Vec::with_capacity(3);
-        match self.first {
-            Some(first) => candidates.push(Stall {
-                duration: first - start,
+        let mut candidates = Vec::with_capacity(2);
+        if self.first.is_none() {
+            return Stall {
+                duration: unfinished_at.map_or(Duration::ZERO, |end| end - start),
                 from: start,
-            }),
-            None => {
-                // Nothing delivered: the whole run (so far) was a stall.
-                return Stall {
-                    duration: unfinished_at.map_or(Duration::ZERO, |end| end - start),
-                    from: start,
-                };
-            }
+            };
         }
         if let Some((duration, from)) = self.longest {
             candidates.push(Stall { duration, from });
@@ -152,12 +148,14 @@ pub struct Summary {
 ///   receiving one read; `matched`: the two are equal and every byte was right;
 ///   `complete`: the transfer ended with the FIN;
 /// - `completion_s`: from the flow's start to the receiver seeing the FIN (`null` if
-///   it did not);
+///   it did not); `first_byte_ms`: from the start to the first byte read (`null`:
+///   none);
 /// - `goodput_mbps`: bytes delivered over the transfer's time (to the end of the run
 ///   if unfinished), Mbit/s;
 /// - `longest_stall_ms`: the longest interval in which the application got no new
-///   in-order data while the transfer was unfinished (the wait for the first byte
-///   counts); `longest_stall_start_s`: when it began;
+///   in-order data while the transfer was unfinished, from its first byte on (the
+///   wait for the first byte is `first_byte_ms`); `longest_stall_start_s`: when it
+///   began;
 /// - `reinjected_bytes`: bytes the sender mapped a second time onto another subflow;
 /// - `subflows`: one [`SubflowSummary`] each (a TCP connection has one).
 #[derive(Clone, Debug, Serialize)]
@@ -172,6 +170,7 @@ pub struct ConnSummary {
     pub matched: bool,
     pub complete: bool,
     pub completion_s: Option<f64>,
+    pub first_byte_ms: Option<f64>,
     pub goodput_mbps: f64,
     pub longest_stall_ms: f64,
     pub longest_stall_start_s: f64,
@@ -219,7 +218,11 @@ fn secs(t: Instant) -> f64 {
 }
 
 /// The network's per-subflow count of new payload bytes from `local` to `remote`.
-fn network_bytes(flows: &BTreeMap<FlowId, FlowStats>, local: SocketAddr, remote: SocketAddr) -> u64 {
+fn network_bytes(
+    flows: &BTreeMap<FlowId, FlowStats>,
+    local: SocketAddr,
+    remote: SocketAddr,
+) -> u64 {
     flows
         .get(&FlowId {
             src: local,
@@ -351,6 +354,7 @@ impl ConnSummary {
             matched: flow.corrupt_at.is_none() && flow.delivered == flow.sent,
             complete: flow.is_complete_and_intact(),
             completion_s: flow.completion.map(|d| d.as_secs_f64()),
+            first_byte_ms: flow.first_byte.map(|t| ms(t - flow.start)),
             goodput_mbps: flow.goodput_bps / 1e6,
             longest_stall_ms: ms(flow.longest_stall.duration),
             longest_stall_start_s: secs(flow.longest_stall.from),
@@ -385,7 +389,15 @@ impl fmt::Display for Summary {
         writeln!(
             f,
             "{:<6} {:<5} {:<18} {:>9} {:>10} {:>11} {:>7} {:>9} {:>10}",
-            "conn", "kind", "to", "Mbit/s", "time s", "delivered", "matched", "stall ms", "reinjected"
+            "conn",
+            "kind",
+            "to",
+            "Mbit/s",
+            "time s",
+            "delivered",
+            "matched",
+            "stall ms",
+            "reinjected"
         )?;
         for c in &self.connections {
             writeln!(
@@ -406,7 +418,14 @@ impl fmt::Display for Summary {
         writeln!(
             f,
             "{:<9} {:<44} {:>11} {:>6} {:>8} {:>8} {:>9} {:>10}",
-            "subflow", "path (sender's view)", "bytes", "share", "srtt ms", "min ms", "cwnd", "retrans"
+            "subflow",
+            "path (sender's view)",
+            "bytes",
+            "share",
+            "srtt ms",
+            "min ms",
+            "cwnd",
+            "retrans"
         )?;
         for c in &self.connections {
             for sf in &c.subflows {
@@ -480,10 +499,12 @@ mod tests {
     }
 
     #[test]
-    fn waiting_for_the_first_byte_is_a_stall() {
-        let stall = gaps(&[400, 410, 420]).longest_stall(at(100), None);
-        assert_eq!(stall.duration, Duration::from_millis(300));
-        assert_eq!(stall.from, at(100));
+    fn waiting_for_the_first_byte_is_set_up_not_a_stall() {
+        let g = gaps(&[400, 410, 430]);
+        let stall = g.longest_stall(at(100), None);
+        assert_eq!(stall.duration, Duration::from_millis(20));
+        assert_eq!(stall.from, at(410));
+        assert_eq!(g.first(), Some(at(400)));
     }
 
     #[test]
@@ -509,9 +530,9 @@ mod tests {
 
     #[test]
     fn equal_stalls_report_the_first() {
-        let stall = gaps(&[100, 200, 300]).longest_stall(at(0), None);
+        let stall = gaps(&[100, 200, 300]).longest_stall(at(0), Some(at(400)));
         assert_eq!(stall.duration, Duration::from_millis(100));
-        assert_eq!(stall.from, at(0));
+        assert_eq!(stall.from, at(100));
     }
 
     #[test]
