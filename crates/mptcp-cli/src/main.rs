@@ -237,7 +237,8 @@ enum SimCommand {
         json: bool,
     },
     /// Print a built-in scenario's TOML (default: the demo), a starting point for
-    /// your own.
+    /// your own. A capacity trace is named relative to the scenario file: copy
+    /// crates/mptcp-sim/scenarios/traces/ next to it for `roadside`.
     ///
     /// Example: mptcp sim example wifi-outage > my.toml
     Example {
