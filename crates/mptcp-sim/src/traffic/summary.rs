@@ -233,8 +233,9 @@ fn network_bytes(
 }
 
 impl Summary {
-    /// Summarises `report`; `flows` are the simulator's per-flow counters
-    /// ([`crate::Simulator::flows`]), `hosts` the name of each flow's sending host.
+    /// Summarises `report` of the scenario called `scenario`; `flows` are the
+    /// simulator's per-flow counters ([`crate::Simulator::flows`]), `overrides` what
+    /// the run forced on the MPTCP hosts.
     pub fn new(
         scenario: &str,
         report: &RunReport,
