@@ -1,6 +1,8 @@
 //! `mptcp`: the command-line face of the stack.
 
+mod mptcp_args;
 mod net_cmd;
+mod plot;
 mod proxy_cmd;
 mod sim_cmd;
 
@@ -9,6 +11,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use mptcp_proto::cc::CcAlgorithm;
+use mptcp_proto::sched::SchedulerKind;
+
+use mptcp_args::{AlgoArgs, NetMptcpArgs};
 
 #[derive(Parser)]
 #[command(
@@ -26,16 +32,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the built-in demo scenario in the simulator (no root needed).
+    /// Run the built-in demo scenario in the simulator (no root needed); the same as
+    /// `mptcp sim run demo`.
     ///
     /// Example: mptcp demo --out demo-out
     Demo {
-        /// Directory for the time series (series.csv) and the summary (summary.txt).
-        #[arg(long, value_name = "DIR")]
-        out: Option<PathBuf>,
-        /// Replace the scenario's seed.
-        #[arg(long, value_name = "N")]
-        seed: Option<u64>,
+        #[command(flatten)]
+        run: SimRunArgs,
     },
     /// Simulator experiments.
     #[command(subcommand)]
@@ -56,7 +59,8 @@ enum Command {
         #[arg(value_name = "ADDR:PORT")]
         local: SocketAddr,
         /// Announce ADDR (ADD_ADDR with HMAC) on every new connection, so the peer may
-        /// open a subflow to it; repeatable. Example: --announce 10.77.2.2
+        /// open a subflow to it; repeatable (a --backup address is announced too).
+        /// Example: --announce 10.77.2.2
         #[arg(long, value_name = "ADDR")]
         announce: Vec<IpAddr>,
         #[command(flatten)]
@@ -116,6 +120,8 @@ struct NetArgs {
     /// Example: --pcap /tmp/mptcp.pcap
     #[arg(long, value_name = "FILE")]
     pcap: Option<PathBuf>,
+    #[command(flatten)]
+    mptcp: NetMptcpArgs,
 }
 
 impl NetArgs {
@@ -131,32 +137,114 @@ impl NetArgs {
             pcap: self.pcap,
             checksum: self.checksum,
             announce,
+            mptcp: self.mptcp,
+        }
+    }
+}
+
+/// `sim run` and `demo`: how to run one scenario and what to report.
+#[derive(clap::Args)]
+struct SimRunArgs {
+    /// Replace the scenario's seed: the same seed gives the same run, byte for byte.
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
+    /// Directory for the time series (series.csv, subflows.csv), the summary
+    /// (summary.txt, summary.json) and plots of per-subflow goodput and congestion
+    /// window over time (goodput.svg, cwnd.svg).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Print the summary as one JSON object on stdout (fields: see `mptcp sim run
+    /// --help` and README).
+    #[arg(long)]
+    json: bool,
+    /// Also print the detailed tables: every flow's TCP counters, MPTCP modes and
+    /// every subflow's state.
+    #[arg(long)]
+    details: bool,
+    /// Skip checking every received byte against what was sent (faster; `matched`
+    /// then compares byte counts only).
+    #[arg(long)]
+    no_verify: bool,
+    #[command(flatten)]
+    algo: AlgoArgs,
+}
+
+impl SimRunArgs {
+    fn settings(self) -> sim_cmd::RunSettings {
+        sim_cmd::RunSettings {
+            seed: self.seed,
+            out: self.out,
+            verify: !self.no_verify,
+            json: self.json,
+            details: self.details,
+            algo: self.algo,
         }
     }
 }
 
 #[derive(Subcommand)]
 enum SimCommand {
-    /// Run a TOML scenario and print a summary of every flow and link.
+    /// List the built-in scenarios with one line each.
+    List,
+    /// Run a scenario (a built-in NAME or a TOML FILE) and print its summary: per
+    /// connection goodput, bytes delivered and whether they match what was sent, the
+    /// longest stall and reinjected bytes; per subflow bytes, share and RTTs.
     ///
-    /// Example: mptcp sim run crates/mptcp-sim/scenarios/shared-bottleneck.toml --seed 3 --out out/
+    /// --json prints one object: scenario, seed, simulated_s, scheduler, cc,
+    /// path_manager (overrides or null), total_goodput_mbps, bytes_sent,
+    /// bytes_delivered, matched, longest_stall_ms, reinjected_bytes and connections[]
+    /// (flow, kind, from, to, mode, bytes_sent, bytes_delivered, matched, complete,
+    /// completion_s, goodput_mbps, longest_stall_ms, longest_stall_start_s,
+    /// reinjected_bytes, subflows[] (id, local, remote, backup, bytes, share_pct,
+    /// srtt_ms, min_rtt_ms, cwnd_bytes, retransmitted_bytes, reinjected_bytes, rtos)).
+    ///
+    /// Examples:
+    ///   mptcp sim run wifi-lte --out out/
+    ///   mptcp sim run wifi-outage --scheduler redundant --json
+    ///   mptcp sim run my.toml --seed 3
+    #[command(verbatim_doc_comment)]
     Run {
-        /// The scenario file (see crates/mptcp-sim/scenarios/ for examples).
-        file: PathBuf,
-        /// Replace the scenario's seed: the same seed gives the same run, byte for byte.
+        /// A built-in scenario (`mptcp sim list`) or a scenario file.
+        #[arg(value_name = "NAME|FILE")]
+        scenario: String,
+        #[command(flatten)]
+        run: SimRunArgs,
+    },
+    /// Run a scenario once per combination of --scheduler and --cc (each overriding
+    /// what the scenario's MPTCP hosts say) and print one table: goodput, subflow
+    /// shares, longest stall, reinjected bytes, matched. --json prints an array of the
+    /// `sim run --json` objects.
+    ///
+    /// Example: mptcp sim compare wifi-lte --scheduler lowest-rtt,blest,ecf --cc cubic,lia
+    Compare {
+        /// A built-in scenario (`mptcp sim list`) or a scenario file.
+        #[arg(value_name = "NAME|FILE")]
+        scenario: String,
+        /// Schedulers to compare, comma-separated (default: the scenario's).
+        #[arg(long, value_name = "A,B,..", value_delimiter = ',', value_parser = mptcp_args::parse_scheduler)]
+        scheduler: Vec<SchedulerKind>,
+        /// Congestion controls to compare, comma-separated (default: the scenario's).
+        #[arg(long, value_name = "X,Y,..", value_delimiter = ',', value_parser = mptcp_args::parse_cc)]
+        cc: Vec<CcAlgorithm>,
+        /// The path manager of every run: fullmesh, ndiffports[:N] or backup.
+        #[arg(long = "path-manager", value_name = "POLICY", value_parser = mptcp_args::parse_path_manager)]
+        path_manager: Option<mptcp_proto::pm::PathPolicy>,
+        /// Replace the scenario's seed.
         #[arg(long, value_name = "N")]
         seed: Option<u64>,
-        /// Directory for the time series (series.csv) and the summary (summary.txt).
-        #[arg(long, value_name = "DIR")]
-        out: Option<PathBuf>,
-        /// Skip checking every received byte against what was sent (faster).
+        /// Print a JSON array, one `sim run --json` object per combination.
         #[arg(long)]
-        no_verify: bool,
+        json: bool,
     },
-    /// Print the built-in demo scenario, a starting point for your own.
+    /// Print a built-in scenario's TOML (default: the demo), a starting point for
+    /// your own. A capacity trace is named relative to the scenario file: copy
+    /// crates/mptcp-sim/scenarios/traces/ next to it for `roadside`.
     ///
-    /// Example: mptcp sim example > my.toml
-    Example,
+    /// Example: mptcp sim example wifi-outage > my.toml
+    Example {
+        /// A name from `mptcp sim list`.
+        name: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -169,13 +257,31 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Demo { out, seed } => sim_cmd::demo(seed, out.as_deref()),
-        Command::Sim(SimCommand::Run {
-            file,
+        Command::Demo { run } => sim_cmd::demo(&run.settings()),
+        Command::Sim(SimCommand::List) => {
+            sim_cmd::list();
+            Ok(true)
+        }
+        Command::Sim(SimCommand::Run { scenario, run }) => sim_cmd::run(&scenario, &run.settings()),
+        Command::Sim(SimCommand::Compare {
+            scenario,
+            scheduler,
+            cc,
+            path_manager,
             seed,
-            out,
-            no_verify,
-        }) => sim_cmd::run_file(&file, seed, out.as_deref(), !no_verify),
+            json,
+        }) => sim_cmd::compare(
+            &scenario,
+            &scheduler,
+            &cc,
+            &AlgoArgs {
+                path_manager,
+                ..AlgoArgs::default()
+            },
+            seed,
+            json,
+        ),
+        Command::Sim(SimCommand::Example { name }) => sim_cmd::example(name.as_deref()),
         Command::Listen {
             local,
             announce,
@@ -185,10 +291,6 @@ fn main() -> ExitCode {
             net_cmd::connect(remote, &local, &net.options(Vec::new()))
         }
         Command::Proxy(command) => proxy_cmd::run(command),
-        Command::Sim(SimCommand::Example) => {
-            print!("{}", sim_cmd::DEMO_SCENARIO);
-            Ok(true)
-        }
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

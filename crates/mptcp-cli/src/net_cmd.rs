@@ -16,6 +16,8 @@ use mptcp_tun::{
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::mptcp_args::NetMptcpArgs;
+
 /// What to do with each connection's bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -38,6 +40,8 @@ pub struct NetOptions {
     pub checksum: bool,
     /// `listen`: addresses announced with ADD_ADDR on every connection.
     pub announce: Vec<IpAddr>,
+    /// Scheduler, congestion control, path manager and backup addresses.
+    pub mptcp: NetMptcpArgs,
 }
 
 /// One line of `--json` output: a stable, documented schema.
@@ -165,6 +169,7 @@ fn build_stack(options: &NetOptions, addresses: &[IpAddr]) -> anyhow::Result<Sta
     for &addr in &options.announce {
         builder = builder.announce(addr);
     }
+    builder = options.mptcp.apply(builder);
     if let Some(pcap) = &options.pcap {
         builder = builder.pcap_path(pcap.clone());
     }
@@ -192,6 +197,22 @@ pub fn listen(local: SocketAddr, options: &NetOptions) -> anyhow::Result<bool> {
     {
         bail!("--announce {a}: give another address of {local}'s family");
     }
+    if let Some(a) = options
+        .mptcp
+        .backup
+        .iter()
+        .find(|a| a.is_ipv4() != local.is_ipv4())
+    {
+        bail!("--backup {a} is not of {local}'s address family");
+    }
+    // The peer can only join a backup address it has heard of.
+    let mut options = options.clone();
+    for &addr in &options.mptcp.backup {
+        if addr != local.ip() && !options.announce.contains(&addr) {
+            options.announce.push(addr);
+        }
+    }
+    let options = &options;
     let stack = build_stack(options, &[local.ip()])?;
     let listener = stack
         .bind(local)
@@ -248,6 +269,22 @@ pub fn connect(
     if let Some(a) = locals.iter().find(|a| a.is_ipv4() != remote.is_ipv4()) {
         bail!("--local {a} is not of {remote}'s address family");
     }
+    if let Some(a) = options
+        .mptcp
+        .backup
+        .iter()
+        .find(|a| a.is_ipv4() != remote.is_ipv4())
+    {
+        bail!("--backup {a} is not of {remote}'s address family");
+    }
+    // A backup address is a local address too: its subflows join as backups.
+    let mut locals = locals.to_vec();
+    for &addr in &options.mptcp.backup {
+        if !locals.contains(&addr) {
+            locals.push(addr);
+        }
+    }
+    let locals = &locals;
     let stack = build_stack(options, locals)?;
     // The first subflow from the first --local; the others join once established.
     let stream = MptcpStream::connect_multipath(&stack, locals, remote)

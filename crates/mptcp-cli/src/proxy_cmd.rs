@@ -15,6 +15,8 @@ use mptcp_proxy::transport::{KernelAcceptor, KernelDialer, StackAcceptor, StackD
 use mptcp_proxy::{Front, ProxyConfig, Reporter, SpliceConfig, run_client, run_server};
 use mptcp_tun::{MptcpConfig, Stack, TcpConfig};
 
+use crate::mptcp_args::NetMptcpArgs;
+
 #[derive(Subcommand)]
 pub enum ProxyCommand {
     /// The application side: a SOCKS5 server (or a port forward) on a kernel TCP
@@ -104,6 +106,10 @@ struct CommonArgs {
     /// Write every packet of our stack to FILE (pcap).
     #[arg(long, value_name = "FILE")]
     pcap: Option<PathBuf>,
+    /// Scheduler, congestion control, path manager and backup addresses of our
+    /// stack (not with --kernel-mptcp).
+    #[command(flatten)]
+    mptcp: NetMptcpArgs,
 }
 
 impl CommonArgs {
@@ -143,12 +149,29 @@ impl CommonArgs {
         for &addr in announce {
             builder = builder.announce(addr);
         }
+        builder = self.mptcp.apply(builder);
         if let Some(pcap) = &self.pcap {
             builder = builder.pcap_path(pcap.clone());
         }
         builder
             .build()
             .with_context(|| format!("starting the stack on TUN device '{}'", self.tun))
+    }
+
+    /// The MPTCP choices are our stack's: the kernel's come from sysctl and `ip mptcp`.
+    fn check_kernel_choices(&self) -> anyhow::Result<()> {
+        let m = &self.mptcp;
+        if self.kernel_mptcp
+            && (m.algo.scheduler.is_some()
+                || m.algo.cc.is_some()
+                || m.algo.path_manager.is_some()
+                || !m.backup.is_empty())
+        {
+            bail!(
+                "--scheduler, --cc, --path-manager and --backup choose our stack's                  behaviour; with --kernel-mptcp use sysctl net.mptcp.* and `ip mptcp                  endpoint ... backup` instead"
+            );
+        }
+        Ok(())
     }
 
     fn reporter(&self) -> Reporter {
@@ -216,6 +239,7 @@ pub fn run(command: ProxyCommand) -> anyhow::Result<bool> {
 
 fn client(args: ClientArgs) -> anyhow::Result<bool> {
     let common = &args.common;
+    common.check_kernel_choices()?;
     let (listen, front) = match (args.socks, args.forward, args.to) {
         (Some(socks), None, None) => {
             let auth = match (args.user, args.password) {
@@ -261,10 +285,17 @@ fn client(args: ClientArgs) -> anyhow::Result<bool> {
             .await
         });
     }
-    let stack = common.stack(args.local.iter().copied(), &[])?;
+    // Subflows join from backup addresses too, flagged as backups.
+    let mut locals = args.local.clone();
+    for &addr in &common.mptcp.backup {
+        if !locals.contains(&addr) {
+            locals.push(addr);
+        }
+    }
+    let stack = common.stack(locals.iter().copied(), &[])?;
     let dialer = Arc::new(StackDialer {
         stack: stack.clone(),
-        locals: args.local.clone(),
+        locals,
         server: args.server,
     });
     let result = rt.block_on(async {
@@ -287,6 +318,7 @@ fn client(args: ClientArgs) -> anyhow::Result<bool> {
 
 fn server(args: ServerArgs) -> anyhow::Result<bool> {
     let common = &args.common;
+    common.check_kernel_choices()?;
     let reporter = common.reporter();
     let config = common.config();
     let rt = runtime()?;
@@ -311,7 +343,14 @@ fn server(args: ServerArgs) -> anyhow::Result<bool> {
             args.listen
         );
     }
-    let stack = common.stack([args.listen.ip()], &args.announce)?;
+    // Clients can only join a backup address they have heard of.
+    let mut announce = args.announce.clone();
+    for &addr in &common.mptcp.backup {
+        if addr != args.listen.ip() && !announce.contains(&addr) {
+            announce.push(addr);
+        }
+    }
+    let stack = common.stack([args.listen.ip()], &announce)?;
     let listener = stack
         .bind_async(args.listen)
         .with_context(|| format!("listening on {}", args.listen))?;

@@ -203,3 +203,73 @@ fn connect_two_locals_sink_json_with_a_kernel_server() {
     let status = cli.0.wait().expect("wait");
     assert!(status.success(), "{status}");
 }
+
+/// `mptcp connect --local A --backup B --scheduler --cc --path-manager` to a kernel
+/// MPTCP server: the flags parse and reach the connection, whose join from B is a
+/// backup subflow (MP_JOIN B flag); the data arrives intact.
+#[test]
+fn connect_with_backup_and_algorithm_flags_joins_b_as_backup() {
+    if !require_root("connect_with_backup_and_algorithm_flags_joins_b_as_backup") {
+        return;
+    }
+    let ns = Netns::with_paths("cb", 2);
+    let a2 = our_addr(2, false);
+    let listener: TcpListener = ns.in_peer(|| {
+        let s = kernel_socket();
+        s.set_reuse_address(true).expect("SO_REUSEADDR");
+        let any: SocketAddr = "0.0.0.0:7002".parse().expect("addr");
+        s.bind(&any.into()).expect("bind");
+        s.listen(4).expect("listen");
+        s.into()
+    });
+    let data = payload(4 << 20);
+    let sent = data.clone();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().expect("accept");
+        for chunk in sent.chunks(1 << 20) {
+            s.write_all(chunk).expect("write");
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        s.shutdown(Shutdown::Write).expect("shutdown");
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).expect("read");
+        rest.len()
+    });
+    let peer = format!("{}:7002", peer_addr(1, false));
+    let mut cli = Cli::start(
+        &ns.ours,
+        &[
+            "connect",
+            &peer,
+            "--local",
+            "10.77.1.2",
+            "--backup",
+            "10.77.2.2",
+            "--scheduler",
+            "blest",
+            "--cc",
+            "olia",
+            "--path-manager",
+            "fullmesh",
+            "--sink",
+            "--json",
+        ],
+    );
+    let mut lines = cli.json_lines();
+    let seen = events_until(&mut lines, "closed");
+    eprintln!("{seen:#?}");
+    assert_eq!(server.join().expect("server"), 0);
+    let closed = seen.last().expect("closed");
+    assert_eq!(closed["bytes_in"], data.len());
+    assert_eq!(closed["sha256"], hex_sha(&data));
+    let join = seen
+        .iter()
+        .find(|v| v["event"] == "subflow_up" && from_ip(v, a2))
+        .unwrap_or_else(|| panic!("a join from {a2}: {seen:?}"));
+    assert_eq!(join["backup"], true, "{join}");
+    assert!(
+        seen.iter()
+            .any(|v| v["event"] == "subflow_up" && !from_ip(v, a2) && v["backup"] == false),
+        "the initial subflow is a regular one: {seen:?}"
+    );
+}

@@ -9,6 +9,7 @@
 //!
 //! Scenarios can be built in code ([`Simulator`]) or loaded from TOML ([`Scenario`]).
 
+pub mod builtin;
 pub mod host;
 pub mod link;
 pub mod middlebox;

@@ -335,6 +335,19 @@ impl Scenario {
 
     /// Parse `text`; relative trace files are resolved against `base_dir`.
     pub fn parse(text: &str, base_dir: &Path) -> Result<Self, ScenarioError> {
+        Scenario::parse_with_files(text, &|file: &str| {
+            let path = base_dir.join(file);
+            std::fs::read_to_string(&path).map_err(|source| ScenarioError::Io { path, source })
+        })
+    }
+
+    /// Parse `text`, reading the trace files it names through `read_file` (given the
+    /// name as written in the scenario). Built-in scenarios use it to serve their
+    /// traces from memory.
+    pub fn parse_with_files(
+        text: &str,
+        read_file: &dyn Fn(&str) -> Result<String, ScenarioError>,
+    ) -> Result<Self, ScenarioError> {
         let raw: RawScenario = toml::from_str(text)?;
         let top = Ctx { item: "scenario" };
         let mut names = BTreeSet::new();
@@ -447,8 +460,8 @@ impl Scenario {
                 corrupt: l.corrupt,
                 trace: l.trace,
             };
-            let a_to_b = direction_config(&item, &base, l.a_to_b.as_ref(), base_dir)?;
-            let b_to_a = direction_config(&item, &base, l.b_to_a.as_ref(), base_dir)?;
+            let a_to_b = direction_config(&item, &base, l.a_to_b.as_ref(), read_file)?;
+            let b_to_a = direction_config(&item, &base, l.b_to_a.as_ref(), read_file)?;
             let ctx = Ctx { item: &item };
             let mut events = Vec::new();
             for e in &l.events {
@@ -611,7 +624,7 @@ fn direction_config(
     item: &str,
     base: &RawDir,
     over: Option<&RawDir>,
-    base_dir: &Path,
+    read_file: &dyn Fn(&str) -> Result<String, ScenarioError>,
 ) -> Result<LinkConfig, ScenarioError> {
     let pick = |f: fn(&RawDir) -> bool| over.filter(|o| f(o)).unwrap_or(base);
     let ctx = Ctx { item };
@@ -669,12 +682,16 @@ fn direction_config(
         cfg.corrupt = ctx.prob("corrupt", p)?;
     }
     if let Some(t) = &pick(|d| d.trace.is_some()).trace {
-        cfg.trace = Some(trace(&ctx, t, base_dir)?);
+        cfg.trace = Some(trace(&ctx, t, read_file)?);
     }
     Ok(cfg)
 }
 
-fn trace(ctx: &Ctx<'_>, t: &RawTrace, base_dir: &Path) -> Result<CapacityTrace, ScenarioError> {
+fn trace(
+    ctx: &Ctx<'_>,
+    t: &RawTrace,
+    read_file: &dyn Fn(&str) -> Result<String, ScenarioError>,
+) -> Result<CapacityTrace, ScenarioError> {
     let item = ctx.item;
     let steps: Vec<(Duration, Rate)> = match (&t.steps, &t.file) {
         (Some(steps), None) => steps
@@ -687,13 +704,9 @@ fn trace(ctx: &Ctx<'_>, t: &RawTrace, base_dir: &Path) -> Result<CapacityTrace, 
             })
             .collect::<Result<_, ScenarioError>>()?,
         (None, Some(file)) => {
-            let path = base_dir.join(file);
-            let text = std::fs::read_to_string(&path).map_err(|source| ScenarioError::Io {
-                path: path.clone(),
-                source,
-            })?;
+            let text = read_file(file)?;
             parse_trace_csv(&text)
-                .map_err(|e| invalid(format!("{item}: trace file {}: {e}", path.display())))?
+                .map_err(|e| invalid(format!("{item}: trace file {file}: {e}")))?
         }
         _ => {
             return Err(invalid(format!(

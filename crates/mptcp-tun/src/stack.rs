@@ -8,8 +8,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use mptcp_proto::cc::CcAlgorithm;
 use mptcp_proto::endpoint::EndpointStats;
 use mptcp_proto::mptcp::MptcpConfig;
+use mptcp_proto::pm::PathPolicy;
+use mptcp_proto::sched::SchedulerKind;
 use mptcp_proto::tcp::TcpConfig;
 
 use crate::clock::Clock;
@@ -128,6 +131,50 @@ impl StackBuilder {
         self = self.mptcp(true);
         if let Some(config) = &mut self.mptcp {
             config.checksums = on;
+        }
+        self
+    }
+
+    /// The MPTCP packet scheduler of every connection (default lowest-RTT first).
+    /// Implies MPTCP.
+    pub fn scheduler(mut self, scheduler: SchedulerKind) -> Self {
+        self = self.mptcp(true);
+        if let Some(config) = &mut self.mptcp {
+            config.scheduler = scheduler;
+        }
+        self
+    }
+
+    /// The congestion control of every connection: of plain TCP ones and of each
+    /// MPTCP subflow (the coupled LIA, OLIA and BALIA act on MPTCP subflows only;
+    /// a plain TCP connection with them behaves as NewReno would on one path).
+    pub fn congestion_control(mut self, cc: CcAlgorithm) -> Self {
+        self.tcp.congestion_control = cc;
+        self
+    }
+
+    /// The path manager policy of every MPTCP connection, opened or accepted
+    /// (default full mesh). Implies MPTCP.
+    pub fn path_policy(mut self, policy: PathPolicy) -> Self {
+        self = self.mptcp(true);
+        if let Some(config) = &mut self.mptcp {
+            config.pm.policy = policy;
+            config.pm_server.policy = policy;
+        }
+        self
+    }
+
+    /// Subflows from (and, on accepted connections, to) `addr` are backups: they join
+    /// with the MP_JOIN B flag (RFC 8684 §3.3.8) and carry data only when no other
+    /// subflow can. The address becomes one of the stack's. Implies MPTCP.
+    pub fn backup(mut self, addr: IpAddr) -> Self {
+        self = self.mptcp(true).address(addr);
+        if let Some(config) = &mut self.mptcp {
+            for pm in [&mut config.pm, &mut config.pm_server] {
+                if !pm.backup_addrs.contains(&addr) {
+                    pm.backup_addrs.push(addr);
+                }
+            }
         }
         self
     }

@@ -615,22 +615,24 @@ impl MptcpConnection {
         let tcp_config = Self::subflow_tcp_config(&self.core.config);
         let tcp = TcpConnection::accept(tcp_config, local, remote, syn, now, iss)
             .map_err(|_| JoinRefusal::NotAJoin)?;
-        let local_id = self
+        // A join to one of our backup addresses (`PmConfig::backup_addrs`) is a backup
+        // for us too: the SYN/ACK carries our B flag (RFC 8684 §3.2).
+        let (local_id, our_backup) = self
             .core
             .pm
             .as_ref()
             .and_then(|pm| {
                 pm.local_addrs()
                     .find(|l| l.addr == local.ip())
-                    .map(|l| l.id)
+                    .map(|l| (l.id, l.backup))
             })
-            .unwrap_or(AddrId(0));
+            .unwrap_or((AddrId(0), false));
         let id = self.core.alloc_id();
         let kind = SubflowKind::JoinIn {
             nonce: Nonce::generate(rng),
             peer_nonce,
         };
-        let mut mp = SubflowMp::new(kind, local_id, addr_id, false, self.core.new_rx(), now);
+        let mut mp = SubflowMp::new(kind, local_id, addr_id, our_backup, self.core.new_rx(), now);
         mp.peer_backup = backup;
         mp.path = self
             .core
@@ -638,7 +640,7 @@ impl MptcpConnection {
             .as_mut()
             .map(|pm| pm.on_incoming_subflow(local_id, addr_id));
         let mut subflow = Subflow { id, tcp, mp };
-        subflow.tcp.set_backup(backup);
+        subflow.tcp.set_backup(backup || our_backup);
         self.subflows.push(subflow);
         self.core.orphaned_since = None;
         Ok(id)

@@ -299,6 +299,9 @@ pub struct SubflowStats {
     pub bytes_scheduled: u64,
     pub bytes_reinjected: u64,
     pub srtt: Option<Duration>,
+    /// Smallest RTT sample so far: the path's propagation delay plus the least
+    /// queueing it showed.
+    pub min_rtt: Option<Duration>,
     pub rttvar: Duration,
     pub cwnd: u64,
     pub ssthresh: u64,
@@ -326,6 +329,7 @@ impl Subflow {
             bytes_scheduled: self.mp.bytes_scheduled,
             bytes_reinjected: self.mp.bytes_reinjected,
             srtt: t.srtt,
+            min_rtt: t.min_rtt,
             rttvar: t.rttvar,
             cwnd: t.cwnd,
             ssthresh: t.ssthresh,

@@ -17,6 +17,7 @@ use crate::host::{Context, Host};
 use crate::scenario::FlowKind;
 
 use super::pattern::Pattern;
+use super::summary::DeliveryGaps;
 
 /// Largest IP packet the host emits or accepts (jumbo-frame sized with headroom).
 const MAX_PACKET: usize = 65_536;
@@ -58,6 +59,8 @@ pub struct Sender {
     pub label: String,
     pub remote: SocketAddr,
     pub local_ip: IpAddr,
+    /// The (initial) subflow's local address and port, once connecting.
+    pub local: Option<SocketAddr>,
     pub start: Instant,
     /// `None`: send until the simulation ends.
     pub total: Option<u64>,
@@ -121,6 +124,8 @@ pub struct Received {
     pub corrupt_at: Option<u64>,
     /// The connection ended without a FIN (reset, timeout).
     pub failed: Option<TcpEvent>,
+    /// When the application got new in-order bytes, for stall analysis.
+    pub deliveries: DeliveryGaps,
     /// Whether the peer opened it with MP_CAPABLE.
     pub is_mptcp: bool,
     /// What MPTCP said about it (empty for plain TCP).
@@ -231,6 +236,7 @@ impl StackHost {
             label: label.to_owned(),
             remote,
             local_ip,
+            local: None,
             start,
             total,
             written: 0,
@@ -355,6 +361,7 @@ impl StackHost {
             };
             match result {
                 Ok(conn) => {
+                    sender.local = self.endpoint.addresses(conn).ok().map(|t| t.local);
                     sender.conn = Some(conn);
                     sender.state = SenderState::Running;
                     sender.started_at = Some(now);
@@ -399,6 +406,7 @@ impl StackHost {
         let Some(received) = self.received.get_mut(&conn) else {
             return;
         };
+        let before = received.bytes;
         loop {
             let n = match self.endpoint.read(conn, &mut self.chunk) {
                 Ok(0) | Err(_) => break,
@@ -414,6 +422,9 @@ impl StackHost {
                 received.corrupt_at = Some(at);
             }
             received.bytes += n as u64;
+        }
+        if received.bytes > before {
+            received.deliveries.on_delivery(now);
         }
     }
 
@@ -487,6 +498,7 @@ impl StackHost {
                 finished_at: None,
                 corrupt_at: None,
                 failed: None,
+                deliveries: DeliveryGaps::default(),
                 is_mptcp,
                 mptcp: MptcpLog {
                     stats: self.endpoint.mptcp_stats(conn).ok(),

@@ -7,11 +7,13 @@ mod options;
 pub mod pattern;
 mod report;
 mod run;
+mod summary;
 
 pub use host::{
     MPTCP_EVENT_LOG, MptcpLog, Received, Sender, SenderState, StackHost, StackOptions, flow_key,
 };
 pub use options::{HOST_OPTION_KEYS, parse_host_options};
 pub use pattern::Pattern;
-pub use report::{FlowReport, LinkReport, MptcpReport, RunReport, format_rate};
-pub use run::{RunOptions, TrafficError, TrafficRun, run_scenario};
+pub use report::{FlowReport, LinkReport, LinkTable, MptcpReport, RunReport, format_rate};
+pub use run::{MptcpOverrides, RunOptions, TrafficError, TrafficRun, run_scenario};
+pub use summary::{ConnSummary, DeliveryGaps, Stall, SubflowSummary, Summary, shares};

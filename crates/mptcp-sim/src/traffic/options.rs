@@ -3,11 +3,13 @@
 //! Every key is checked: an unknown one is an error naming it and listing the known
 //! ones, so a typo never silently runs the default.
 
+use std::net::IpAddr;
+use std::str::FromStr;
+
 use mptcp_proto::Duration;
-use mptcp_proto::cc::CcAlgorithm;
 use mptcp_proto::endpoint::SynCookies;
 use mptcp_proto::mptcp::{MAX_SUBFLOWS, MptcpConfig};
-use mptcp_proto::sched::SchedulerKind;
+use mptcp_proto::pm::PathPolicy;
 
 use crate::scenario::HostSpec;
 use crate::units;
@@ -17,17 +19,20 @@ use super::run::TrafficError;
 
 /// The keys [`parse_host_options`] knows, for error messages.
 pub const HOST_OPTION_KEYS: &str = "cc, send_buffer, recv_buffer, mss, min_rto, mptcp, checksum, \
-     scheduler, make_after_break, reinject_min, stale_rto_count, max_subflows, \
+     scheduler, path_manager, backup, make_after_break, reinject_min, stale_rto_count, max_subflows, \
      mptcp_send_buffer, mptcp_recv_buffer, deny_join, announce, syn_cookies";
 
 /// Reads `[host.options]`:
 ///
-/// - TCP: `cc` ("cubic" / "newreno"), `send_buffer` and `recv_buffer` (sizes; they also
+/// - TCP: `cc` ("cubic", "newreno", or the coupled "lia", "olia", "balia"; for MPTCP
+///   subflows), `send_buffer` and `recv_buffer` (sizes; they also
 ///   set the MPTCP connection-level buffers unless `mptcp_send_buffer` /
 ///   `mptcp_recv_buffer` do), `mss`, `min_rto` (a duration).
 /// - MPTCP: `mptcp` (bool, default true: accept MPTCP; false makes a plain TCP host),
-///   `checksum` (ask for DSS checksums), `scheduler` ("lowest-rtt", "round-robin" or
-///   "round-robin:N" segments per turn), `make_after_break` and `reinject_min`
+///   `checksum` (ask for DSS checksums), `scheduler` ("lowest-rtt", "round-robin[:N]"
+///   segments per turn, "redundant", "blest", "ecf"), `path_manager` ("fullmesh",
+///   "ndiffports[:N]", "backup"), `backup` (an address of the host, or a list, whose
+///   subflows join as backups), `make_after_break` and `reinject_min`
 ///   (durations), `stale_rto_count`, `max_subflows` (1-32, both roles),
 ///   `mptcp_send_buffer`, `mptcp_recv_buffer` (sizes), `deny_join` (MP_CAPABLE flag C),
 ///   `announce` (the server role announces its other addresses with ADD_ADDR).
@@ -66,15 +71,7 @@ pub fn parse_host_options(host: &HostSpec) -> Result<StackOptions, TrafficError>
         };
         match key.as_str() {
             "cc" => {
-                tcp.congestion_control = match text.as_deref() {
-                    Some("cubic") => CcAlgorithm::Cubic,
-                    Some("newreno") | Some("reno") => CcAlgorithm::NewReno,
-                    _ => {
-                        return Err(error(format!(
-                            "cc = {value} is not a known algorithm; try \"cubic\" or \"newreno\""
-                        )));
-                    }
-                }
+                tcp.congestion_control = parse_named(key, value, text.as_deref()).map_err(error)?
             }
             "send_buffer" => tcp.send_buffer = size()?,
             "recv_buffer" => tcp.recv_buffer = size()?,
@@ -89,12 +86,36 @@ pub fn parse_host_options(host: &HostSpec) -> Result<StackOptions, TrafficError>
             "mptcp" => mptcp_enabled = boolean()?,
             "checksum" => mptcp.checksums = boolean()?,
             "scheduler" => {
-                mptcp.scheduler = parse_scheduler(text.as_deref()).ok_or_else(|| {
-                    error(format!(
-                        "scheduler = {value} is not known; try \"lowest-rtt\", \"round-robin\" \
-                         or \"round-robin:4\""
-                    ))
-                })?
+                mptcp.scheduler = parse_named(key, value, text.as_deref()).map_err(error)?
+            }
+            "path_manager" => {
+                let policy: PathPolicy = parse_named(key, value, text.as_deref()).map_err(error)?;
+                mptcp.pm.policy = policy;
+                mptcp.pm_server.policy = policy;
+            }
+            "backup" => {
+                let addrs = value
+                    .as_array()
+                    .map(|a| a.iter().map(|v| v.as_str()).collect::<Option<Vec<_>>>())
+                    .unwrap_or_else(|| text.as_deref().map(|s| vec![s]))
+                    .ok_or_else(|| {
+                        error(format!(
+                            "backup = {value} is not an address or a list of them"
+                        ))
+                    })?;
+                for addr in addrs {
+                    let ip: IpAddr = addr
+                        .trim()
+                        .parse()
+                        .map_err(|_| error(format!("backup: '{addr}' is not an IP address")))?;
+                    if !host.addresses.contains(&ip) {
+                        return Err(error(format!(
+                            "backup: {ip} is not one of the host's addresses"
+                        )));
+                    }
+                    mptcp.pm.backup_addrs.push(ip);
+                    mptcp.pm_server.backup_addrs.push(ip);
+                }
             }
             "make_after_break" => mptcp.make_after_break = duration()?,
             "reinject_min" => mptcp.reinject_min = duration()?,
@@ -162,23 +183,22 @@ pub fn parse_host_options(host: &HostSpec) -> Result<StackOptions, TrafficError>
     Ok(options)
 }
 
-fn parse_scheduler(text: Option<&str>) -> Option<SchedulerKind> {
-    match text? {
-        "lowest-rtt" | "default" => Some(SchedulerKind::LowestRtt),
-        "round-robin" => Some(SchedulerKind::RoundRobin {
-            segments_per_turn: 1,
-        }),
-        other => {
-            let n = other.strip_prefix("round-robin:")?.parse::<u32>().ok()?;
-            (n >= 1).then_some(SchedulerKind::RoundRobin {
-                segments_per_turn: n,
-            })
-        }
-    }
+/// A string option read with the type's own parser, whose error names the valid
+/// choices.
+fn parse_named<T>(key: &str, value: &toml::Value, text: Option<&str>) -> Result<T, String>
+where
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    let text = text.ok_or_else(|| format!("{key} = {value} is not a string"))?;
+    text.parse().map_err(|e| format!("{key}: {e}"))
 }
 
 #[cfg(test)]
 mod tests {
+    use mptcp_proto::cc::CcAlgorithm;
+    use mptcp_proto::sched::SchedulerKind;
+
     use super::*;
 
     fn host(options: &str) -> HostSpec {
@@ -226,6 +246,26 @@ mod tests {
     }
 
     #[test]
+    fn coupled_cc_new_schedulers_and_path_managers_parse() {
+        let o = parse_host_options(&host(
+            r#"cc = "olia"
+            scheduler = "blest"
+            path_manager = "ndiffports:3"
+            backup = ["10.0.0.1"]"#,
+        ))
+        .expect("valid");
+        let m = o.endpoint.mptcp.expect("MPTCP on by default");
+        assert_eq!(m.tcp.congestion_control, CcAlgorithm::Olia);
+        assert_eq!(m.scheduler, SchedulerKind::Blest);
+        assert_eq!(m.pm.policy, PathPolicy::NDiffPorts { subflows: 3 });
+        assert_eq!(m.pm_server.policy, PathPolicy::NDiffPorts { subflows: 3 });
+        let backup: IpAddr = "10.0.0.1".parse().expect("literal");
+        assert_eq!(m.pm.backup_addrs, vec![backup]);
+        let o = parse_host_options(&host(r#"backup = "10.0.0.1""#)).expect("valid");
+        assert_eq!(o.endpoint.mptcp.expect("on").pm.backup_addrs, vec![backup]);
+    }
+
+    #[test]
     fn mptcp_can_be_turned_off_and_defaults_are_kept() {
         let o = parse_host_options(&host("mptcp = false")).expect("valid");
         assert!(o.endpoint.mptcp.is_none());
@@ -243,8 +283,19 @@ mod tests {
             ("checksum = 1", "checksum = 1 is not true or false"),
             (
                 "scheduler = \"fastest\"",
-                "scheduler = \"fastest\" is not known",
+                "scheduler: unknown scheduler \"fastest\": expected one of lowest-rtt",
             ),
+            ("cc = \"vegas\"", "cc: unknown congestion control \"vegas\""),
+            ("cc = 3", "cc = 3 is not a string"),
+            (
+                "path_manager = \"mesh\"",
+                "path_manager: unknown path manager \"mesh\" (expected fullmesh",
+            ),
+            (
+                "backup = \"10.9.9.9\"",
+                "backup: 10.9.9.9 is not one of the host's",
+            ),
+            ("backup = [1]", "backup = [1] is not an address or a list"),
             (
                 "max_subflows = 33",
                 "max_subflows = 33 is not a number in 1..=32",

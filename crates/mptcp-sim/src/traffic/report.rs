@@ -12,6 +12,7 @@ use crate::scenario::FlowKind;
 use crate::sim::Direction;
 
 use super::host::MptcpLog;
+use super::summary::Stall;
 
 /// The outcome of one flow.
 #[derive(Clone, Debug)]
@@ -19,10 +20,19 @@ pub struct FlowReport {
     pub label: String,
     pub kind: FlowKind,
     pub from: String,
+    /// The (initial) subflow's local address, once the flow started.
+    pub local: Option<SocketAddr>,
     pub remote: SocketAddr,
     pub requested: Option<u64>,
+    /// Bytes the sending application wrote.
+    pub sent: u64,
     /// Bytes the receiving application read.
     pub delivered: u64,
+    /// The longest time the receiving application got no new data while the
+    /// transfer was unfinished.
+    pub longest_stall: Stall,
+    /// When the receiving application read the first byte.
+    pub first_byte: Option<Instant>,
     pub start: Instant,
     /// From the start to the receiver seeing the FIN after the last byte.
     pub completion: Option<Duration>,
@@ -281,12 +291,27 @@ impl fmt::Display for RunReport {
             }
         }
         writeln!(f)?;
+        write!(f, "{}", self.link_table())
+    }
+}
+
+/// The link table of a [`RunReport`]: bytes, drops and utilisation per direction.
+pub struct LinkTable<'a>(&'a RunReport);
+
+impl RunReport {
+    pub fn link_table(&self) -> LinkTable<'_> {
+        LinkTable(self)
+    }
+}
+
+impl fmt::Display for LinkTable<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
             "{:<16} {:<5} {:>14} {:>8} {:>11}",
             "link", "dir", "delivered", "drops", "utilization"
         )?;
-        for link in &self.links {
+        for link in &self.0.links {
             if link.delivered_bytes == 0 && link.drops == 0 {
                 continue;
             }

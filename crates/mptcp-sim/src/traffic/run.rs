@@ -7,6 +7,10 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use mptcp_proto::cc::CcAlgorithm;
+use mptcp_proto::mptcp::MptcpConfig;
+use mptcp_proto::pm::PathPolicy;
+use mptcp_proto::sched::SchedulerKind;
 use mptcp_proto::{Duration, Instant};
 
 use crate::host::NodeId;
@@ -27,6 +31,10 @@ pub struct RunOptions {
     /// Used when the scenario sets no duration: the run stops when every flow is done
     /// or at this time, whichever comes first.
     pub max_duration: Duration,
+    /// Overrides the scenario's sample interval (time series for plots).
+    pub sample_interval: Option<Duration>,
+    /// Settings forced on every host's MPTCP connections.
+    pub overrides: MptcpOverrides,
 }
 
 impl Default for RunOptions {
@@ -35,7 +43,41 @@ impl Default for RunOptions {
             seed: None,
             verify: true,
             max_duration: Duration::from_secs(600),
+            sample_interval: None,
+            overrides: MptcpOverrides::default(),
         }
+    }
+}
+
+/// Settings that replace what the scenario's hosts say for their MPTCP connections
+/// (`mptcp sim run/compare --scheduler --cc --path-manager`), so one scenario can be
+/// run under several algorithms. Hosts with MPTCP off and plain TCP connections are
+/// left alone.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MptcpOverrides {
+    pub scheduler: Option<SchedulerKind>,
+    /// The congestion control of MPTCP subflows.
+    pub cc: Option<CcAlgorithm>,
+    /// The path manager policy, of connections opened and accepted.
+    pub path_manager: Option<PathPolicy>,
+}
+
+impl MptcpOverrides {
+    pub fn apply(&self, config: &mut MptcpConfig) {
+        if let Some(scheduler) = self.scheduler {
+            config.scheduler = scheduler;
+        }
+        if let Some(cc) = self.cc {
+            config.tcp.congestion_control = cc;
+        }
+        if let Some(policy) = self.path_manager {
+            config.pm.policy = policy;
+            config.pm_server.policy = policy;
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == MptcpOverrides::default()
     }
 }
 
@@ -91,9 +133,16 @@ impl TrafficRun {
         if let Some(seed) = options.seed {
             scenario.seed = seed;
         }
+        if options.sample_interval.is_some() {
+            scenario.sample_interval = options.sample_interval;
+        }
         let mut host_options = Vec::with_capacity(scenario.hosts.len());
         for host in &scenario.hosts {
-            host_options.push(parse_host_options(host)?);
+            let mut host_option = parse_host_options(host)?;
+            if let Some(mptcp) = &mut host_option.endpoint.mptcp {
+                options.overrides.apply(mptcp);
+            }
+            host_options.push(host_option);
         }
         let seed = scenario.seed;
         let mut next = 0;
@@ -273,6 +322,14 @@ impl TrafficRun {
                 .filter(|r| r.remote.ip() == sender.local_ip && r.local.port() == spec.port)
                 .last();
             let delivered = receiver.map_or(0, |r| r.bytes);
+            let all_delivered = spec.bytes.is_some_and(|b| delivered >= b);
+            let longest_stall = receiver
+                .map(|r| r.deliveries)
+                .unwrap_or_default()
+                .longest_stall(
+                    sender.start,
+                    (!all_delivered).then(|| sim.now().max(sender.start)),
+                );
             let completion = receiver
                 .and_then(|r| r.finished_at)
                 .map(|at| at - sender.start);
@@ -304,9 +361,13 @@ impl TrafficRun {
                 label: placed.label.clone(),
                 kind: spec.kind,
                 from: spec.from.clone(),
+                local: sender.local,
                 remote: sender.remote,
                 requested: spec.bytes,
+                sent: sender.written,
                 delivered,
+                longest_stall,
+                first_byte: receiver.and_then(|r| r.deliveries.first()),
                 start: sender.start,
                 completion: completion.or_else(|| completion_time(sender)),
                 goodput_bps,
