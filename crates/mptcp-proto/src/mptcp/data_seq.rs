@@ -359,6 +359,22 @@ impl DataSeq {
     pub fn advertised_edge(&self) -> Dsn {
         self.rx_dsn(self.rcv_wnd_edge)
     }
+
+    /// The window the peer knows of: from the data ACK we send to the right edge we
+    /// advertised, in bytes.
+    pub fn advertised_window(&self) -> u64 {
+        let ack = self.rx_offset(self.data_ack());
+        self.rcv_wnd_edge.saturating_sub(ack)
+    }
+
+    /// The window a segment sent now would offer, in bytes, given the reassembly's
+    /// `right_edge` and the receive window scale `wscale`: what fits in the 16-bit field,
+    /// before [`DataSeq::window_field`]'s never-shrink rounding.
+    pub fn window_offer(&self, right_edge: u64, wscale: u8) -> u64 {
+        let wscale = wscale.min(14);
+        let ack = self.rx_offset(self.data_ack());
+        (right_edge.saturating_sub(ack) >> wscale).min(u64::from(u16::MAX)) << wscale
+    }
 }
 
 #[cfg(test)]
@@ -548,6 +564,24 @@ mod tests {
         let mut s = seq();
         assert_eq!(s.window_field(1 << 30, 0), u16::MAX);
         assert_eq!(s.advertised_edge(), s.rx_dsn(65_535));
+    }
+
+    #[test]
+    fn advertised_window_and_offer_follow_the_field() {
+        let mut s = seq();
+        assert_eq!(s.advertised_window(), 0);
+        // 8 KiB buffer, scale 2: the field says 2048, the peer knows 8192 bytes.
+        assert_eq!(s.window_field(8192, 2), 2048);
+        assert_eq!(s.advertised_window(), 8192);
+        // All of it arrives unread: the peer knows a closed window.
+        s.update_received(8192);
+        assert_eq!(s.advertised_window(), 0);
+        assert_eq!(s.window_offer(8192, 2), 0);
+        // The application reads 3001 bytes: the offer rounds down to the scale.
+        assert_eq!(s.window_offer(8192 + 3001, 2), 3000);
+        // An offer never exceeds what the 16-bit field can say.
+        assert_eq!(s.window_offer(1 << 30, 0), 65_535);
+        assert_eq!(s.window_offer(1 << 30, 3), 65_535 << 3);
     }
 
     #[test]

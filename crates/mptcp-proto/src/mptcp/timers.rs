@@ -1,7 +1,8 @@
 //! Connection-level timers and failure handling: the subflows' own timers, the MP_JOIN
 //! third-ACK retransmission, DATA_FIN retransmission, the connection-level
-//! retransmission (reinjection) timer, stale-subflow detection, make-after-break, and
-//! the checksum-failure paths of RFC 8684 §3.7.
+//! retransmission (reinjection) timer, the connection-level zero-window probe,
+//! stale-subflow detection, make-after-break, and the checksum-failure paths of RFC
+//! 8684 §3.7.
 
 use crate::mptcp::SubflowId;
 use crate::mptcp::connection::{ConnMode, MptcpConnection, Role};
@@ -18,6 +19,9 @@ const MAX_JOIN_ACK_RETRIES: u32 = 5;
 const MAX_BACKOFF: u32 = 6;
 /// Most bytes one connection-level retransmission reinjects.
 const REINJECT_CHUNK: u64 = 64 * 1024;
+/// Largest backoff exponent of the zero-window probe; its period is also capped at
+/// the subflows' `rto_max`, as TCP's persist timer is.
+const MAX_PROBE_BACKOFF: u32 = 16;
 
 impl MptcpConnection {
     /// When [`MptcpConnection::handle_timeout`] should next be called.
@@ -41,6 +45,7 @@ impl MptcpConnection {
         }
         consider(self.core.data_fin_rtx.map(|(t, _)| t));
         consider(self.core.reinject_at);
+        consider(self.core.window_probe_at);
         if let Some(since) = self.core.orphaned_since
             && self.core.closed.is_none()
         {
@@ -110,6 +115,7 @@ impl MptcpConnection {
         self.detect_failures(now);
         self.data_fin_timer(now);
         self.reinject_timer(now);
+        self.window_probe_timer(now);
         if let Some(since) = self.core.orphaned_since
             && self.core.closed.is_none()
             && self.subflows.is_empty()
@@ -259,6 +265,101 @@ impl MptcpConnection {
             }
             Some(_) => {}
         }
+    }
+
+    /// The peer's connection-level window holds back data while nothing is
+    /// outstanding at the data level, so no ACK is on its way: no subflow has a
+    /// retransmission timer running, and no subflow's persist timer either (the data
+    /// never reached one). A lost window update would stall the connection for good.
+    /// Cheap when data flows (the first comparison fails), since it runs before every
+    /// output.
+    fn window_blocked(&self) -> bool {
+        let seq = &self.core.seq;
+        seq.snd_una() == seq.snd_nxt()
+            && self.core.mode == ConnMode::Mptcp
+            && self.core.closed.is_none()
+            && seq.tx_offset(seq.snd_nxt()) < self.send.end()
+            && self.core.reinject.is_empty()
+            && self.subflows.iter().any(|s| s.schedulable())
+    }
+
+    /// Arms or stops the zero-window probe timer after the scheduler ran; the probe's
+    /// backoff starts again once data moves.
+    pub(crate) fn update_window_probe(&mut self, now: Instant) {
+        if !self.window_blocked() {
+            self.core.window_probe_at = None;
+            self.core.window_probe_backoff = 0;
+            return;
+        }
+        if self.core.window_probe_at.is_none() {
+            self.core.window_probe_at = Some(now + self.window_probe_period());
+        }
+    }
+
+    /// Like TCP's persist timer (RFC 9293 §3.8.6.1): the RTO (here the slowest data
+    /// subflow's), doubling per probe, at most `rto_max`.
+    fn window_probe_period(&self) -> Duration {
+        self.max_rto()
+            .saturating_mul(1 << self.core.window_probe_backoff.min(MAX_PROBE_BACKOFF))
+            .min(self.core.config.tcp.rto_max)
+    }
+
+    /// The connection-level zero-window probe: while [`Self::window_blocked`], a probe
+    /// goes out every period, on the data subflows in turn, so a path that died
+    /// silently delays the answer by one period only.
+    ///
+    /// The probe is a pure ACK with SEG.SEQ = SND.UNA - 1 (TCP's zero-window probe and
+    /// keepalive form, `TcpConnection::request_window_probe`) carrying our DSS data
+    /// ACK. Its sequence number is below what the peer expects, so every TCP answers
+    /// it with an ACK (RFC 9293 §3.10.7.4), whatever its window; an MPTCP peer puts
+    /// its data ACK on that ACK and, in the window field, its connection-level window
+    /// (RFC 8684 §3.3.4): ours does (`decorate`), and so does Linux, which adds the
+    /// DSS data ACK to every ACK of an established subflow (mptcp_established_options)
+    /// and announces the MPTCP-level window on every subflow. Linux rate-limits those
+    /// answers to one per 500 ms per subflow (tcp_invalid_ratelimit); with the
+    /// doubling period and the rotation, at most one probe per closed-window episode
+    /// can fall within it.
+    ///
+    /// One byte of data instead (new data beyond the window, or Linux's old byte at
+    /// the data ACK - 1) would also be answered, but it occupies subflow sequence
+    /// space: while the window stays closed the peer does not acknowledge it, the
+    /// subflow's retransmission timer backs off and counts RTOs, and the subflow turns
+    /// stale and is declared failed (`fail_after_rtos`) although the peer is alive.
+    /// The pure ACK costs no sequence space and no subflow state, and an unanswered
+    /// one counts for nothing: dead paths are the subflows' own timers' business.
+    fn window_probe_timer(&mut self, now: Instant) {
+        let Some(at) = self.core.window_probe_at else {
+            return;
+        };
+        if at > now {
+            return;
+        }
+        if !self.window_blocked() {
+            self.core.window_probe_at = None;
+            self.core.window_probe_backoff = 0;
+            return;
+        }
+        let next = self.core.window_probe_next;
+        let Some(s) = self
+            .subflows
+            .iter_mut()
+            .filter(|s| s.schedulable())
+            .min_by_key(|s| (s.id.0 < next, s.id))
+        else {
+            self.core.window_probe_at = None;
+            return;
+        };
+        tracing::debug!(
+            subflow = s.id.0,
+            backoff = self.core.window_probe_backoff,
+            "mptcp: connection-level zero-window probe"
+        );
+        s.tcp.request_window_probe();
+        self.core.window_probe_next = s.id.0 + 1;
+        self.core.window_probes += 1;
+        self.core.window_probe_backoff =
+            (self.core.window_probe_backoff + 1).min(MAX_PROBE_BACKOFF);
+        self.core.window_probe_at = Some(now + self.window_probe_period());
     }
 
     fn arm_reinject(&mut self, now: Instant) {
