@@ -345,11 +345,22 @@ impl DataSeq {
     /// field never advertises less than an earlier one did (rounded up to the scale, as
     /// Linux does) while a fresh window is rounded down so as not to offer bytes the
     /// buffer cannot take. Records the edge the peer will see.
-    pub fn window_field(&mut self, right_edge: u64, wscale: u8) -> u16 {
+    ///
+    /// `sws` is the smallest growth of the right edge worth offering: receiver-side
+    /// silly window avoidance (RFC 9293 §3.8.6.2.2 suggests min(buffer / 2, MSS)),
+    /// so that a slow reader's every few bytes do not become as many tiny segments.
+    /// Zero offers every byte (say, once the buffer is empty).
+    pub fn window_field(&mut self, right_edge: u64, wscale: u8, sws: u64) -> u16 {
         let wscale = wscale.min(14);
         let ack = self.rx_offset(self.data_ack());
-        let fresh = right_edge.saturating_sub(ack) >> wscale;
-        let promised = self.rcv_wnd_edge.saturating_sub(ack).div_ceil(1 << wscale);
+        let promised_bytes = self.rcv_wnd_edge.saturating_sub(ack);
+        let promised = promised_bytes.div_ceil(1 << wscale);
+        let fresh_bytes = right_edge.saturating_sub(ack);
+        let fresh = if fresh_bytes >= promised_bytes.saturating_add(sws) {
+            fresh_bytes >> wscale
+        } else {
+            promised
+        };
         let field = fresh.max(promised).min(u64::from(u16::MAX));
         self.rcv_wnd_edge = self.rcv_wnd_edge.max(ack + (field << wscale));
         field as u16
@@ -548,21 +559,21 @@ mod tests {
     fn our_window_field_scales_and_keeps_its_right_edge() {
         let mut s = seq();
         // A 64 KiB reassembly, nothing read: edge 65536, ack 0, scale 2 -> 16384.
-        assert_eq!(s.window_field(65_536, 2), 16_384);
+        assert_eq!(s.window_field(65_536, 2, 0), 16_384);
         assert_eq!(s.advertised_edge(), s.rx_dsn(65_536));
         // 1001 bytes arrive, none read: edge unchanged; ceil((65536 - 1001) / 4) = 16134.
         s.update_received(1001);
-        assert_eq!(s.window_field(65_536, 2), 16_134);
+        assert_eq!(s.window_field(65_536, 2, 0), 16_134);
         // 16134 * 4 = 64536; 1001 + 64536 = 65537 >= 65536: the edge did not move left.
         assert_eq!(s.advertised_edge(), s.rx_dsn(65_537));
         // The application read 1000: a fresh window rounds down, (66536 - 1001) / 4.
-        assert_eq!(s.window_field(66_536, 2), 16_383);
+        assert_eq!(s.window_field(66_536, 2, 0), 16_383);
         assert_eq!(s.advertised_edge(), s.rx_dsn(1001 + 16_383 * 4));
         // A smaller buffer later (e.g. memory pressure) still honours the promise.
-        assert_eq!(s.window_field(2_000, 2), 16_383);
+        assert_eq!(s.window_field(2_000, 2, 0), 16_383);
         // Huge windows clamp to the 16-bit field.
         let mut s = seq();
-        assert_eq!(s.window_field(1 << 30, 0), u16::MAX);
+        assert_eq!(s.window_field(1 << 30, 0, 0), u16::MAX);
         assert_eq!(s.advertised_edge(), s.rx_dsn(65_535));
     }
 
@@ -571,7 +582,7 @@ mod tests {
         let mut s = seq();
         assert_eq!(s.advertised_window(), 0);
         // 8 KiB buffer, scale 2: the field says 2048, the peer knows 8192 bytes.
-        assert_eq!(s.window_field(8192, 2), 2048);
+        assert_eq!(s.window_field(8192, 2, 0), 2048);
         assert_eq!(s.advertised_window(), 8192);
         // All of it arrives unread: the peer knows a closed window.
         s.update_received(8192);
@@ -585,11 +596,28 @@ mod tests {
     }
 
     #[test]
+    fn small_openings_are_not_offered_until_worth_a_segment() {
+        let mut s = seq();
+        // 8 KiB buffer, no scale, SWS threshold 1460.
+        assert_eq!(s.window_field(8192, 0, 1460), 8192);
+        s.update_received(8192);
+        assert_eq!(s.window_field(8192, 0, 1460), 0);
+        // The reader takes 1000 bytes: not worth offering.
+        assert_eq!(s.window_field(9192, 0, 1460), 0);
+        // 1460 in all: offered.
+        assert_eq!(s.window_field(9652, 0, 1460), 1460);
+        // A promise stands whatever the threshold.
+        assert_eq!(s.window_field(9700, 0, 1460), 1460);
+        // Without a threshold every byte is offered.
+        assert_eq!(s.window_field(9700, 0, 0), 1508);
+    }
+
+    #[test]
     fn window_field_counts_from_the_ack_including_the_data_fin() {
         let mut s = seq();
         s.update_received(100);
         s.on_peer_data_fin(s.rx_dsn(100)).expect("in order");
         // ack = offset 101; edge 1000 -> 899 bytes.
-        assert_eq!(s.window_field(1_000, 0), 899);
+        assert_eq!(s.window_field(1_000, 0, 0), 899);
     }
 }

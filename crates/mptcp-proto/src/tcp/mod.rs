@@ -537,6 +537,18 @@ impl TcpConnection {
         }
     }
 
+    /// The owner rewrote the window field of the segment this engine just built, to
+    /// `field` (scaled by our shift): MPTCP puts the connection-level window on every
+    /// subflow (RFC 8684 §3.3.4), which can offer more than this engine's receiver
+    /// silly-window avoidance would. What went on the wire is what the peer may send:
+    /// segments up to it must be acceptable, or data sent into the advertised window
+    /// is dropped, retransmitted on RTOs that count against a live path, and never
+    /// acknowledged until the window grows past it.
+    pub fn note_window_field(&mut self, field: u16) {
+        let offered = u64::from(field) << self.rcv_shift;
+        self.rcv_adv = self.rcv_adv.max(self.rcv_nxt + offered);
+    }
+
     /// Sends one zero-window probe with the next `poll_transmit` (in synchronized
     /// states): the RFC 9293 §3.8.6.1 form the persist timer uses, SEG.SEQ = SND.UNA - 1
     /// and no data, which the peer must answer with an ACK carrying its current window.
