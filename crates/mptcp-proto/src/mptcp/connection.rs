@@ -217,6 +217,10 @@ pub(crate) struct Core {
     /// Connection-level retransmission (reinjection) timer.
     pub reinject_at: Option<Instant>,
     pub reinject_backoff: u32,
+    /// A data ACK advanced since the retransmission timer was armed: when it expires
+    /// it starts over instead of reinjecting (restarting it on every ACK would cost a
+    /// look at every subflow per ACK).
+    pub reinject_progress: bool,
     /// Connection-level zero-window probe (persist) timer (`timers.rs`): when the next
     /// probe goes out while the peer's window blocks data and nothing is outstanding.
     pub window_probe_at: Option<Instant>,
@@ -433,6 +437,7 @@ impl MptcpConnection {
             data_fin_rtx: None,
             reinject_at: None,
             reinject_backoff: 0,
+            reinject_progress: false,
             window_probe_at: None,
             window_probe_backoff: 0,
             window_probe_next: 0,

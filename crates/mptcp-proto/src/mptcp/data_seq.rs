@@ -342,9 +342,14 @@ impl DataSeq {
     /// `right_edge` (a receive offset: the first byte it cannot hold) and the subflow's
     /// receive window scale. RFC 8684 §3.3.4: the window is relative to the data ACK
     /// sent, and one shared for the connection; its right edge must not move left, so a
-    /// field never advertises less than an earlier one did (rounded up to the scale, as
-    /// Linux does) while a fresh window is rounded down so as not to offer bytes the
-    /// buffer cannot take. Records the edge the peer will see.
+    /// field never offers less than the right edge promised earlier, but both are
+    /// rounded down to the scale, as the TCP engine does: the reassembly is a hard
+    /// limit, and bytes offered beyond it would be taken by a subflow and refused by
+    /// the connection, to be sent again only after a connection-level timeout.
+    /// (Rounding up, and recording that as the promise, crept past the buffer by up to
+    /// 2^scale - 1 bytes with every segment that arrived while the reader slept.) The
+    /// edge seen by the peer may thus step back by less than one scale unit, which
+    /// RFC 7323 §2.4 accepts as inherent in scaling. Records the promised edge.
     ///
     /// `sws` is the smallest growth of the right edge worth offering: receiver-side
     /// silly window avoidance (RFC 9293 §3.8.6.2.2 suggests min(buffer / 2, MSS)),
@@ -354,7 +359,7 @@ impl DataSeq {
         let wscale = wscale.min(14);
         let ack = self.rx_offset(self.data_ack());
         let promised_bytes = self.rcv_wnd_edge.saturating_sub(ack);
-        let promised = promised_bytes.div_ceil(1 << wscale);
+        let promised = promised_bytes >> wscale;
         let fresh_bytes = right_edge.saturating_sub(ack);
         let fresh = if fresh_bytes >= promised_bytes.saturating_add(sws) {
             fresh_bytes >> wscale
@@ -561,16 +566,22 @@ mod tests {
         // A 64 KiB reassembly, nothing read: edge 65536, ack 0, scale 2 -> 16384.
         assert_eq!(s.window_field(65_536, 2, 0), 16_384);
         assert_eq!(s.advertised_edge(), s.rx_dsn(65_536));
-        // 1001 bytes arrive, none read: edge unchanged; ceil((65536 - 1001) / 4) = 16134.
+        // 1001 bytes arrive, none read: the promise stands, rounded down to the scale:
+        // (65536 - 1001) / 4 = 16133 (the peer sees 65533, three bytes short of it).
         s.update_received(1001);
-        assert_eq!(s.window_field(65_536, 2, 0), 16_134);
-        // 16134 * 4 = 64536; 1001 + 64536 = 65537 >= 65536: the edge did not move left.
-        assert_eq!(s.advertised_edge(), s.rx_dsn(65_537));
-        // The application read 1000: a fresh window rounds down, (66536 - 1001) / 4.
-        assert_eq!(s.window_field(66_536, 2, 0), 16_383);
-        assert_eq!(s.advertised_edge(), s.rx_dsn(1001 + 16_383 * 4));
+        assert_eq!(s.window_field(65_536, 2, 0), 16_133);
+        // Never an edge beyond the buffer, however many segments arrive unread.
+        for got in 1002..1100 {
+            s.update_received(got);
+            let field = s.window_field(65_536, 2, 0);
+            assert!(got + (u64::from(field) << 2) <= 65_536);
+            assert_eq!(s.advertised_edge(), s.rx_dsn(65_536));
+        }
+        // The application read 1000: a fresh window rounds down, (66536 - 1099) / 4.
+        assert_eq!(s.window_field(66_536, 2, 0), 16_359);
+        assert_eq!(s.advertised_edge(), s.rx_dsn(1099 + 16_359 * 4));
         // A smaller buffer later (e.g. memory pressure) still honours the promise.
-        assert_eq!(s.window_field(2_000, 2, 0), 16_383);
+        assert_eq!(s.window_field(2_000, 2, 0), 16_359);
         // Huge windows clamp to the 16-bit field.
         let mut s = seq();
         assert_eq!(s.window_field(1 << 30, 0, 0), u16::MAX);

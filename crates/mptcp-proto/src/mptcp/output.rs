@@ -272,7 +272,7 @@ impl MptcpConnection {
         if self.core.config.opportunistic_retransmission {
             self.opportunistic_retransmit(now);
         }
-        self.update_window_probe(now);
+        self.update_conn_timers(now);
         if let Some(dsn) = self.core.data_fin_due(&self.send)
             && matches!(self.core.seq.data_fin_tx(), DataFinTx::Pending { .. })
             && self.core.data_fin_rtx.is_none()

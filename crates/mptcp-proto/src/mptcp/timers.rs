@@ -235,6 +235,11 @@ impl MptcpConnection {
         }
         match self.core.reinject_at {
             None => self.arm_reinject(now),
+            Some(at) if at <= now && self.core.reinject_progress => {
+                // The oldest data moved since the timer was armed: it counts from now.
+                self.core.reinject_progress = false;
+                self.arm_reinject(now);
+            }
             Some(at) if at <= now => {
                 let end = nxt.min(una + REINJECT_CHUNK);
                 let una_dsn = self.core.seq.snd_una();
@@ -283,9 +288,24 @@ impl MptcpConnection {
             && self.subflows.iter().any(|s| s.schedulable())
     }
 
-    /// Arms or stops the zero-window probe timer after the scheduler ran; the probe's
-    /// backoff starts again once data moves.
-    pub(crate) fn update_window_probe(&mut self, now: Instant) {
+    /// After the scheduler ran: the connection-level timers that data waiting for the
+    /// peer needs. Both must run without help from any subflow timer: data the
+    /// subflows delivered (TCP-acknowledged) but the peer's connection level did not
+    /// take, e.g. refused for lack of reassembly space, waits for the retransmission
+    /// timer with every subflow idle; data the window holds back waits for the probe.
+    /// Cheap per segment: a comparison or two while data flows.
+    pub(crate) fn update_conn_timers(&mut self, now: Instant) {
+        let seq = &self.core.seq;
+        if self.core.reinject_at.is_none() && seq.snd_una() != seq.snd_nxt() {
+            self.core.reinject_progress = false;
+            self.arm_reinject(now);
+        }
+        self.update_window_probe(now);
+    }
+
+    /// Arms or stops the zero-window probe timer; the probe's backoff starts again once
+    /// data moves.
+    fn update_window_probe(&mut self, now: Instant) {
         if !self.window_blocked() {
             self.core.window_probe_at = None;
             self.core.window_probe_backoff = 0;
