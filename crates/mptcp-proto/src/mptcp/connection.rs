@@ -227,6 +227,8 @@ pub(crate) struct Core {
     pub window_probe_backoff: u32,
     /// The probe goes on the first subflow with an id at or above this (rotation).
     pub window_probe_next: u32,
+    /// The last probe: its subflow and when it went out (was it answered?).
+    pub window_probe_last: Option<(SubflowId, Instant)>,
     pub window_probes: u64,
     /// No subflow left since then (make-after-break).
     pub orphaned_since: Option<Instant>,
@@ -441,6 +443,7 @@ impl MptcpConnection {
             window_probe_at: None,
             window_probe_backoff: 0,
             window_probe_next: 0,
+            window_probe_last: None,
             window_probes: 0,
             orphaned_since: None,
             bytes_written: 0,

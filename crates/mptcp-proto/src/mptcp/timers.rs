@@ -307,8 +307,7 @@ impl MptcpConnection {
     /// data moves.
     fn update_window_probe(&mut self, now: Instant) {
         if !self.window_blocked() {
-            self.core.window_probe_at = None;
-            self.core.window_probe_backoff = 0;
+            self.stop_window_probe();
             return;
         }
         if self.core.window_probe_at.is_none() {
@@ -316,17 +315,35 @@ impl MptcpConnection {
         }
     }
 
-    /// Like TCP's persist timer (RFC 9293 §3.8.6.1): the RTO (here the slowest data
-    /// subflow's), doubling per probe, at most `rto_max`.
+    fn stop_window_probe(&mut self) {
+        self.core.window_probe_at = None;
+        self.core.window_probe_backoff = 0;
+        self.core.window_probe_last = None;
+    }
+
+    /// Like TCP's persist timer (RFC 9293 §3.8.6.1): an RTO, doubling per probe the
+    /// peer answered, at most `rto_max`. The RTO is the largest of the healthy data
+    /// subflows' without their backoff: a path that died and keeps backing off its own
+    /// retransmissions must not slow the probing of the others.
     fn window_probe_period(&self) -> Duration {
-        self.max_rto()
-            .saturating_mul(1 << self.core.window_probe_backoff.min(MAX_PROBE_BACKOFF))
+        let healthy = self.subflows.iter().any(|s| s.schedulable() && !s.mp.stale);
+        let base = self
+            .subflows
+            .iter()
+            .filter(|s| s.schedulable() && (!healthy || !s.mp.stale))
+            .map(|s| s.tcp.base_rto())
+            .max()
+            .unwrap_or(self.core.config.tcp.initial_rto);
+        base.saturating_mul(1 << self.core.window_probe_backoff.min(MAX_PROBE_BACKOFF))
             .min(self.core.config.tcp.rto_max)
     }
 
     /// The connection-level zero-window probe: while [`Self::window_blocked`], a probe
-    /// goes out every period, on the data subflows in turn, so a path that died
-    /// silently delays the answer by one period only.
+    /// goes out every period, on the data subflows in turn (the stale ones only when
+    /// all are), so a path that died silently costs one period, not the connection.
+    /// The period doubles only when the last probe was answered (its subflow received
+    /// something since): the peer is alive and its window still closed. A probe lost
+    /// with its path says nothing about the window.
     ///
     /// The probe is a pure ACK with SEG.SEQ = SND.UNA - 1 (TCP's zero-window probe and
     /// keepalive form, `TcpConnection::request_window_probe`) carrying our DSS data
@@ -336,9 +353,8 @@ impl MptcpConnection {
     /// (RFC 8684 §3.3.4): ours does (`decorate`), and so does Linux, which adds the
     /// DSS data ACK to every ACK of an established subflow (mptcp_established_options)
     /// and announces the MPTCP-level window on every subflow. Linux rate-limits those
-    /// answers to one per 500 ms per subflow (tcp_invalid_ratelimit); with the
-    /// doubling period and the rotation, at most one probe per closed-window episode
-    /// can fall within it.
+    /// answers to one per 500 ms per subflow (tcp_invalid_ratelimit); an answer it
+    /// holds back only costs a period.
     ///
     /// One byte of data instead (new data beyond the window, or Linux's old byte at
     /// the data ACK - 1) would also be answered, but it occupies subflow sequence
@@ -355,15 +371,26 @@ impl MptcpConnection {
             return;
         }
         if !self.window_blocked() {
-            self.core.window_probe_at = None;
-            self.core.window_probe_backoff = 0;
+            self.stop_window_probe();
             return;
         }
+        let answered = match self.core.window_probe_last {
+            // The first probe follows one RTO of silence, like TCP's.
+            None => true,
+            Some((id, sent)) => self
+                .index_of(id)
+                .is_some_and(|i| self.subflows[i].tcp.last_received() > sent),
+        };
+        if answered {
+            self.core.window_probe_backoff =
+                (self.core.window_probe_backoff + 1).min(MAX_PROBE_BACKOFF);
+        }
         let next = self.core.window_probe_next;
+        let healthy = self.subflows.iter().any(|s| s.schedulable() && !s.mp.stale);
         let Some(s) = self
             .subflows
             .iter_mut()
-            .filter(|s| s.schedulable())
+            .filter(|s| s.schedulable() && (!healthy || !s.mp.stale))
             .min_by_key(|s| (s.id.0 < next, s.id))
         else {
             self.core.window_probe_at = None;
@@ -372,13 +399,14 @@ impl MptcpConnection {
         tracing::debug!(
             subflow = s.id.0,
             backoff = self.core.window_probe_backoff,
+            answered,
             "mptcp: connection-level zero-window probe"
         );
         s.tcp.request_window_probe();
-        self.core.window_probe_next = s.id.0 + 1;
+        let id = s.id;
+        self.core.window_probe_next = id.0 + 1;
+        self.core.window_probe_last = Some((id, now));
         self.core.window_probes += 1;
-        self.core.window_probe_backoff =
-            (self.core.window_probe_backoff + 1).min(MAX_PROBE_BACKOFF);
         self.core.window_probe_at = Some(now + self.window_probe_period());
     }
 

@@ -537,6 +537,18 @@ impl TcpConnection {
         }
     }
 
+    /// The retransmission timeout without backoff (RFC 6298: SRTT + 4 RTTVAR within
+    /// the configured bounds): what this path's round trip suggests, whatever its
+    /// recent losses.
+    pub fn base_rto(&self) -> Duration {
+        self.rtt.base_rto()
+    }
+
+    /// When the last acceptable segment arrived (the connection's creation before any).
+    pub fn last_received(&self) -> Instant {
+        self.last_received
+    }
+
     /// The owner rewrote the window field of the segment this engine just built, to
     /// `field` (scaled by our shift): MPTCP puts the connection-level window on every
     /// subflow (RFC 8684 §3.3.4), which can offer more than this engine's receiver
