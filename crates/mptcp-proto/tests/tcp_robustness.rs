@@ -339,3 +339,31 @@ fn a_fin_waits_for_a_zero_window_to_open_instead_of_timing_out() {
     assert!(p.run_until(limit, |p| p.client.state() == TcpState::FinWait2));
     assert!(p.server_app.inbox == pattern(6000, 8));
 }
+
+#[test]
+fn an_owner_requested_window_probe_is_answered_with_the_peers_window() {
+    // The MPTCP layer asks a subflow for a zero-window probe when the connection-level
+    // window blocks data the subflow never saw: the RFC 9293 §3.8.6.1 form, below
+    // SND.UNA and without data, which the peer must answer whatever its window.
+    let mut p = established();
+    p.client_app.outbox = pattern(3000, 4);
+    p.run_until(Instant::from_secs(2), |p| p.server_app.inbox.len() == 3000);
+    p.run_idle(Instant::from_secs(3));
+    let before = p.log.len();
+    p.client.connection_mut().request_window_probe();
+    p.run_idle(Instant::from_secs(4));
+    let after: Vec<&Sent> = p.log[before..].iter().collect();
+    assert_eq!(after.len(), 2, "the probe and its answer: {after:?}");
+    let (probe, answer) = (&after[0].segment, &after[1].segment);
+    assert_eq!(after[0].from, Side::Client);
+    assert_eq!(probe.flags, TcpFlags::ACK);
+    assert!(probe.payload.is_empty());
+    assert_eq!(probe.seq, CLIENT_ISS + 3000);
+    assert_eq!(after[1].from, Side::Server);
+    assert_eq!(answer.flags, TcpFlags::ACK);
+    assert_eq!(answer.ack, CLIENT_ISS + 3001);
+    assert_eq!(p.client.stats().zero_window_probes, 1);
+    // A one-off: nothing follows.
+    p.run_idle(Instant::from_secs(60));
+    assert_eq!(p.log.len(), before + 2);
+}

@@ -15,6 +15,9 @@
 //!
 //! Source routing in "c" sends what comes from 10.77.1.2 over path 1 and from
 //! 10.77.2.2 over path 2 (`ip rule from ... table 101/102`); both namespaces forward.
+//!
+//! Names are `px<pid><tag><c|s|t>`. A run killed outright drops nothing: the next one
+//! first deletes the namespaces (and /etc/netns entries) of runs whose process is gone.
 
 #![allow(dead_code)]
 
@@ -22,7 +25,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Once, mpsc};
 use std::time::{Duration, Instant};
 
 use nix::sched::{CloneFlags, setns};
@@ -56,6 +59,43 @@ pub fn run(args: &[&str]) {
     );
 }
 
+/// What every namespace name of these tests starts with, before the process id.
+const PREFIX: &str = "px";
+
+/// Deletes what runs killed before they could clean up left behind: namespaces
+/// `PREFIX<pid><tag><c|s|t>` whose process no longer exists (tests of processes
+/// running now keep theirs) and their /etc/netns entries. Processes such a run started
+/// inside are left alone. Once per process.
+fn sweep_stale() {
+    static SWEEP: Once = Once::new();
+    SWEEP.call_once(|| {
+        let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+            return;
+        };
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let Some(name) = line.split_whitespace().next() else {
+                continue;
+            };
+            let Some(rest) = name.strip_prefix(PREFIX) else {
+                continue;
+            };
+            let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+            if digits == 0 || digits == rest.len() {
+                continue;
+            }
+            let Ok(pid) = rest[..digits].parse::<u32>() else {
+                continue;
+            };
+            if pid == std::process::id() || PathBuf::from(format!("/proc/{pid}")).exists() {
+                continue;
+            }
+            eprintln!("deleting namespace {name} left by a killed run (pid {pid})");
+            let _ = Command::new("ip").args(["netns", "del", name]).output();
+            let _ = std::fs::remove_dir_all(PathBuf::from("/etc/netns").join(name));
+        }
+    });
+}
+
 /// The namespaces, the processes started in them, and a scratch directory.
 pub struct Topology {
     pub c: String,
@@ -67,7 +107,8 @@ pub struct Topology {
 
 impl Topology {
     pub fn new(tag: &str) -> Topology {
-        let base = format!("px{}{tag}", std::process::id());
+        sweep_stale();
+        let base = format!("{PREFIX}{}{tag}", std::process::id());
         let dir = std::env::temp_dir().join(format!("{base}-files"));
         let topo = Topology {
             c: format!("{base}c"),

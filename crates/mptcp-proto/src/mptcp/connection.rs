@@ -156,6 +156,9 @@ pub struct ConnStats {
     pub opportunistic_bytes: u64,
     /// Windows halved on slow subflows that blocked the receive window.
     pub penalties: u64,
+    /// Connection-level zero-window probes sent: the peer's window blocked data with
+    /// nothing outstanding to bring an ACK back.
+    pub window_probes: u64,
     pub subflows_opened: u64,
     pub subflows: Vec<SubflowStats>,
     /// The last figures of subflows that are gone (closed, reset, timed out), oldest
@@ -214,6 +217,19 @@ pub(crate) struct Core {
     /// Connection-level retransmission (reinjection) timer.
     pub reinject_at: Option<Instant>,
     pub reinject_backoff: u32,
+    /// A data ACK advanced since the retransmission timer was armed: when it expires
+    /// it starts over instead of reinjecting (restarting it on every ACK would cost a
+    /// look at every subflow per ACK).
+    pub reinject_progress: bool,
+    /// Connection-level zero-window probe (persist) timer (`timers.rs`): when the next
+    /// probe goes out while the peer's window blocks data and nothing is outstanding.
+    pub window_probe_at: Option<Instant>,
+    pub window_probe_backoff: u32,
+    /// The probe goes on the first subflow with an id at or above this (rotation).
+    pub window_probe_next: u32,
+    /// The last probe: its subflow and when it went out (was it answered?).
+    pub window_probe_last: Option<(SubflowId, Instant)>,
+    pub window_probes: u64,
     /// No subflow left since then (make-after-break).
     pub orphaned_since: Option<Instant>,
     pub bytes_written: u64,
@@ -423,6 +439,12 @@ impl MptcpConnection {
             data_fin_rtx: None,
             reinject_at: None,
             reinject_backoff: 0,
+            reinject_progress: false,
+            window_probe_at: None,
+            window_probe_backoff: 0,
+            window_probe_next: 0,
+            window_probe_last: None,
+            window_probes: 0,
             orphaned_since: None,
             bytes_written: 0,
             bytes_read: 0,
@@ -661,17 +683,15 @@ impl MptcpConnection {
     /// Reads in-order bytes. Reading opens the receive window; a window update goes
     /// out if the peer may be waiting on it.
     pub fn read(&mut self, buf: &mut [u8]) -> usize {
-        let before = self.core.recv.window();
         let n = self.core.recv.read(buf);
         self.core.bytes_read += n as u64;
         if n > 0 {
             self.core.readable_pending = false;
-            // A window that was nearly closed opens: tell the peer (RFC 9293 §3.8.6.2.2
-            // applied to the shared window).
-            let mss = self.subflows.iter().map(|s| s.tcp.stats().send_mss).max();
-            let mss = u64::from(mss.unwrap_or(1460));
-            if (before as u64) < 2 * mss && self.core.recv.window() as u64 >= 2 * mss {
-                self.request_ack_any();
+            if self.window_update_due() {
+                // On every subflow that carries data, as Linux does
+                // (mptcp_cleanup_rbuf): the peer may be blocked on this window with
+                // nothing in flight, and one path may have died silently.
+                self.request_ack_all();
             }
         }
         if self.core.recv.readable() > 0 {
@@ -937,6 +957,7 @@ impl MptcpConnection {
             reinjections: self.core.reinjections,
             opportunistic_bytes: self.core.opportunistic_bytes,
             penalties: self.core.penalties,
+            window_probes: self.core.window_probes,
             subflows_opened: self.core.subflows_opened,
             subflows: self.subflows.iter().map(Subflow::stats).collect(),
             closed_subflows: self.core.closed_subflows.iter().copied().collect(),
@@ -965,6 +986,48 @@ impl MptcpConnection {
             s.mp.rst_out = true;
             s.tcp.abort();
         }
+    }
+
+    /// Reading opened the connection-level window enough that a peer blocked on the
+    /// window it knows should hear of it now, not with our next segment: the offer at
+    /// least doubles that window and grows it by min(2 MSS, half the buffer). This is
+    /// receiver-side SWS avoidance (RFC 9293 §3.8.6.2.2) with Linux's trigger
+    /// (tcp_cleanup_rbuf, mptcp_cleanup_rbuf): a peer that knows a wide window is not
+    /// waiting, so a steady transfer with a prompt reader sends no extra ACKs, while
+    /// a window reopening from nearly closed is announced after about 2 MSS of reads
+    /// and again each time it doubles. If that update is lost, the peer's
+    /// zero-window probe (`timers.rs`) fetches it.
+    fn window_update_due(&self) -> bool {
+        if !self.core.data_level_ready() {
+            // After a fallback, the TCP engine's own window updates apply.
+            return false;
+        }
+        let known = self.core.seq.advertised_window();
+        let right_edge = self.core.recv.right_edge();
+        let ack = self.core.seq.rx_offset(self.core.seq.data_ack());
+        if right_edge.saturating_sub(ack) < known.saturating_mul(2) {
+            // The common case with a prompt reader, decided before looking at subflows.
+            return false;
+        }
+        let mut carrying = self.subflows.iter().filter(|s| s.mp.carries_data());
+        let Some(first) = carrying.next() else {
+            return false;
+        };
+        // Every subflow offers the same window; the widest scale bounds it.
+        let (mss, shift) = carrying.fold(
+            (first.tcp.stats().send_mss, first.tcp.window_shifts().0),
+            |(mss, shift), s| {
+                (
+                    mss.max(s.tcp.stats().send_mss),
+                    shift.max(s.tcp.window_shifts().0),
+                )
+            },
+        );
+        let offer = self.core.seq.window_offer(right_edge, shift);
+        let step = (2 * u64::from(mss))
+            .min(self.core.recv.capacity() as u64 / 2)
+            .max(1);
+        offer >= known.saturating_mul(2) && offer >= known + step
     }
 
     /// An ACK on the best subflow that carries data (to move a signal or a window).

@@ -342,14 +342,30 @@ impl DataSeq {
     /// `right_edge` (a receive offset: the first byte it cannot hold) and the subflow's
     /// receive window scale. RFC 8684 §3.3.4: the window is relative to the data ACK
     /// sent, and one shared for the connection; its right edge must not move left, so a
-    /// field never advertises less than an earlier one did (rounded up to the scale, as
-    /// Linux does) while a fresh window is rounded down so as not to offer bytes the
-    /// buffer cannot take. Records the edge the peer will see.
-    pub fn window_field(&mut self, right_edge: u64, wscale: u8) -> u16 {
+    /// field never offers less than the right edge promised earlier, but both are
+    /// rounded down to the scale, as the TCP engine does: the reassembly is a hard
+    /// limit, and bytes offered beyond it would be taken by a subflow and refused by
+    /// the connection, to be sent again only after a connection-level timeout.
+    /// (Rounding up, and recording that as the promise, crept past the buffer by up to
+    /// 2^scale - 1 bytes with every segment that arrived while the reader slept.) The
+    /// edge seen by the peer may thus step back by less than one scale unit, which
+    /// RFC 7323 §2.4 accepts as inherent in scaling. Records the promised edge.
+    ///
+    /// `sws` is the smallest growth of the right edge worth offering: receiver-side
+    /// silly window avoidance (RFC 9293 §3.8.6.2.2 suggests min(buffer / 2, MSS)),
+    /// so that a slow reader's every few bytes do not become as many tiny segments.
+    /// Zero offers every byte (say, once the buffer is empty).
+    pub fn window_field(&mut self, right_edge: u64, wscale: u8, sws: u64) -> u16 {
         let wscale = wscale.min(14);
         let ack = self.rx_offset(self.data_ack());
-        let fresh = right_edge.saturating_sub(ack) >> wscale;
-        let promised = self.rcv_wnd_edge.saturating_sub(ack).div_ceil(1 << wscale);
+        let promised_bytes = self.rcv_wnd_edge.saturating_sub(ack);
+        let promised = promised_bytes >> wscale;
+        let fresh_bytes = right_edge.saturating_sub(ack);
+        let fresh = if fresh_bytes >= promised_bytes.saturating_add(sws) {
+            fresh_bytes >> wscale
+        } else {
+            promised
+        };
         let field = fresh.max(promised).min(u64::from(u16::MAX));
         self.rcv_wnd_edge = self.rcv_wnd_edge.max(ack + (field << wscale));
         field as u16
@@ -358,6 +374,22 @@ impl DataSeq {
     /// The right edge of the window we advertised (a DSN): data up to it must be taken.
     pub fn advertised_edge(&self) -> Dsn {
         self.rx_dsn(self.rcv_wnd_edge)
+    }
+
+    /// The window the peer knows of: from the data ACK we send to the right edge we
+    /// advertised, in bytes.
+    pub fn advertised_window(&self) -> u64 {
+        let ack = self.rx_offset(self.data_ack());
+        self.rcv_wnd_edge.saturating_sub(ack)
+    }
+
+    /// The window a segment sent now would offer, in bytes, given the reassembly's
+    /// `right_edge` and the receive window scale `wscale`: what fits in the 16-bit field,
+    /// before [`DataSeq::window_field`]'s never-shrink rounding.
+    pub fn window_offer(&self, right_edge: u64, wscale: u8) -> u64 {
+        let wscale = wscale.min(14);
+        let ack = self.rx_offset(self.data_ack());
+        (right_edge.saturating_sub(ack) >> wscale).min(u64::from(u16::MAX)) << wscale
     }
 }
 
@@ -532,22 +564,63 @@ mod tests {
     fn our_window_field_scales_and_keeps_its_right_edge() {
         let mut s = seq();
         // A 64 KiB reassembly, nothing read: edge 65536, ack 0, scale 2 -> 16384.
-        assert_eq!(s.window_field(65_536, 2), 16_384);
+        assert_eq!(s.window_field(65_536, 2, 0), 16_384);
         assert_eq!(s.advertised_edge(), s.rx_dsn(65_536));
-        // 1001 bytes arrive, none read: edge unchanged; ceil((65536 - 1001) / 4) = 16134.
+        // 1001 bytes arrive, none read: the promise stands, rounded down to the scale:
+        // (65536 - 1001) / 4 = 16133 (the peer sees 65533, three bytes short of it).
         s.update_received(1001);
-        assert_eq!(s.window_field(65_536, 2), 16_134);
-        // 16134 * 4 = 64536; 1001 + 64536 = 65537 >= 65536: the edge did not move left.
-        assert_eq!(s.advertised_edge(), s.rx_dsn(65_537));
-        // The application read 1000: a fresh window rounds down, (66536 - 1001) / 4.
-        assert_eq!(s.window_field(66_536, 2), 16_383);
-        assert_eq!(s.advertised_edge(), s.rx_dsn(1001 + 16_383 * 4));
+        assert_eq!(s.window_field(65_536, 2, 0), 16_133);
+        // Never an edge beyond the buffer, however many segments arrive unread.
+        for got in 1002..1100 {
+            s.update_received(got);
+            let field = s.window_field(65_536, 2, 0);
+            assert!(got + (u64::from(field) << 2) <= 65_536);
+            assert_eq!(s.advertised_edge(), s.rx_dsn(65_536));
+        }
+        // The application read 1000: a fresh window rounds down, (66536 - 1099) / 4.
+        assert_eq!(s.window_field(66_536, 2, 0), 16_359);
+        assert_eq!(s.advertised_edge(), s.rx_dsn(1099 + 16_359 * 4));
         // A smaller buffer later (e.g. memory pressure) still honours the promise.
-        assert_eq!(s.window_field(2_000, 2), 16_383);
+        assert_eq!(s.window_field(2_000, 2, 0), 16_359);
         // Huge windows clamp to the 16-bit field.
         let mut s = seq();
-        assert_eq!(s.window_field(1 << 30, 0), u16::MAX);
+        assert_eq!(s.window_field(1 << 30, 0, 0), u16::MAX);
         assert_eq!(s.advertised_edge(), s.rx_dsn(65_535));
+    }
+
+    #[test]
+    fn advertised_window_and_offer_follow_the_field() {
+        let mut s = seq();
+        assert_eq!(s.advertised_window(), 0);
+        // 8 KiB buffer, scale 2: the field says 2048, the peer knows 8192 bytes.
+        assert_eq!(s.window_field(8192, 2, 0), 2048);
+        assert_eq!(s.advertised_window(), 8192);
+        // All of it arrives unread: the peer knows a closed window.
+        s.update_received(8192);
+        assert_eq!(s.advertised_window(), 0);
+        assert_eq!(s.window_offer(8192, 2), 0);
+        // The application reads 3001 bytes: the offer rounds down to the scale.
+        assert_eq!(s.window_offer(8192 + 3001, 2), 3000);
+        // An offer never exceeds what the 16-bit field can say.
+        assert_eq!(s.window_offer(1 << 30, 0), 65_535);
+        assert_eq!(s.window_offer(1 << 30, 3), 65_535 << 3);
+    }
+
+    #[test]
+    fn small_openings_are_not_offered_until_worth_a_segment() {
+        let mut s = seq();
+        // 8 KiB buffer, no scale, SWS threshold 1460.
+        assert_eq!(s.window_field(8192, 0, 1460), 8192);
+        s.update_received(8192);
+        assert_eq!(s.window_field(8192, 0, 1460), 0);
+        // The reader takes 1000 bytes: not worth offering.
+        assert_eq!(s.window_field(9192, 0, 1460), 0);
+        // 1460 in all: offered.
+        assert_eq!(s.window_field(9652, 0, 1460), 1460);
+        // A promise stands whatever the threshold.
+        assert_eq!(s.window_field(9700, 0, 1460), 1460);
+        // Without a threshold every byte is offered.
+        assert_eq!(s.window_field(9700, 0, 0), 1508);
     }
 
     #[test]
@@ -556,6 +629,6 @@ mod tests {
         s.update_received(100);
         s.on_peer_data_fin(s.rx_dsn(100)).expect("in order");
         // ack = offset 101; edge 1000 -> 899 bytes.
-        assert_eq!(s.window_field(1_000, 0), 899);
+        assert_eq!(s.window_field(1_000, 0, 0), 899);
     }
 }

@@ -295,7 +295,7 @@ impl RxOwner<'_> {
                 DataAckOutcome::Advanced { freed, .. } => {
                     self.core.data_acked_total += freed;
                     self.core.reinject_backoff = 0;
-                    self.core.reinject_at = None;
+                    self.core.reinject_progress = true;
                 }
                 DataAckOutcome::Old => {}
                 DataAckOutcome::Unsent { ack, highest_sent } => {

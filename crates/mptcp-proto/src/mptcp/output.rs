@@ -272,6 +272,7 @@ impl MptcpConnection {
         if self.core.config.opportunistic_retransmission {
             self.opportunistic_retransmit(now);
         }
+        self.update_conn_timers(now);
         if let Some(dsn) = self.core.data_fin_due(&self.send)
             && matches!(self.core.seq.data_fin_tx(), DataFinTx::Pending { .. })
             && self.core.data_fin_rtx.is_none()
@@ -673,7 +674,16 @@ fn decorate<'a>(
     if core.data_level_ready() {
         // RFC 8684 §3.3.4: one window for the connection, relative to the data ACK.
         let shift = s.tcp.window_shifts().0;
-        seg.window = core.seq.window_field(core.recv.right_edge(), shift);
+        // Receiver SWS avoidance as the subflows' engines do it (min(buffer / 2, our
+        // MSS)), except that an emptied buffer is offered whole.
+        let capacity = core.recv.capacity();
+        let sws = if core.recv.window() >= capacity {
+            0
+        } else {
+            (capacity as u64 / 2).min(u64::from(core.config.tcp.mss))
+        };
+        seg.window = core.seq.window_field(core.recv.right_edge(), shift, sws);
+        s.tcp.note_window_field(seg.window);
     }
     apply_plan(core, s, seg, &request, deferrable);
 }

@@ -1,7 +1,8 @@
 //! Connection-level timers and failure handling: the subflows' own timers, the MP_JOIN
 //! third-ACK retransmission, DATA_FIN retransmission, the connection-level
-//! retransmission (reinjection) timer, stale-subflow detection, make-after-break, and
-//! the checksum-failure paths of RFC 8684 §3.7.
+//! retransmission (reinjection) timer, the connection-level zero-window probe,
+//! stale-subflow detection, make-after-break, and the checksum-failure paths of RFC
+//! 8684 §3.7.
 
 use crate::mptcp::SubflowId;
 use crate::mptcp::connection::{ConnMode, MptcpConnection, Role};
@@ -18,6 +19,9 @@ const MAX_JOIN_ACK_RETRIES: u32 = 5;
 const MAX_BACKOFF: u32 = 6;
 /// Most bytes one connection-level retransmission reinjects.
 const REINJECT_CHUNK: u64 = 64 * 1024;
+/// Largest backoff exponent of the zero-window probe; its period is also capped at
+/// the subflows' `rto_max`, as TCP's persist timer is.
+const MAX_PROBE_BACKOFF: u32 = 16;
 
 impl MptcpConnection {
     /// When [`MptcpConnection::handle_timeout`] should next be called.
@@ -41,6 +45,7 @@ impl MptcpConnection {
         }
         consider(self.core.data_fin_rtx.map(|(t, _)| t));
         consider(self.core.reinject_at);
+        consider(self.core.window_probe_at);
         if let Some(since) = self.core.orphaned_since
             && self.core.closed.is_none()
         {
@@ -110,6 +115,7 @@ impl MptcpConnection {
         self.detect_failures(now);
         self.data_fin_timer(now);
         self.reinject_timer(now);
+        self.window_probe_timer(now);
         if let Some(since) = self.core.orphaned_since
             && self.core.closed.is_none()
             && self.subflows.is_empty()
@@ -229,6 +235,11 @@ impl MptcpConnection {
         }
         match self.core.reinject_at {
             None => self.arm_reinject(now),
+            Some(at) if at <= now && self.core.reinject_progress => {
+                // The oldest data moved since the timer was armed: it counts from now.
+                self.core.reinject_progress = false;
+                self.arm_reinject(now);
+            }
             Some(at) if at <= now => {
                 let end = nxt.min(una + REINJECT_CHUNK);
                 let una_dsn = self.core.seq.snd_una();
@@ -259,6 +270,144 @@ impl MptcpConnection {
             }
             Some(_) => {}
         }
+    }
+
+    /// The peer's connection-level window holds back data while nothing is
+    /// outstanding at the data level, so no ACK is on its way: no subflow has a
+    /// retransmission timer running, and no subflow's persist timer either (the data
+    /// never reached one). A lost window update would stall the connection for good.
+    /// Cheap when data flows (the first comparison fails), since it runs before every
+    /// output.
+    fn window_blocked(&self) -> bool {
+        let seq = &self.core.seq;
+        seq.snd_una() == seq.snd_nxt()
+            && self.core.mode == ConnMode::Mptcp
+            && self.core.closed.is_none()
+            && seq.tx_offset(seq.snd_nxt()) < self.send.end()
+            && self.core.reinject.is_empty()
+            && self.subflows.iter().any(|s| s.schedulable())
+    }
+
+    /// After the scheduler ran: the connection-level timers that data waiting for the
+    /// peer needs. Both must run without help from any subflow timer: data the
+    /// subflows delivered (TCP-acknowledged) but the peer's connection level did not
+    /// take, e.g. refused for lack of reassembly space, waits for the retransmission
+    /// timer with every subflow idle; data the window holds back waits for the probe.
+    /// Cheap per segment: a comparison or two while data flows.
+    pub(crate) fn update_conn_timers(&mut self, now: Instant) {
+        let seq = &self.core.seq;
+        if self.core.reinject_at.is_none() && seq.snd_una() != seq.snd_nxt() {
+            self.core.reinject_progress = false;
+            self.arm_reinject(now);
+        }
+        self.update_window_probe(now);
+    }
+
+    /// Arms or stops the zero-window probe timer; the probe's backoff starts again once
+    /// data moves.
+    fn update_window_probe(&mut self, now: Instant) {
+        if !self.window_blocked() {
+            self.stop_window_probe();
+            return;
+        }
+        if self.core.window_probe_at.is_none() {
+            self.core.window_probe_at = Some(now + self.window_probe_period());
+        }
+    }
+
+    fn stop_window_probe(&mut self) {
+        self.core.window_probe_at = None;
+        self.core.window_probe_backoff = 0;
+        self.core.window_probe_last = None;
+    }
+
+    /// Like TCP's persist timer (RFC 9293 §3.8.6.1): an RTO, doubling per probe the
+    /// peer answered, at most `rto_max`. The RTO is the largest of the healthy data
+    /// subflows' without their backoff: a path that died and keeps backing off its own
+    /// retransmissions must not slow the probing of the others.
+    fn window_probe_period(&self) -> Duration {
+        let healthy = self.subflows.iter().any(|s| s.schedulable() && !s.mp.stale);
+        let base = self
+            .subflows
+            .iter()
+            .filter(|s| s.schedulable() && (!healthy || !s.mp.stale))
+            .map(|s| s.tcp.base_rto())
+            .max()
+            .unwrap_or(self.core.config.tcp.initial_rto);
+        base.saturating_mul(1 << self.core.window_probe_backoff.min(MAX_PROBE_BACKOFF))
+            .min(self.core.config.tcp.rto_max)
+    }
+
+    /// The connection-level zero-window probe: while [`Self::window_blocked`], a probe
+    /// goes out every period, on the data subflows in turn (the stale ones only when
+    /// all are), so a path that died silently costs one period, not the connection.
+    /// The period doubles only when the last probe was answered (its subflow received
+    /// something since): the peer is alive and its window still closed. A probe lost
+    /// with its path says nothing about the window.
+    ///
+    /// The probe is a pure ACK with SEG.SEQ = SND.UNA - 1 (TCP's zero-window probe and
+    /// keepalive form, `TcpConnection::request_window_probe`) carrying our DSS data
+    /// ACK. Its sequence number is below what the peer expects, so every TCP answers
+    /// it with an ACK (RFC 9293 §3.10.7.4), whatever its window; an MPTCP peer puts
+    /// its data ACK on that ACK and, in the window field, its connection-level window
+    /// (RFC 8684 §3.3.4): ours does (`decorate`), and so does Linux, which adds the
+    /// DSS data ACK to every ACK of an established subflow (mptcp_established_options)
+    /// and announces the MPTCP-level window on every subflow. Linux rate-limits those
+    /// answers to one per 500 ms per subflow (tcp_invalid_ratelimit); an answer it
+    /// holds back only costs a period.
+    ///
+    /// One byte of data instead (new data beyond the window, or Linux's old byte at
+    /// the data ACK - 1) would also be answered, but it occupies subflow sequence
+    /// space: while the window stays closed the peer does not acknowledge it, the
+    /// subflow's retransmission timer backs off and counts RTOs, and the subflow turns
+    /// stale and is declared failed (`fail_after_rtos`) although the peer is alive.
+    /// The pure ACK costs no sequence space and no subflow state, and an unanswered
+    /// one counts for nothing: dead paths are the subflows' own timers' business.
+    fn window_probe_timer(&mut self, now: Instant) {
+        let Some(at) = self.core.window_probe_at else {
+            return;
+        };
+        if at > now {
+            return;
+        }
+        if !self.window_blocked() {
+            self.stop_window_probe();
+            return;
+        }
+        let answered = match self.core.window_probe_last {
+            // The first probe follows one RTO of silence, like TCP's.
+            None => true,
+            Some((id, sent)) => self
+                .index_of(id)
+                .is_some_and(|i| self.subflows[i].tcp.last_received() > sent),
+        };
+        if answered {
+            self.core.window_probe_backoff =
+                (self.core.window_probe_backoff + 1).min(MAX_PROBE_BACKOFF);
+        }
+        let next = self.core.window_probe_next;
+        let healthy = self.subflows.iter().any(|s| s.schedulable() && !s.mp.stale);
+        let Some(s) = self
+            .subflows
+            .iter_mut()
+            .filter(|s| s.schedulable() && (!healthy || !s.mp.stale))
+            .min_by_key(|s| (s.id.0 < next, s.id))
+        else {
+            self.core.window_probe_at = None;
+            return;
+        };
+        tracing::debug!(
+            subflow = s.id.0,
+            backoff = self.core.window_probe_backoff,
+            answered,
+            "mptcp: connection-level zero-window probe"
+        );
+        s.tcp.request_window_probe();
+        let id = s.id;
+        self.core.window_probe_next = id.0 + 1;
+        self.core.window_probe_last = Some((id, now));
+        self.core.window_probes += 1;
+        self.core.window_probe_at = Some(now + self.window_probe_period());
     }
 
     fn arm_reinject(&mut self, now: Instant) {

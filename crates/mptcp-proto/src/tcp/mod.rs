@@ -291,6 +291,8 @@ pub struct TcpConnection {
     /// recovery episode goes out at once, whatever cwnd and pipe say.
     fast_retransmit_pending: bool,
     persist_probe_pending: bool,
+    /// The owner asked for a zero-window probe ([`TcpConnection::request_window_probe`]).
+    window_probe_pending: bool,
     keepalive_probe_pending: bool,
     /// Challenge ACK rate limit (RFC 5961 §7): window start and count.
     challenge_window: Instant,
@@ -390,6 +392,7 @@ impl TcpConnection {
             tlp_pending: false,
             fast_retransmit_pending: false,
             persist_probe_pending: false,
+            window_probe_pending: false,
             keepalive_probe_pending: false,
             challenge_window: now,
             challenge_count: 0,
@@ -531,6 +534,41 @@ impl TcpConnection {
     pub fn request_ack(&mut self) {
         if self.state.is_synchronized() {
             self.ack_state = AckState::Now;
+        }
+    }
+
+    /// The retransmission timeout without backoff (RFC 6298: SRTT + 4 RTTVAR within
+    /// the configured bounds): what this path's round trip suggests, whatever its
+    /// recent losses.
+    pub fn base_rto(&self) -> Duration {
+        self.rtt.base_rto()
+    }
+
+    /// When the last acceptable segment arrived (the connection's creation before any).
+    pub fn last_received(&self) -> Instant {
+        self.last_received
+    }
+
+    /// The owner rewrote the window field of the segment this engine just built, to
+    /// `field` (scaled by our shift): MPTCP puts the connection-level window on every
+    /// subflow (RFC 8684 §3.3.4), which can offer more than this engine's receiver
+    /// silly-window avoidance would. What went on the wire is what the peer may send:
+    /// segments up to it must be acceptable, or data sent into the advertised window
+    /// is dropped, retransmitted on RTOs that count against a live path, and never
+    /// acknowledged until the window grows past it.
+    pub fn note_window_field(&mut self, field: u16) {
+        let offered = u64::from(field) << self.rcv_shift;
+        self.rcv_adv = self.rcv_adv.max(self.rcv_nxt + offered);
+    }
+
+    /// Sends one zero-window probe with the next `poll_transmit` (in synchronized
+    /// states): the RFC 9293 §3.8.6.1 form the persist timer uses, SEG.SEQ = SND.UNA - 1
+    /// and no data, which the peer must answer with an ACK carrying its current window.
+    /// For an owner that knows of a closed window this engine cannot see: MPTCP's
+    /// connection-level window, which blocks data before it reaches any subflow.
+    pub fn request_window_probe(&mut self) {
+        if self.state.is_synchronized() {
+            self.window_probe_pending = true;
         }
     }
 
@@ -769,6 +807,7 @@ impl TcpConnection {
         self.syn_pending = false;
         self.tlp_pending = false;
         self.persist_probe_pending = false;
+        self.window_probe_pending = false;
         self.keepalive_probe_pending = false;
         self.ack_state = AckState::Idle;
         self.push_event(TcpEvent::Closed);

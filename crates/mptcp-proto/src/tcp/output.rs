@@ -138,15 +138,19 @@ impl TcpConnection {
             if let Some(t) = self.send_new(now, owner, Sending::Probe) {
                 return Some(t);
             }
-            // RFC 9293 §3.8.6.1: a zero-window probe; like Linux, an old sequence
-            // number without data, which the peer must answer with its window.
-            self.stats.zero_window_probes += 1;
-            return Some(self.emit_control(
-                now,
-                owner,
-                self.snd_una.wrapping_sub(1),
-                TcpFlags::ACK,
-            ));
+            if owner.available(self.snd_nxt) > 0 || (self.fin_queued && self.fin_offset.is_none()) {
+                return Some(self.zero_window_probe(now, owner));
+            }
+            // Nothing waits for the window any more: an MPTCP subflow's data can go out
+            // on another subflow while this one's window stays closed. The timer,
+            // which only a window update stops, would otherwise probe forever for
+            // nothing; the connection runs its own probe when its data waits.
+            self.persist_at = None;
+            self.persist_backoff = 0;
+        }
+        if self.window_probe_pending {
+            self.window_probe_pending = false;
+            return Some(self.zero_window_probe(now, owner));
         }
         if self.keepalive_probe_pending {
             self.keepalive_probe_pending = false;
@@ -163,6 +167,16 @@ impl TcpConnection {
             return Some(self.emit_control(now, owner, self.snd_nxt, TcpFlags::ACK));
         }
         None
+    }
+
+    /// RFC 9293 §3.8.6.1: a zero-window probe; like Linux, an old sequence number
+    /// without data, which the peer must answer with its window.
+    fn zero_window_probe<'a, O>(&mut self, now: Instant, owner: &mut O) -> Transmit<'a>
+    where
+        O: SendSource<'a> + ReceiveSink + ?Sized,
+    {
+        self.stats.zero_window_probes += 1;
+        self.emit_control(now, owner, self.snd_una.wrapping_sub(1), TcpFlags::ACK)
     }
 
     /// RFC 8985 §7.3: send new data if the peer's window allows, else retransmit the

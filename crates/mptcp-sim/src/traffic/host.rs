@@ -4,6 +4,8 @@
 //! length and close. Sinks listen on a port, accept every connection, read it to the
 //! end and check each byte against the sender's pattern where it lands. The host only
 //! reacts to endpoint events, so it does no work per packet beyond the endpoint's own.
+//! A sink reads as fast as data arrives, or at most `read_rate` bytes per second (a
+//! slow application: its receive window fills and the sender must wait for it).
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -23,6 +25,12 @@ use super::summary::DeliveryGaps;
 const MAX_PACKET: usize = 65_536;
 /// Application read/write chunk.
 const CHUNK: usize = 16 * 1024;
+/// Most read credit a rate-limited reader banks while it has nothing to read: one
+/// chunk, so that it does not swallow a long pause's worth of data at once.
+const READ_BURST: u64 = CHUNK as u64;
+/// Read credit is kept in millionths of a byte: refills every few microseconds then
+/// lose nothing to rounding.
+const MICRO: u128 = 1_000_000;
 /// MPTCP events kept per connection (the first ones: a connection that churns
 /// subflows for a long run must not grow its log without bound).
 pub const MPTCP_EVENT_LOG: usize = 256;
@@ -133,6 +141,13 @@ pub struct Received {
     /// The endpoint's handle while the connection is live.
     conn: Option<ConnHandle>,
     pattern: Pattern,
+    /// The peer's FIN arrived; the transfer completes once everything is read.
+    peer_closed: bool,
+    /// A rate-limited reader's credit (millionths of a byte) as of `credit_at`.
+    read_credit: u128,
+    credit_at: Instant,
+    /// When a rate-limited reader with data waiting reads next.
+    next_read: Option<Instant>,
 }
 
 /// Host settings read from a scenario's `[host.options]`.
@@ -141,6 +156,9 @@ pub struct StackOptions {
     /// The endpoint's settings. Hosts accept MPTCP by default (`mptcp` is `Some`), and
     /// plain TCP SYNs still get plain TCP.
     pub endpoint: EndpointConfig,
+    /// How fast the host's sinks read, bytes per second (`read_rate`); `None`: as fast
+    /// as data arrives.
+    pub read_rate: Option<u64>,
 }
 
 impl Default for StackOptions {
@@ -150,6 +168,7 @@ impl Default for StackOptions {
                 mptcp: Some(MptcpConfig::default()),
                 ..EndpointConfig::default()
             },
+            read_rate: None,
         }
     }
 }
@@ -166,12 +185,14 @@ pub struct StackHost {
     /// Scratch space for one outgoing packet, allocated once.
     packet: Vec<u8>,
     verify: bool,
+    read_rate: Option<u64>,
 }
 
 impl StackHost {
     pub fn new(options: StackOptions, secret: [u8; 32]) -> Self {
         StackHost {
             endpoint: Endpoint::new(options.endpoint, secret),
+            read_rate: options.read_rate.filter(|&r| r > 0),
             senders: Vec::new(),
             listeners: BTreeMap::new(),
             received: BTreeMap::new(),
@@ -402,16 +423,38 @@ impl StackHost {
         }
     }
 
+    /// Reads what the sink may read now: everything, or what a rate-limited reader's
+    /// credit allows, then arranges its next read if data is left waiting. Completes
+    /// the transfer once the peer closed and everything was read.
     fn drain_sink(&mut self, now: Instant, conn: ConnHandle) {
         let Some(received) = self.received.get_mut(&conn) else {
             return;
         };
         let before = received.bytes;
+        let mut allowance = match self.read_rate {
+            None => u64::MAX,
+            Some(rate) => {
+                let elapsed = u128::from(now.saturating_since(received.credit_at).total_micros());
+                received.read_credit = (received.read_credit + u128::from(rate) * elapsed)
+                    .min(u128::from(READ_BURST) * MICRO);
+                received.credit_at = now;
+                (received.read_credit / MICRO) as u64
+            }
+        };
+        received.next_read = None;
         loop {
-            let n = match self.endpoint.read(conn, &mut self.chunk) {
+            let want = allowance.min(CHUNK as u64) as usize;
+            if want == 0 {
+                break;
+            }
+            let n = match self.endpoint.read(conn, &mut self.chunk[..want]) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
+            allowance -= n as u64;
+            if self.read_rate.is_some() {
+                received.read_credit -= n as u128 * MICRO;
+            }
             if received.first_byte_at.is_none() {
                 received.first_byte_at = Some(now);
             }
@@ -425,6 +468,44 @@ impl StackHost {
         }
         if received.bytes > before {
             received.deliveries.on_delivery(now);
+        }
+        let waiting = self.endpoint.readable(conn).unwrap_or(0) as u64;
+        if waiting > 0 {
+            if let Some(rate) = self.read_rate {
+                // Wake once the credit covers what waits, or a whole chunk.
+                let need = (u128::from(waiting.min(READ_BURST)) * MICRO)
+                    .saturating_sub(received.read_credit);
+                let micros = need.div_ceil(u128::from(rate)).max(1);
+                received.next_read =
+                    Some(now + Duration::from_micros(u64::try_from(micros).unwrap_or(u64::MAX)));
+            }
+            return;
+        }
+        if received.peer_closed && received.finished_at.is_none() {
+            received.finished_at = Some(now);
+            self.save_mptcp_stats(conn);
+            let _ = self.endpoint.close(conn);
+        }
+    }
+
+    /// When the next rate-limited read is due.
+    fn next_read(&self) -> Option<Instant> {
+        self.read_rate?;
+        self.received.values().filter_map(|r| r.next_read).min()
+    }
+
+    fn run_due_reads(&mut self, now: Instant) {
+        if self.read_rate.is_none() {
+            return;
+        }
+        let due: Vec<ConnHandle> = self
+            .received
+            .iter()
+            .filter(|(_, r)| r.next_read.is_some_and(|t| t <= now))
+            .map(|(&conn, _)| conn)
+            .collect();
+        for conn in due {
+            self.drain_sink(now, conn);
         }
     }
 
@@ -506,6 +587,11 @@ impl StackHost {
                 },
                 conn: Some(conn),
                 pattern: Pattern::new(flow_key(tuple.remote.ip(), tuple.local.port())),
+                peer_closed: false,
+                // A fresh reader may read one chunk at once.
+                read_credit: u128::from(READ_BURST) * MICRO,
+                credit_at: now,
+                next_read: None,
             },
         );
         self.drain_sink(now, conn);
@@ -524,12 +610,12 @@ impl StackHost {
                 self.drain_sink(now, conn)
             }
             TcpEvent::PeerClosed => {
-                self.drain_sink(now, conn);
-                self.save_mptcp_stats(conn);
                 if let Some(r) = self.received.get_mut(&conn) {
-                    r.finished_at = Some(now);
+                    r.peer_closed = true;
                 }
-                let _ = self.endpoint.close(conn);
+                self.save_mptcp_stats(conn);
+                // Completes the transfer now, or after the last rate-limited read.
+                self.drain_sink(now, conn);
             }
             TcpEvent::Reset | TcpEvent::TimedOut => {
                 self.save_mptcp_stats(conn);
@@ -678,10 +764,14 @@ impl Host for StackHost {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        match (self.endpoint.poll_timeout(), self.next_start()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.endpoint.poll_timeout(),
+            self.next_start(),
+            self.next_read(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn handle_timeout(&mut self, cx: &mut Context<'_>) {
@@ -689,6 +779,7 @@ impl Host for StackHost {
         self.endpoint.handle_timeout(now);
         self.start_due_senders(now);
         self.handle_events(now);
+        self.run_due_reads(now);
     }
 
     fn on_sample(&mut self, cx: &mut Context<'_>) {

@@ -20,7 +20,7 @@ use super::run::TrafficError;
 /// The keys [`parse_host_options`] knows, for error messages.
 pub const HOST_OPTION_KEYS: &str = "cc, send_buffer, recv_buffer, mss, min_rto, mptcp, checksum, \
      scheduler, path_manager, backup, make_after_break, reinject_min, stale_rto_count, max_subflows, \
-     mptcp_send_buffer, mptcp_recv_buffer, deny_join, announce, syn_cookies";
+     mptcp_send_buffer, mptcp_recv_buffer, deny_join, announce, syn_cookies, read_rate";
 
 /// Reads `[host.options]`:
 ///
@@ -38,6 +38,11 @@ pub const HOST_OPTION_KEYS: &str = "cc, send_buffer, recv_buffer, mss, min_rto, 
 ///   `announce` (the server role announces its other addresses with ADD_ADDR).
 /// - Endpoint: `syn_cookies` ("never", "on-overflow" (the default: once a listener's
 ///   backlog is full, as Linux's `tcp_syncookies = 1`) or "always").
+/// - Application: `read_rate`, how fast the host's sinks read: a rate like "4mbit"
+///   (bits per second, as link rates) or a number of bytes per second. A reader
+///   slower than the network fills its receive window and holds the sender back
+///   (flow control, window updates, zero-window probes). Default: as fast as data
+///   arrives.
 pub fn parse_host_options(host: &HostSpec) -> Result<StackOptions, TrafficError> {
     let error = |message: String| TrafficError::HostOption {
         host: host.name.clone(),
@@ -142,6 +147,25 @@ pub fn parse_host_options(host: &HostSpec) -> Result<StackOptions, TrafficError>
             "mptcp_send_buffer" => conn_send = Some(size()?),
             "mptcp_recv_buffer" => conn_recv = Some(size()?),
             "deny_join" => mptcp.deny_join_to_initial_address = boolean()?,
+            "read_rate" => {
+                let bytes_per_second = match (value.as_integer(), text.as_deref()) {
+                    (Some(n), _) if n > 0 => n as u64,
+                    (_, Some(s)) => {
+                        units::parse_rate(s)
+                            .map_err(|e| error(format!("{key}: {e}")))?
+                            .0
+                            / 8
+                    }
+                    _ => 0,
+                };
+                if bytes_per_second == 0 {
+                    return Err(error(format!(
+                        "read_rate = {value} is not a rate like \"4mbit\" or a number of \
+                         bytes per second above zero"
+                    )));
+                }
+                options.read_rate = Some(bytes_per_second);
+            }
             "announce" => mptcp.pm_server.announce = boolean()?,
             "syn_cookies" => {
                 options.endpoint.syn_cookies = match text.as_deref() {
@@ -222,10 +246,14 @@ mod tests {
             recv_buffer = "512kb"
             cc = "newreno"
             deny_join = true
-            syn_cookies = "always""#,
+            syn_cookies = "always"
+            read_rate = "4mbit""#,
         ))
         .expect("valid");
         assert_eq!(o.endpoint.syn_cookies, SynCookies::Always);
+        assert_eq!(o.read_rate, Some(500_000));
+        let bytes = parse_host_options(&host("read_rate = 20000")).expect("valid");
+        assert_eq!(bytes.read_rate, Some(20_000));
         let m = o.endpoint.mptcp.expect("MPTCP on by default");
         assert!(m.checksums);
         assert_eq!(
@@ -274,6 +302,7 @@ mod tests {
         assert_eq!(m.send_buffer, MptcpConfig::default().send_buffer);
         assert!(!m.checksums);
         assert_eq!(o.endpoint.syn_cookies, SynCookies::OnOverflow);
+        assert_eq!(o.read_rate, None);
     }
 
     #[test]
@@ -308,6 +337,9 @@ mod tests {
                 "syn_cookies = \"yes\"",
                 "syn_cookies = \"yes\" is not known",
             ),
+            ("read_rate = 0", "read_rate = 0 is not a rate"),
+            ("read_rate = \"4mbps\"", "read_rate: '4mbps' is not a rate"),
+            ("read_rate = \"1bit\"", "read_rate = \"1bit\" is not a rate"),
         ] {
             let err = parse_host_options(&host(text)).expect_err(text).to_string();
             assert!(err.contains(needle), "{text}: {err}");

@@ -19,13 +19,16 @@
 //! the TUN and the veths; source/destination policy rules keep each subflow on one
 //! path in both directions (see [`Netns::with_paths`]). Names carry the process id and a per-test tag, so
 //! tests run in parallel; the guard deletes both namespaces on drop, also when a test
-//! panics.
+//! panics. A run killed outright (SIGKILL, a timeout) drops nothing: the next one
+//! deletes namespaces of ours whose process is gone before it creates its own
+//! ([`sweep_stale`]).
 
 #![allow(dead_code)]
 
 use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::Command;
+use std::sync::Once;
 
 use nix::sched::{CloneFlags, setns};
 
@@ -59,6 +62,44 @@ fn run(args: &[&str]) {
         "{args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr).trim()
     );
+}
+
+/// What every namespace name of these tests starts with, before the process id.
+const PREFIX: &str = "mt";
+
+/// Deletes the namespaces that runs killed before they could clean up left behind:
+/// names `PREFIX<pid><tag>` whose process no longer exists (tests of other
+/// processes running now keep theirs). Processes such a run started inside are left
+/// alone; without its name the namespace is out of the way. Once per process.
+pub fn sweep_stale() {
+    static SWEEP: Once = Once::new();
+    SWEEP.call_once(|| {
+        let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+            return;
+        };
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let Some(name) = line.split_whitespace().next() else {
+                continue;
+            };
+            let Some(pid) = stale_owner(name, PREFIX) else {
+                continue;
+            };
+            eprintln!("deleting namespace {name} left by a killed run (pid {pid})");
+            let _ = Command::new("ip").args(["netns", "del", name]).output();
+        }
+    });
+}
+
+/// The process id in `name` (`prefix`, digits, then a tag) when that process is gone.
+fn stale_owner(name: &str, prefix: &str) -> Option<u32> {
+    let rest = name.strip_prefix(prefix)?;
+    let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    if digits == 0 || digits == rest.len() {
+        return None;
+    }
+    let pid: u32 = rest[..digits].parse().ok()?;
+    let alive = pid == std::process::id() || std::path::Path::new(&format!("/proc/{pid}")).exists();
+    (!alive).then_some(pid)
 }
 
 /// Two namespaces joined by veth pairs (paths), deleted on drop.
@@ -112,6 +153,7 @@ impl Netns {
             peer: format!("{base}p"),
             paths,
         };
+        sweep_stale();
         // Delete leftovers of an earlier run with the same pid (unlikely but harmless).
         ns.delete();
         run(&["ip", "netns", "add", &ns.ours]);

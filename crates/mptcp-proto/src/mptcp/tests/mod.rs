@@ -9,6 +9,7 @@ mod multipath;
 mod paths;
 mod pm;
 mod transfer;
+mod window;
 
 use core::net::{IpAddr, SocketAddr};
 use std::collections::BTreeMap;

@@ -254,3 +254,54 @@ fn subflow_mapping_tables_are_sized_by_the_connection_receive_buffer() {
         assert_eq!(s.mp.rx.limit(), 1024);
     }
 }
+
+#[test]
+fn bytes_the_subflow_delivered_but_the_data_ack_never_covered_are_sent_again_when_all_is_idle() {
+    // Regression: the connection-level retransmission timer was armed only while some
+    // subflow timer ran. Bytes a subflow delivered (TCP-acknowledged) but the peer's
+    // connection level did not take (here: its data ACKs are stripped, as when its
+    // reassembly refuses them) then waited forever once every subflow was idle.
+    let mut p = Pair::new(small_config(), small_config(), &[]);
+    p.connect();
+    assert_bytes(&p.transfer(true, b"go", Duration::from_secs(1)), b"go");
+    p.run_for(Duration::from_millis(200));
+    let strip = std::rc::Rc::new(std::cell::Cell::new(true));
+    let stripping = strip.clone();
+    p.filter = Some(Box::new(move |w| {
+        if w.dir != Dir::ToClient || !stripping.get() {
+            return Verdict::Pass;
+        }
+        let mut repr = w.repr();
+        repr.options
+            .mptcp
+            .retain(|o| !matches!(o, MptcpOption::Dss(_)));
+        let mut buf = vec![0u8; repr.buffer_len()];
+        repr.emit(
+            &mut TcpPacket::new_unchecked(&mut buf[..]),
+            w.src.ip(),
+            w.dst.ip(),
+            true,
+        )
+        .expect("fits");
+        Verdict::Rewrite(buf)
+    }));
+    let data = pattern(3000, 17);
+    assert_eq!(p.client.write(&data), data.len());
+    p.run_for(Duration::from_millis(300));
+    // Delivered at the subflow level, not acknowledged at the data level, nothing in
+    // flight on the subflow.
+    assert_eq!(p.client.send_queue(), 3000);
+    let s = &p.client.subflows[0];
+    assert_eq!(s.tcp.acked_offset(), s.tcp.sent_offset());
+    assert!(
+        p.client.poll_timeout().is_some(),
+        "a timer must watch the data"
+    );
+    strip.set(false);
+    p.run_for(Duration::from_secs(5));
+    assert_eq!(p.client.send_queue(), 0);
+    assert!(p.client.stats().reinjections >= 1);
+    let mut buf = vec![0u8; 8192];
+    let n = p.server().read(&mut buf);
+    assert_bytes(&buf[..n], &data);
+}
