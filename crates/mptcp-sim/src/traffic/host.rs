@@ -16,6 +16,7 @@ use mptcp_proto::{Duration, Instant};
 use crate::host::{Context, Host};
 use crate::scenario::FlowKind;
 
+use super::delivery::DeliveryLog;
 use super::pattern::Pattern;
 
 /// Largest IP packet the host emits or accepts (jumbo-frame sized with headroom).
@@ -123,6 +124,9 @@ pub struct Received {
     pub failed: Option<TcpEvent>,
     /// Whether the peer opened it with MP_CAPABLE.
     pub is_mptcp: bool,
+    /// When the application read what (the points only with
+    /// [`StackHost::set_record_deliveries`]).
+    pub deliveries: DeliveryLog,
     /// What MPTCP said about it (empty for plain TCP).
     pub mptcp: MptcpLog,
     /// The endpoint's handle while the connection is live.
@@ -161,6 +165,7 @@ pub struct StackHost {
     /// Scratch space for one outgoing packet, allocated once.
     packet: Vec<u8>,
     verify: bool,
+    record_deliveries: bool,
 }
 
 impl StackHost {
@@ -174,7 +179,15 @@ impl StackHost {
             chunk: vec![0; CHUNK],
             packet: vec![0; MAX_PACKET],
             verify: true,
+            record_deliveries: false,
         }
+    }
+
+    /// Keeps every delivery point of the connections accepted from now on
+    /// ([`Received::deliveries`]); off by default, as a long transfer reads millions
+    /// of times.
+    pub fn set_record_deliveries(&mut self, record: bool) {
+        self.record_deliveries = record;
     }
 
     /// Turns per-byte pattern checks off (for pure speed measurements).
@@ -414,6 +427,7 @@ impl StackHost {
                 received.corrupt_at = Some(at);
             }
             received.bytes += n as u64;
+            received.deliveries.push(now, received.bytes);
         }
     }
 
@@ -488,6 +502,7 @@ impl StackHost {
                 corrupt_at: None,
                 failed: None,
                 is_mptcp,
+                deliveries: DeliveryLog::new(self.record_deliveries),
                 mptcp: MptcpLog {
                     stats: self.endpoint.mptcp_stats(conn).ok(),
                     ..MptcpLog::default()

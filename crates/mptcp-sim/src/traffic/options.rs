@@ -7,6 +7,7 @@ use mptcp_proto::Duration;
 use mptcp_proto::cc::CcAlgorithm;
 use mptcp_proto::endpoint::SynCookies;
 use mptcp_proto::mptcp::{MAX_SUBFLOWS, MptcpConfig};
+use mptcp_proto::pm::Handover;
 use mptcp_proto::sched::SchedulerKind;
 
 use crate::scenario::HostSpec;
@@ -18,19 +19,23 @@ use super::run::TrafficError;
 /// The keys [`parse_host_options`] knows, for error messages.
 pub const HOST_OPTION_KEYS: &str = "cc, send_buffer, recv_buffer, mss, min_rto, mptcp, checksum, \
      scheduler, make_after_break, reinject_min, stale_rto_count, max_subflows, \
-     mptcp_send_buffer, mptcp_recv_buffer, deny_join, announce, syn_cookies";
+     mptcp_send_buffer, mptcp_recv_buffer, deny_join, announce, fail_after_rtos, \
+     fail_after_no_progress, handover, syn_cookies";
 
 /// Reads `[host.options]`:
 ///
-/// - TCP: `cc` ("cubic" / "newreno"), `send_buffer` and `recv_buffer` (sizes; they also
+/// - TCP: `cc` ("cubic", "newreno", or the coupled "lia", "olia", "balia"), `send_buffer` and `recv_buffer` (sizes; they also
 ///   set the MPTCP connection-level buffers unless `mptcp_send_buffer` /
 ///   `mptcp_recv_buffer` do), `mss`, `min_rto` (a duration).
 /// - MPTCP: `mptcp` (bool, default true: accept MPTCP; false makes a plain TCP host),
-///   `checksum` (ask for DSS checksums), `scheduler` ("lowest-rtt", "round-robin" or
-///   "round-robin:N" segments per turn), `make_after_break` and `reinject_min`
+///   `checksum` (ask for DSS checksums), `scheduler` ("lowest-rtt", "round-robin",
+///   "round-robin:N" segments per turn, "redundant", "blest", "ecf"), `make_after_break` and `reinject_min`
 ///   (durations), `stale_rto_count`, `max_subflows` (1-32, both roles),
 ///   `mptcp_send_buffer`, `mptcp_recv_buffer` (sizes), `deny_join` (MP_CAPABLE flag C),
 ///   `announce` (the server role announces its other addresses with ADD_ADDR).
+/// - Failure detection (both roles): `fail_after_rtos` (consecutive RTOs without
+///   progress, or "off"), `fail_after_no_progress` (a duration, or "off"), `handover`
+///   ("make-before-break" or "break-before-make").
 /// - Endpoint: `syn_cookies` ("never", "on-overflow" (the default: once a listener's
 ///   backlog is full, as Linux's `tcp_syncookies = 1`) or "always").
 pub fn parse_host_options(host: &HostSpec) -> Result<StackOptions, TrafficError> {
@@ -66,15 +71,15 @@ pub fn parse_host_options(host: &HostSpec) -> Result<StackOptions, TrafficError>
         };
         match key.as_str() {
             "cc" => {
-                tcp.congestion_control = match text.as_deref() {
-                    Some("cubic") => CcAlgorithm::Cubic,
-                    Some("newreno") | Some("reno") => CcAlgorithm::NewReno,
-                    _ => {
-                        return Err(error(format!(
-                            "cc = {value} is not a known algorithm; try \"cubic\" or \"newreno\""
-                        )));
-                    }
-                }
+                tcp.congestion_control = text
+                    .as_deref()
+                    .and_then(|t| t.parse::<CcAlgorithm>().ok())
+                    .ok_or_else(|| {
+                        error(format!(
+                            "cc = {value} is not a known algorithm; try \"cubic\", \"newreno\", \
+                             \"lia\", \"olia\" or \"balia\""
+                        ))
+                    })?
             }
             "send_buffer" => tcp.send_buffer = size()?,
             "recv_buffer" => tcp.recv_buffer = size()?,
@@ -89,12 +94,16 @@ pub fn parse_host_options(host: &HostSpec) -> Result<StackOptions, TrafficError>
             "mptcp" => mptcp_enabled = boolean()?,
             "checksum" => mptcp.checksums = boolean()?,
             "scheduler" => {
-                mptcp.scheduler = parse_scheduler(text.as_deref()).ok_or_else(|| {
-                    error(format!(
-                        "scheduler = {value} is not known; try \"lowest-rtt\", \"round-robin\" \
-                         or \"round-robin:4\""
-                    ))
-                })?
+                mptcp.scheduler = text
+                    .as_deref()
+                    .and_then(|t| t.parse::<SchedulerKind>().ok())
+                    .ok_or_else(|| {
+                        error(format!(
+                            "scheduler = {value} is not known; try \"lowest-rtt\", \
+                             \"round-robin\", \"round-robin:4\", \"redundant\", \"blest\" \
+                             or \"ecf\""
+                        ))
+                    })?
             }
             "make_after_break" => mptcp.make_after_break = duration()?,
             "reinject_min" => mptcp.reinject_min = duration()?,
@@ -122,6 +131,44 @@ pub fn parse_host_options(host: &HostSpec) -> Result<StackOptions, TrafficError>
             "mptcp_recv_buffer" => conn_recv = Some(size()?),
             "deny_join" => mptcp.deny_join_to_initial_address = boolean()?,
             "announce" => mptcp.pm_server.announce = boolean()?,
+            "fail_after_rtos" => {
+                let n = match (value.as_integer(), text.as_deref()) {
+                    (_, Some("off")) => None,
+                    (Some(n), _) => {
+                        Some(u32::try_from(n).ok().filter(|&n| n >= 1).ok_or_else(|| {
+                            error(format!("fail_after_rtos = {value} is not >= 1 or \"off\""))
+                        })?)
+                    }
+                    _ => {
+                        return Err(error(format!(
+                            "fail_after_rtos = {value} is not a count or \"off\""
+                        )));
+                    }
+                };
+                mptcp.pm.fail_after_rtos = n;
+                mptcp.pm_server.fail_after_rtos = n;
+            }
+            "fail_after_no_progress" => {
+                let d = match text.as_deref() {
+                    Some("off") => None,
+                    _ => Some(duration()?),
+                };
+                mptcp.pm.fail_after_no_progress = d;
+                mptcp.pm_server.fail_after_no_progress = d;
+            }
+            "handover" => {
+                let h = text
+                    .as_deref()
+                    .and_then(|t| t.parse::<Handover>().ok())
+                    .ok_or_else(|| {
+                        error(format!(
+                            "handover = {value} is not known; try \"make-before-break\" or \
+                             \"break-before-make\""
+                        ))
+                    })?;
+                mptcp.pm.handover = h;
+                mptcp.pm_server.handover = h;
+            }
             "syn_cookies" => {
                 options.endpoint.syn_cookies = match text.as_deref() {
                     Some("never") => SynCookies::Never,
@@ -160,21 +207,6 @@ pub fn parse_host_options(host: &HostSpec) -> Result<StackOptions, TrafficError>
     mptcp.tcp = tcp.clone();
     options.endpoint.mptcp = mptcp_enabled.then_some(mptcp);
     Ok(options)
-}
-
-fn parse_scheduler(text: Option<&str>) -> Option<SchedulerKind> {
-    match text? {
-        "lowest-rtt" | "default" => Some(SchedulerKind::LowestRtt),
-        "round-robin" => Some(SchedulerKind::RoundRobin {
-            segments_per_turn: 1,
-        }),
-        other => {
-            let n = other.strip_prefix("round-robin:")?.parse::<u32>().ok()?;
-            (n >= 1).then_some(SchedulerKind::RoundRobin {
-                segments_per_turn: n,
-            })
-        }
-    }
 }
 
 #[cfg(test)]
@@ -226,6 +258,35 @@ mod tests {
     }
 
     #[test]
+    fn every_scheduler_congestion_control_and_failure_setting_is_reachable() {
+        let o = parse_host_options(&host(
+            r#"scheduler = "ecf"
+            cc = "olia"
+            fail_after_rtos = 2
+            fail_after_no_progress = "300ms"
+            handover = "break-before-make""#,
+        ))
+        .expect("valid");
+        let m = o.endpoint.mptcp.expect("MPTCP on by default");
+        assert_eq!(m.scheduler, SchedulerKind::Ecf);
+        assert_eq!(m.tcp.congestion_control, CcAlgorithm::Olia);
+        for pm in [&m.pm, &m.pm_server] {
+            assert_eq!(pm.fail_after_rtos, Some(2));
+            assert_eq!(pm.fail_after_no_progress, Some(Duration::from_millis(300)));
+            assert_eq!(pm.handover, Handover::BreakBeforeMake);
+        }
+        for (text, kind) in [
+            ("blest", SchedulerKind::Blest),
+            ("redundant", SchedulerKind::Redundant),
+        ] {
+            let o = parse_host_options(&host(&format!("scheduler = \"{text}\""))).expect(text);
+            assert_eq!(o.endpoint.mptcp.expect("on").scheduler, kind);
+        }
+        let o = parse_host_options(&host(r#"fail_after_rtos = "off""#)).expect("valid");
+        assert_eq!(o.endpoint.mptcp.expect("on").pm.fail_after_rtos, None);
+    }
+
+    #[test]
     fn mptcp_can_be_turned_off_and_defaults_are_kept() {
         let o = parse_host_options(&host("mptcp = false")).expect("valid");
         assert!(o.endpoint.mptcp.is_none());
@@ -257,6 +318,9 @@ mod tests {
                 "syn_cookies = \"yes\"",
                 "syn_cookies = \"yes\" is not known",
             ),
+            ("cc = \"vegas\"", "cc = \"vegas\" is not a known algorithm"),
+            ("fail_after_rtos = 0", "fail_after_rtos = 0 is not >= 1"),
+            ("handover = \"later\"", "handover = \"later\" is not known"),
         ] {
             let err = parse_host_options(&host(text)).expect_err(text).to_string();
             assert!(err.contains(needle), "{text}: {err}");

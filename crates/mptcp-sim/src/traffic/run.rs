@@ -24,6 +24,9 @@ pub struct RunOptions {
     pub seed: Option<u64>,
     /// Check every received byte against the sender's pattern.
     pub verify: bool,
+    /// Keep every receiving application's delivery series
+    /// ([`super::Received::deliveries`]), for stall and handover measurements.
+    pub record_deliveries: bool,
     /// Used when the scenario sets no duration: the run stops when every flow is done
     /// or at this time, whichever comes first.
     pub max_duration: Duration,
@@ -34,6 +37,7 @@ impl Default for RunOptions {
         RunOptions {
             seed: None,
             verify: true,
+            record_deliveries: false,
             max_duration: Duration::from_secs(600),
         }
     }
@@ -105,6 +109,7 @@ impl TrafficRun {
             opts.endpoint.local_addrs = spec.addresses.clone();
             let mut host = StackHost::new(opts, host_secret(seed, &spec.name));
             host.set_verify(options.verify);
+            host.set_record_deliveries(options.record_deliveries);
             Box::new(host)
         })?;
 
@@ -339,6 +344,7 @@ impl TrafficRun {
                     delivered_bytes: stats.delivered_bytes,
                     drops: stats.drops.total(),
                     utilization,
+                    peak_queue_bytes: stats.peak_queue_bytes,
                 });
             }
         }
