@@ -19,6 +19,7 @@ impl TcpConnection {
             self.persist_at,
             self.keepalive_at,
             self.time_wait_at,
+            self.pace_at,
         ]
         .into_iter()
         .flatten()
@@ -31,6 +32,10 @@ impl TcpConnection {
             self.time_wait_at = None;
             self.enter_closed(None);
             return;
+        }
+        if self.pace_at.is_some_and(|t| t <= now) {
+            // The held segment may go with the next poll_transmit.
+            self.pace_at = None;
         }
         if self.delack_at.is_some_and(|t| t <= now) {
             self.delack_at = None;

@@ -9,6 +9,7 @@ use mptcp_proto::endpoint::SynCookies;
 use mptcp_proto::mptcp::{MAX_SUBFLOWS, MptcpConfig};
 use mptcp_proto::pm::Handover;
 use mptcp_proto::sched::SchedulerKind;
+use mptcp_proto::tcp::Pacing;
 
 use crate::scenario::HostSpec;
 use crate::units;
@@ -17,7 +18,7 @@ use super::host::StackOptions;
 use super::run::TrafficError;
 
 /// The keys [`parse_host_options`] knows, for error messages.
-pub const HOST_OPTION_KEYS: &str = "cc, send_buffer, recv_buffer, mss, min_rto, mptcp, checksum, \
+pub const HOST_OPTION_KEYS: &str = "cc, send_buffer, recv_buffer, mss, min_rto, pacing, mptcp, checksum, \
      scheduler, make_after_break, reinject_min, stale_rto_count, max_subflows, \
      mptcp_send_buffer, mptcp_recv_buffer, deny_join, announce, fail_after_rtos, \
      fail_after_no_progress, handover, syn_cookies";
@@ -26,7 +27,8 @@ pub const HOST_OPTION_KEYS: &str = "cc, send_buffer, recv_buffer, mss, min_rto, 
 ///
 /// - TCP: `cc` ("cubic", "newreno", or the coupled "lia", "olia", "balia"), `send_buffer` and `recv_buffer` (sizes; they also
 ///   set the MPTCP connection-level buffers unless `mptcp_send_buffer` /
-///   `mptcp_recv_buffer` do), `mss`, `min_rto` (a duration).
+///   `mptcp_recv_buffer` do), `mss`, `min_rto` (a duration), `pacing` (bool: pace
+///   data at cwnd / srtt times Linux's gains, every subflow of an MPTCP connection too).
 /// - MPTCP: `mptcp` (bool, default true: accept MPTCP; false makes a plain TCP host),
 ///   `checksum` (ask for DSS checksums), `scheduler` ("lowest-rtt", "round-robin",
 ///   "round-robin:N" segments per turn, "redundant", "blest", "ecf"), `make_after_break` and `reinject_min`
@@ -91,6 +93,7 @@ pub fn parse_host_options(host: &HostSpec) -> Result<StackOptions, TrafficError>
                     .ok_or_else(|| error(format!("mss = {value} is not a number in 64..=65535")))?;
             }
             "min_rto" => tcp.rto_min = duration()?,
+            "pacing" => tcp.pacing = boolean()?.then(Pacing::default),
             "mptcp" => mptcp_enabled = boolean()?,
             "checksum" => mptcp.checksums = boolean()?,
             "scheduler" => {
@@ -263,6 +266,7 @@ mod tests {
             r#"scheduler = "ecf"
             cc = "olia"
             fail_after_rtos = 2
+            pacing = true
             fail_after_no_progress = "300ms"
             handover = "break-before-make""#,
         ))
@@ -270,6 +274,8 @@ mod tests {
         let m = o.endpoint.mptcp.expect("MPTCP on by default");
         assert_eq!(m.scheduler, SchedulerKind::Ecf);
         assert_eq!(m.tcp.congestion_control, CcAlgorithm::Olia);
+        assert_eq!(m.tcp.pacing, Some(Pacing::default()));
+        assert_eq!(o.endpoint.tcp.pacing, Some(Pacing::default()));
         for pm in [&m.pm, &m.pm_server] {
             assert_eq!(pm.fail_after_rtos, Some(2));
             assert_eq!(pm.fail_after_no_progress, Some(Duration::from_millis(300)));
