@@ -327,3 +327,62 @@ fn the_window_regrows_by_slow_start_after_an_rto() {
     assert_eq!(first, Duration::from_millis(160));
     assert_eq!(rounds, vec![0, 0, 1, 1, 1, 1, 2, 2, 2, 2]);
 }
+
+#[test]
+fn an_rto_in_fast_recovery_sets_ssthresh_from_the_window_not_from_sacked_flight() {
+    // One segment is lost again and again (the original and its retransmissions, as
+    // at a full queue). While it is outstanding, SACKs for everything after it let new
+    // data out, so SND.NXT - SND.UNA grows to several windows by the time the RTO
+    // fires (SACKs do not restart it). The
+    // ssthresh the RTO sets must come from what the window allowed in the network:
+    // from SND.NXT - SND.UNA the slow start after the RTO ran far past the path (in
+    // the simulator a 10 Mbit/s path with a 40-packet queue then lost 15,000 packets
+    // of a 5 MB transfer).
+    for cc in [CcAlgorithm::NewReno, CcAlgorithm::Cubic] {
+        let cfg = TcpConfig {
+            congestion_control: cc,
+            recv_buffer: 4 << 20,
+            send_buffer: 4 << 20,
+            ..config()
+        };
+        let mut p = Pair::new(cfg.clone(), cfg, DELAY);
+        p.handshake();
+        let lost_seq = CLIENT_ISS + 1 + 100 * 1448;
+        let mut drops = 0;
+        p.filter = Box::new(move |s| {
+            if s.from == Side::Client && s.segment.seq == lost_seq && drops < 6 {
+                drops += 1;
+                Action::Drop
+            } else {
+                Action::Deliver
+            }
+        });
+        let data = pattern(2_000 * 1448, 9);
+        p.client_app.outbox = data.clone();
+        let mut largest_cwnd = 0;
+        assert!(p.run_until(Instant::from_secs(30), |p| {
+            let st = p.client.stats();
+            if st.rto_count == 0 {
+                largest_cwnd = largest_cwnd.max(st.cwnd);
+            }
+            st.rto_count > 0
+        }));
+        let st = p.client.stats();
+        let flight = p.client.connection().sent_offset() - p.client.connection().acked_offset();
+        assert!(
+            flight > 2 * largest_cwnd,
+            "{cc:?}: the scenario needs SACKed flight ({flight}) beyond the window \
+             ({largest_cwnd})"
+        );
+        assert!(
+            st.ssthresh <= largest_cwnd,
+            "{cc:?}: ssthresh {} after the RTO, window was at most {largest_cwnd}",
+            st.ssthresh
+        );
+        assert!(
+            p.run_until(Instant::from_secs(60), |p| p.server_app.inbox.len()
+                == data.len())
+        );
+        assert_eq!(p.server_app.inbox, data);
+    }
+}
