@@ -23,6 +23,9 @@ use super::pattern::Pattern;
 const MAX_PACKET: usize = 65_536;
 /// Application read/write chunk.
 const CHUNK: usize = 16 * 1024;
+/// How often a rate-limited application writes (a media-like source handing over
+/// what it produced since its last write).
+pub const WRITE_TICK: Duration = Duration::from_millis(1);
 /// MPTCP events kept per connection (the first ones: a connection that churns
 /// subflows for a long run must not grow its log without bound).
 pub const MPTCP_EVENT_LOG: usize = 256;
@@ -75,6 +78,12 @@ pub struct Sender {
     pub kind: FlowKind,
     /// Our other addresses, for MPTCP joins.
     pub extra_locals: Vec<IpAddr>,
+    /// Application rate limit, bits per second: the application writes what the rate
+    /// has allowed since the connection opened, once per [`WRITE_TICK`]. `None`: as
+    /// fast as the connection takes it (bulk).
+    pub rate_bps: Option<u64>,
+    /// The next write of a rate-limited sender.
+    next_write: Option<Instant>,
     /// What MPTCP said about the connection.
     pub mptcp: MptcpLog,
 }
@@ -256,8 +265,22 @@ impl StackHost {
             final_stats: None,
             kind,
             extra_locals: extra_locals.to_vec(),
+            rate_bps: None,
+            next_write: None,
             mptcp: MptcpLog::default(),
         });
+    }
+
+    /// Limits the application of sender `label` to `rate_bps` bits per second (`None`:
+    /// bulk). False when there is no such sender.
+    pub fn set_sender_rate(&mut self, label: &str, rate_bps: Option<u64>) -> bool {
+        match self.senders.iter_mut().find(|s| s.label == label) {
+            Some(sender) => {
+                sender.rate_bps = rate_bps.filter(|&r| r > 0);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Accepts connections on `port` (every local address) and reads them to the end.
@@ -381,17 +404,29 @@ impl StackHost {
         self.senders.iter().position(|s| s.conn == Some(conn))
     }
 
-    /// Fills the send buffer of sender `index` with its next pattern bytes.
-    fn pump_sender(&mut self, index: usize) {
+    /// Fills the send buffer of sender `index` with its next pattern bytes (for a
+    /// rate-limited sender, up to what its rate allowed by `now`).
+    fn pump_sender(&mut self, index: usize, now: Instant) {
         let sender = &mut self.senders[index];
         let Some(conn) = sender.conn else { return };
         if sender.closed_write || sender.state != SenderState::Running {
             return;
         }
+        let allowed = match (sender.rate_bps, sender.connected_at) {
+            (Some(_), None) => return,
+            (Some(rate), Some(at)) => {
+                let bits = u128::from(now.saturating_since(at).total_micros()) * u128::from(rate);
+                let allowed = u64::try_from(bits / 8_000_000).unwrap_or(u64::MAX);
+                sender.next_write = Some(now + WRITE_TICK);
+                allowed
+            }
+            (None, _) => u64::MAX,
+        };
         loop {
+            let room = allowed.saturating_sub(sender.written).min(CHUNK as u64) as usize;
             let want = match sender.total {
-                Some(total) => (total - sender.written).min(CHUNK as u64) as usize,
-                None => CHUNK,
+                Some(total) => (total - sender.written).min(room as u64) as usize,
+                None => room,
             };
             if want == 0 {
                 break;
@@ -404,6 +439,7 @@ impl StackHost {
         }
         if sender.total == Some(sender.written) {
             sender.closed_write = true;
+            sender.next_write = None;
             let _ = self.endpoint.close(conn);
         }
     }
@@ -554,9 +590,9 @@ impl StackHost {
         match event {
             TcpEvent::Connected => {
                 self.senders[index].connected_at = Some(now);
-                self.pump_sender(index);
+                self.pump_sender(index, now);
             }
-            TcpEvent::Writable => self.pump_sender(index),
+            TcpEvent::Writable => self.pump_sender(index, now),
             TcpEvent::Readable => {
                 // Senders expect nothing back; drain to keep the window open.
                 if let Some(conn) = self.senders[index].conn {
@@ -604,12 +640,26 @@ impl StackHost {
         }
     }
 
+    /// The next sender to start or rate-limited write to make.
     fn next_start(&self) -> Option<Instant> {
         self.senders
             .iter()
-            .filter(|s| s.state == SenderState::Waiting)
-            .map(|s| s.start)
+            .filter_map(|s| match s.state {
+                SenderState::Waiting => Some(s.start),
+                SenderState::Running => s.next_write.filter(|_| !s.closed_write),
+                SenderState::Finished { .. }
+                | SenderState::Failed { .. }
+                | SenderState::ConnectError(_) => None,
+            })
             .min()
+    }
+
+    fn write_due(&mut self, now: Instant) {
+        for index in 0..self.senders.len() {
+            if self.senders[index].next_write.is_some_and(|t| t <= now) {
+                self.pump_sender(index, now);
+            }
+        }
     }
 
     fn record_flows(&self, cx: &mut Context<'_>) {
@@ -692,6 +742,7 @@ impl Host for StackHost {
         self.endpoint.handle_timeout(now);
         self.start_due_senders(now);
         self.handle_events(now);
+        self.write_due(now);
     }
 
     fn on_sample(&mut self, cx: &mut Context<'_>) {

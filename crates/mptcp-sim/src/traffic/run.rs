@@ -121,8 +121,28 @@ impl TrafficRun {
                 to: flow.to.clone(),
                 message,
             };
-            if let Some(key) = flow.options.keys().next() {
-                return Err(flow_error(format!("unknown flow option '{key}'")));
+            let mut rate_bps = None;
+            for (key, value) in &flow.options {
+                match key.as_str() {
+                    // The application's own pace (bits per second, like "5mbit").
+                    "rate" => {
+                        let rate = value
+                            .as_str()
+                            .ok_or_else(|| {
+                                flow_error(format!("rate = {value} is not a rate like \"5mbit\""))
+                            })
+                            .and_then(|text| {
+                                crate::units::parse_rate(text)
+                                    .map_err(|e| flow_error(format!("rate: {e}")))
+                            })?;
+                        rate_bps = Some(rate.as_bps());
+                    }
+                    _ => {
+                        return Err(flow_error(format!(
+                            "unknown flow option '{key}' (known: rate)"
+                        )));
+                    }
+                }
             }
             let remote_ip = match flow.to_addr {
                 Some(ip) => ip,
@@ -187,6 +207,7 @@ impl TrafficRun {
                     flow.bytes,
                 ),
             }
+            sender.set_sender_rate(&label, rate_bps);
             flows.push(PlacedFlow {
                 label,
                 from: from_id,
