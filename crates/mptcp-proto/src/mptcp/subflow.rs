@@ -99,6 +99,9 @@ pub(crate) struct SubflowMp {
     /// Payload bytes scheduled onto this subflow (reinjections included).
     pub bytes_scheduled: u64,
     pub bytes_reinjected: u64,
+    /// One past the highest connection-level offset ever mapped onto this subflow
+    /// (a redundant scheduler's lagging subflow catches up from here).
+    pub tx_high: u64,
     /// When the connection last halved this subflow's window for blocking the receive
     /// window (opportunistic retransmission's penalty, at most once per RTT).
     pub last_penalty: Option<Instant>,
@@ -151,6 +154,7 @@ impl SubflowMp {
             bytes_delivered: 0,
             bytes_scheduled: 0,
             bytes_reinjected: 0,
+            tx_high: 0,
             last_penalty: None,
         }
     }

@@ -326,7 +326,7 @@ impl TcpConnection {
             let sendable = if len == avail {
                 // RFC 9293 §3.7.4 Nagle: a small final segment waits for the ACK of
                 // what is in flight, unless disabled or closing.
-                self.config.nodelay || self.sent.is_empty() || fin_wanted
+                self.config.nodelay || self.sent.is_empty() || fin_wanted || owner.closing()
             } else {
                 // §3.8.6.2.1 sender SWS avoidance: a window-limited partial segment
                 // goes only if it is at least half the largest window seen.
