@@ -169,6 +169,9 @@ pub struct TcpStats {
     /// Segments retransmitted, for any reason.
     pub retransmits: u64,
     pub bytes_retransmitted: u64,
+    /// Sequence space the peer acknowledged for the first time, cumulatively or by
+    /// SACK: what the path delivered (a path in loss recovery still delivers).
+    pub bytes_delivered: u64,
     /// Retransmission timer expirations.
     pub rto_count: u64,
     /// Fast recovery episodes entered (dup ACKs, SACK or RACK).
@@ -687,6 +690,13 @@ impl TcpConnection {
         s.bytes_in_flight = self.sent.pipe();
         s.send_mss = self.send_mss;
         s
+    }
+
+    /// The retransmission timeout without backoff (RFC 6298: srtt + 4 rttvar within
+    /// the configured minimum and maximum): how long this connection itself waits
+    /// before it calls a segment lost.
+    pub fn base_rto(&self) -> Duration {
+        self.rtt.base_rto()
     }
 
     /// Bookkeeping entries held for segments in flight (bounded by the window).
