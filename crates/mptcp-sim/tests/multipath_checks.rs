@@ -138,7 +138,7 @@ fn rfc6356_goal3_coupled_cc_moves_traffic_off_the_path_with_cross_traffic() {
 
 // ---- handover --------------------------------------------------------------------------
 
-const HANDOVER_BYTES: u64 = 15_000_000;
+const HANDOVER_BYTES: u64 = 20_000_000;
 
 #[test]
 fn handover_in_the_default_configuration_restores_delivery_within_one_second() {

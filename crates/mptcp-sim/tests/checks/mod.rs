@@ -332,12 +332,17 @@ pub fn cross_traffic(
 /// What the application saw when the path carrying most of the traffic died.
 #[derive(Clone, Debug)]
 pub struct Handover {
-    /// From the failure to the end of the application's longest wait after it: when
-    /// delivery resumed for good.
+    /// From the failure to the end of the handover wait: the application's longest
+    /// wait among those that began within a second of the failure (delivery may go
+    /// on briefly with what path B had in flight before the hole).
     pub restored_after: Duration,
     /// That wait itself.
     pub gap: Duration,
-    /// Application goodput over the second after delivery resumed, bit/s.
+    /// The longest wait in the five seconds after the failure, whenever it began (a
+    /// later stall, e.g. a healthy path declared failed, shows here).
+    pub longest_wait_after: Duration,
+    /// Application goodput over a second of path B alone, from 250 ms after delivery
+    /// resumed (the first moments release what the reassembly held back), bit/s.
     pub goodput_after_bps: f64,
     /// Path B's smoothed RTT when path A died.
     pub srtt_b: Duration,
@@ -382,13 +387,30 @@ pub fn handover(options: &str, fail_at: Duration, bytes: u64) -> Handover {
     let flow = &report.flows[0];
     let d = &received(&run).deliveries;
     let last = d.span().expect("deliveries").1;
-    let (gap, resumed) = d
-        .longest_gap_within(fail, last.min(fail + Duration::from_secs(5)))
+    let horizon = last.min(fail + Duration::from_secs(5));
+    let (longest_wait_after, _) = d
+        .longest_gap_within(fail, horizon)
         .expect("deliveries after the failure");
-    let after = d.bytes_by(resumed + Duration::from_secs(1)) - d.bytes_by(resumed);
+    // Waits as (start, end): from the failure to the first delivery after it, then
+    // between deliveries.
+    let mut waits = Vec::new();
+    let mut prev = fail;
+    for &(at, _) in d.points().iter().filter(|p| p.0 > fail && p.0 <= horizon) {
+        waits.push((prev, at));
+        prev = at;
+    }
+    let (began, resumed) = waits
+        .into_iter()
+        .filter(|(began, _)| *began <= fail + Duration::from_secs(1))
+        .max_by_key(|(began, end)| (*end - *began, core::cmp::Reverse(*began)))
+        .expect("deliveries after the failure");
+    let gap = resumed - began;
+    let settled = resumed + Duration::from_millis(250);
+    let after = d.bytes_by(settled + Duration::from_secs(1)) - d.bytes_by(settled);
     Handover {
         restored_after: resumed - fail,
         gap,
+        longest_wait_after,
         goodput_after_bps: after as f64 * 8.0,
         srtt_b,
         intact: flow.is_complete_and_intact(),
