@@ -395,6 +395,9 @@ impl TcpConnection {
     /// Whether the pacer holds back a data segment of `len` bytes now; if so, its
     /// release time becomes a timer.
     fn pace_wait(&mut self, now: Instant, len: u64) -> bool {
+        if self.pacer.is_none() {
+            return false;
+        }
         let rate = self.pacing_rate();
         let segment = self.max_payload(0) as u64;
         let Some(pacer) = self.pacer.as_mut() else {
@@ -414,7 +417,7 @@ impl TcpConnection {
 
     /// A data segment of `len` payload bytes left: it uses up pacing credit.
     fn paced_send(&mut self, now: Instant, len: u64) {
-        if len == 0 {
+        if len == 0 || self.pacer.is_none() {
             return;
         }
         let rate = self.pacing_rate();
