@@ -175,13 +175,13 @@ fn handovers() {
         for fail_ms in [3_000u64, 3_370, 4_100] {
             let r = handover(options, Duration::from_millis(fail_ms), 20_000_000);
             println!(
-                "{:<32} {:>6}s {:>11?} {:>10?} {:>11?} {:>9?} {:>11.2} {:>7}",
+                "{:<32} {:>6}s {:>11?} {:>10?} {:>11?} {:>9} {:>11.2} {:>7}",
                 name,
                 fail_ms as f64 / 1e3,
                 r.restored_after,
                 r.gap,
                 r.longest_wait_after,
-                r.srtt_b,
+                r.srtt_b.map_or("-".into(), |d| format!("{d:?}")),
                 mbit(r.goodput_after_bps),
                 r.intact && r.delivered == r.requested,
             );

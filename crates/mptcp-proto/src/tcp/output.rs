@@ -258,7 +258,12 @@ impl TcpConnection {
         };
         self.sent.retransmitted(idx, now);
         self.paced_send(now, payload.len() as u64);
-        if self.rto_at.is_none() {
+        if self.rto_at.is_none() || seg.start == self.snd_una {
+            // Resending the oldest segment restarts the timer, as Linux does
+            // (tcp_xmit_retransmit_queue): the timer last restarted with the last
+            // cumulative ACK, before the loss was even detected, and with a steady RTT
+            // (RTO close to it) it expired just before the repair's ACK could return,
+            // collapsing a window that fast recovery was about to restore.
             self.rto_at = Some(now + self.rtt.rto());
         }
         let mut flags = TcpFlags::ACK;
