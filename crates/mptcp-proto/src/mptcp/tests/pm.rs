@@ -366,7 +366,7 @@ fn a_short_no_progress_limit_spares_a_lossy_but_working_path() {
     p.filter = Some(Box::new(move |w| {
         if w.dir == Dir::ToServer && w.src.ip() == second && w.bytes.len() > 200 {
             data_segments += 1;
-            if data_segments % 25 == 0 {
+            if data_segments.is_multiple_of(25) {
                 return Verdict::Drop;
             }
         }
