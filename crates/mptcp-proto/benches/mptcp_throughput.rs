@@ -19,7 +19,7 @@ mod common;
 
 use std::time::Instant as WallClock;
 
-use common::{Counting, alloc_snapshot, bench_bytes, thread_cpu_seconds};
+use common::{Counting, alloc_snapshot, bench_bytes, bench_pacing, thread_cpu_seconds};
 use core::net::IpAddr;
 use mptcp_proto::endpoint::{Endpoint, EndpointConfig, Event};
 use mptcp_proto::mptcp::MptcpConfig;
@@ -47,6 +47,7 @@ fn config(mss: u16) -> EndpointConfig {
         mss,
         send_buffer: 4 << 20,
         recv_buffer: 4 << 20,
+        pacing: bench_pacing(),
         ..TcpConfig::default()
     };
     EndpointConfig {
@@ -167,7 +168,12 @@ fn main() {
     let total = bench_bytes(1_000_000_000);
     println!(
         "one MPTCP connection, ideal in-memory links, {total} bytes per row, checksums \
-         computed and verified; per core = per CPU-second of the bench thread"
+         computed and verified; per core = per CPU-second of the bench thread; pacing {}",
+        if bench_pacing().is_some() {
+            "on (BENCH_PACING=1)"
+        } else {
+            "off"
+        }
     );
     println!(
         "{:<6} {:>8} {:>6} {:>13} {:>12} {:>14} {:>11} {:>10} {:>12}",

@@ -12,7 +12,7 @@ mod common;
 
 use std::time::Instant as WallClock;
 
-use common::{Counting, alloc_snapshot, bench_bytes, thread_cpu_seconds};
+use common::{Counting, alloc_snapshot, bench_bytes, bench_pacing, thread_cpu_seconds};
 
 use mptcp_proto::endpoint::{Endpoint, EndpointConfig, Event};
 use mptcp_proto::tcp::TcpEvent;
@@ -37,6 +37,7 @@ fn transfer(mss: u16, total: u64) -> Outcome {
     config.tcp.mss = mss;
     config.tcp.send_buffer = 4 << 20;
     config.tcp.recv_buffer = 4 << 20;
+    config.tcp.pacing = bench_pacing();
     let mut client = Endpoint::new(config.clone(), [1; 32]);
     let mut server = Endpoint::new(config, [2; 32]);
     let listener = server
@@ -128,7 +129,12 @@ fn main() {
     let total = bench_bytes(2_000_000_000);
     println!(
         "one TCP flow, ideal in-memory link, {total} bytes, checksums computed and verified; \
-         per core = per CPU-second of the bench thread"
+         per core = per CPU-second of the bench thread; pacing {}",
+        if bench_pacing().is_some() {
+            "on (BENCH_PACING=1)"
+        } else {
+            "off"
+        }
     );
     println!(
         "{:<6} {:>13} {:>12} {:>14} {:>11} {:>12}",

@@ -175,25 +175,27 @@ fn rto_doubles_on_repeated_loss() {
         p.server_app.inbox.len() == 1000 && p.client.send_queue() == 0
     }));
     let times: Vec<Duration> = client_data(&p).iter().map(|s| s.at - start).collect();
-    // SRTT 40 ms, RTTVAR 20 ms: RTO = 40 + 4 * 20 = 120 ms, below the 200 ms minimum.
+    // SRTT 40 ms, RTTVAR 20 ms: RTO = 40 + max(4 * 20, 200) = 240 ms (the minimum
+    // bounds the variance term, as in Linux), then doubling.
     let ms = |v: u64| Duration::from_millis(v);
     assert_eq!(
         times,
         vec![
             ms(0),
-            ms(200),
-            ms(600),
-            ms(1_400),
-            ms(3_000),
-            ms(6_200),
-            ms(12_600)
+            ms(240),
+            ms(720),
+            ms(1_680),
+            ms(3_600),
+            ms(7_440),
+            ms(15_120)
         ]
     );
     let st = p.client.stats();
     assert_eq!(st.rto_count, 6);
     assert_eq!(st.retransmits, 6);
-    // The successful ACK ends the backoff.
-    assert_eq!(st.rto, Duration::from_millis(200));
+    // The successful ACK ends the backoff: SRTT plus the 200 ms minimum again.
+    let srtt = st.srtt.expect("RTT measured");
+    assert_eq!(st.rto, srtt + Duration::from_millis(200));
 }
 
 #[test]
@@ -314,7 +316,8 @@ fn the_window_regrows_by_slow_start_after_an_rto() {
         .map(|s| s.at - Instant::from_millis(100))
         .collect();
     assert_eq!(retransmitted.len(), 10);
-    // The RTO fires 200 ms (the minimum RTO) after the flight left at 60 ms. The loss
+    // The RTO fires 240 ms (the handshake's 40 ms RTT plus the 200 ms minimum) after
+    // the flight left at 60 ms. The loss
     // window is one MSS of 1,460 bytes, which the first 1,448-byte segment (MSS less
     // the timestamps option) does not fill, so two go at once; then every ACK of a
     // round brings two more: rounds of 2, 4 and the last 4, one RTT (40 ms) apart.
@@ -324,6 +327,75 @@ fn the_window_regrows_by_slow_start_after_an_rto() {
         .iter()
         .map(|&t| (t - first).total_micros() / 40_000)
         .collect();
-    assert_eq!(first, Duration::from_millis(160));
+    assert_eq!(first, Duration::from_millis(200));
     assert_eq!(rounds, vec![0, 0, 1, 1, 1, 1, 2, 2, 2, 2]);
+}
+
+#[test]
+fn an_rto_in_fast_recovery_sets_ssthresh_from_the_window_not_from_sacked_flight() {
+    // One segment is lost, and the path then drops everything from the sender for a
+    // while after its fast retransmission left. Until then SACKs for everything after
+    // the hole let new data out, so SND.NXT - SND.UNA is several windows when the RTO
+    // fires in fast recovery. The
+    // ssthresh the RTO sets must come from what the window allowed in the network:
+    // from SND.NXT - SND.UNA the slow start after the RTO ran far past the path (in
+    // the simulator a 10 Mbit/s path with a 40-packet queue then lost 15,000 packets
+    // of a 5 MB transfer).
+    for cc in [CcAlgorithm::NewReno, CcAlgorithm::Cubic] {
+        let cfg = TcpConfig {
+            congestion_control: cc,
+            recv_buffer: 4 << 20,
+            send_buffer: 4 << 20,
+            ..config()
+        };
+        let mut p = Pair::new(cfg.clone(), cfg, DELAY);
+        p.handshake();
+        let lost_seq = CLIENT_ISS + 1 + 100 * 1448;
+        let mut sent_lost = 0;
+        let mut outage_from = None;
+        p.filter = Box::new(move |s| {
+            if s.from != Side::Client {
+                return Action::Deliver;
+            }
+            if s.segment.seq == lost_seq {
+                sent_lost += 1;
+                if sent_lost == 2 {
+                    outage_from = Some(s.at);
+                }
+            }
+            let in_outage = outage_from.is_some_and(|t| s.at < t + Duration::from_millis(1_500));
+            if (s.segment.seq == lost_seq && sent_lost == 1) || in_outage {
+                Action::Drop
+            } else {
+                Action::Deliver
+            }
+        });
+        let data = pattern(2_000 * 1448, 9);
+        p.client_app.outbox = data.clone();
+        let mut largest_cwnd = 0;
+        assert!(p.run_until(Instant::from_secs(30), |p| {
+            let st = p.client.stats();
+            if st.rto_count == 0 {
+                largest_cwnd = largest_cwnd.max(st.cwnd);
+            }
+            st.rto_count > 0
+        }));
+        let st = p.client.stats();
+        let flight = p.client.connection().sent_offset() - p.client.connection().acked_offset();
+        assert!(
+            flight > 2 * largest_cwnd,
+            "{cc:?}: the scenario needs SACKed flight ({flight}) beyond the window \
+             ({largest_cwnd})"
+        );
+        assert!(
+            st.ssthresh <= largest_cwnd,
+            "{cc:?}: ssthresh {} after the RTO, window was at most {largest_cwnd}",
+            st.ssthresh
+        );
+        assert!(
+            p.run_until(Instant::from_secs(60), |p| p.server_app.inbox.len()
+                == data.len())
+        );
+        assert_eq!(p.server_app.inbox, data);
+    }
 }

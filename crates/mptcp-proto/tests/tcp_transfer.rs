@@ -3,7 +3,7 @@
 mod tcp_util;
 
 use mptcp_proto::cc::CcAlgorithm;
-use mptcp_proto::tcp::{TcpConfig, TcpEvent, TcpState};
+use mptcp_proto::tcp::{Pacing, TcpConfig, TcpEvent, TcpState};
 use mptcp_proto::time::{Duration, Instant};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
@@ -13,6 +13,8 @@ struct Scenario {
     loss: f64,
     dup: f64,
     reorder: f64,
+    /// Both sides pace their data (TcpConfig::pacing).
+    pacing: bool,
 }
 
 fn run_seed(seed: u64, sc: &Scenario, up_len: usize, down_len: usize) {
@@ -33,6 +35,9 @@ fn run_seed(seed: u64, sc: &Scenario, up_len: usize, down_len: usize) {
         // Small buffers: the window fills and zero-window probing gets exercised.
         cfg.recv_buffer = 8 * 1024;
         cfg.send_buffer = 8 * 1024;
+    }
+    if sc.pacing {
+        cfg.pacing = Some(Pacing::default());
     }
     let server_cfg = TcpConfig {
         sack: rng.random_bool(0.8),
@@ -117,8 +122,24 @@ fn byte_exact_transfer_under_random_loss_reordering_and_duplication() {
         loss: 0.03,
         dup: 0.02,
         reorder: 0.05,
+        pacing: false,
     };
     for seed in 0..200 {
+        run_seed(seed, &sc, 200_000, 20_000);
+    }
+}
+
+#[test]
+fn byte_exact_paced_transfer_under_random_loss_reordering_and_duplication() {
+    // The pacer holds segments back and hands the release time to poll_timeout: loss
+    // recovery, probes and the FIN must all still get out.
+    let sc = Scenario {
+        loss: 0.03,
+        dup: 0.02,
+        reorder: 0.05,
+        pacing: true,
+    };
+    for seed in 0..100 {
         run_seed(seed, &sc, 200_000, 20_000);
     }
 }
@@ -129,6 +150,7 @@ fn byte_exact_transfer_under_heavy_loss() {
         loss: 0.15,
         dup: 0.05,
         reorder: 0.1,
+        pacing: false,
     };
     for seed in 1_000..1_040 {
         run_seed(seed, &sc, 50_000, 5_000);

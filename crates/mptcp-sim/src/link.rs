@@ -355,6 +355,8 @@ impl DirState {
         }
         self.queued_bytes += packet.len();
         self.queue.push_back(packet);
+        self.stats.peak_queue_bytes = self.stats.peak_queue_bytes.max(self.queued_bytes);
+        self.stats.peak_queue_packets = self.stats.peak_queue_packets.max(self.queue.len());
         Ok(())
     }
 
@@ -585,6 +587,23 @@ mod tests {
         assert!(!d.ge_bad);
         assert!(send_one(&mut d, 1_003_001_000_000));
         assert_eq!(d.stats.drops.total(), 0, "drops are counted by the engine");
+    }
+
+    #[test]
+    fn the_peak_queue_is_the_largest_backlog_ever_held() {
+        let mut d = DirState::new(LinkConfig::new(Rate::mbit(10), Duration::ZERO), 1);
+        for len in [1000, 500, 1500] {
+            d.enqueue(vec![0; len]).expect("queue has room");
+        }
+        d.transmitting = true;
+        assert!(d.depart(1_000_000).is_ok());
+        d.enqueue(vec![0; 100]).expect("queue has room");
+        // 3,000 bytes in 3 packets before the departure; 2,100 in 3 after it.
+        assert_eq!(
+            (d.stats.peak_queue_bytes, d.stats.peak_queue_packets),
+            (3_000, 3)
+        );
+        assert_eq!(d.queued_bytes, 2_100);
     }
 
     #[test]

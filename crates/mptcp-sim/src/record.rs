@@ -98,6 +98,12 @@ pub struct LinkStats {
     pub duplicated: u64,
     pub corrupted: u64,
     pub reordered: u64,
+    /// Most bytes ever queued at once, the packet being serialized included: exact
+    /// (updated on every enqueue), where a sampled `queue_bytes` series can miss a
+    /// burst's peak.
+    pub peak_queue_bytes: usize,
+    /// Most packets ever queued at once, likewise.
+    pub peak_queue_packets: usize,
 }
 
 /// Cumulative counters of one node.

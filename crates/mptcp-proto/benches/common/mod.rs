@@ -77,6 +77,14 @@ pub fn thread_cpu_seconds() -> f64 {
 }
 
 /// Total bytes from the `BENCH_BYTES` environment variable, or `default`.
+/// Pacing for the bench's connections: `BENCH_PACING=1` turns it on with the default
+/// gains (off otherwise, as by default).
+pub fn bench_pacing() -> Option<mptcp_proto::tcp::Pacing> {
+    std::env::var("BENCH_PACING")
+        .is_ok_and(|v| v == "1")
+        .then(mptcp_proto::tcp::Pacing::default)
+}
+
 pub fn bench_bytes(default: u64) -> u64 {
     std::env::var("BENCH_BYTES")
         .ok()

@@ -171,6 +171,30 @@ mod tests {
     }
 
     #[test]
+    fn a_path_between_one_and_one_and_a_half_times_behind_decreases_by_alpha() {
+        // A: 25 packets over 100 ms (x = 250/s); B: 20 packets over 100 ms (x = 200/s).
+        // alpha_B = 250 / 200 = 1.25, inside (1, 1.5): no cap.
+        // Increase factor of B: (200/450)^2 * (1 + 1.25)/2 * (4 + 1.25)/5
+        //   = 0.197531 * 1.125 * 1.05 = 0.233333 (= 7/30 exactly: 16/81 * 9/8 * 21/20).
+        // Decrease: keep 1 - 1.25/2 = 0.375 of the flight.
+        let flows = [sf(25, 100), sf(20, 100)];
+        assert_eq!(Balia::alpha(&snap(1, &flows)), Some(1.25));
+        assert!((Balia::factor(&snap(1, &flows)) - 7.0 / 30.0).abs() < 1e-12);
+        assert_eq!(Balia::keep(&snap(1, &flows)), 0.375);
+        let mut cc = in_ca(16_000);
+        cc.on_congestion_event(
+            Instant::ZERO,
+            CongestionEvent::Loss,
+            16_000,
+            &snap(1, &flows),
+        );
+        assert_eq!((cc.window(), cc.ssthresh()), (6_000, 6_000));
+        // A (alpha 1): factor (250/450)^2 = 25/81, keep 1/2.
+        assert!((Balia::factor(&snap(0, &flows)) - 25.0 / 81.0).abs() < 1e-12);
+        assert_eq!(Balia::keep(&snap(0, &flows)), 0.5);
+    }
+
+    #[test]
     fn one_path_reduces_to_reno() {
         let mut balia = Balia::new(MSS, None);
         let mut reno = NewReno::new(MSS, None);

@@ -158,6 +158,25 @@ mod tests {
     }
 
     #[test]
+    fn alpha_for_three_subflows_matches_rfc_6356() {
+        // A 10 segments / 50 ms, B 20 / 100 ms, C 40 / 200 ms (cwnd in bytes, MSS 1000).
+        // cwnd/rtt: 2e5, 2e5, 2e5 -> sum 6e5, squared 3.6e11.
+        // cwnd/rtt^2: 4e6, 2e6, 1e6 -> max 4e6. cwnd_total = 70_000.
+        // alpha = 70_000 * 4e6 / 3.6e11 = 7/9.
+        let flows = [sf(10, 50), sf(20, 100), sf(40, 200)];
+        for own in 0..3 {
+            let alpha = Lia::alpha(&snap(own, &flows)).expect("RTTs known");
+            assert!((alpha - 7.0 / 9.0).abs() < 1e-12, "{alpha}");
+        }
+        // Per-ACK increase relative to Reno's (bytes_acked * MSS / cwnd_i):
+        // min(alpha * cwnd_i / cwnd_total, 1). A: 7/9 * 10/70 = 1/9; C: 7/9 * 40/70 =
+        // 4/9: every subflow grows by (7/9) * MSS * bytes_acked / 70_000, the same
+        // bytes per ACK whatever its own window, as RFC 6356's first term says.
+        assert!((Lia::factor(10_000, &snap(0, &flows)) - 1.0 / 9.0).abs() < 1e-12);
+        assert!((Lia::factor(40_000, &snap(2, &flows)) - 4.0 / 9.0).abs() < 1e-12);
+    }
+
+    #[test]
     fn increase_is_the_minimum_of_the_coupled_and_the_tcp_term() {
         // Subflow A of the pair above: min(0.75 * 1000 * 1000 / 30_000, 1000 * 1000 /
         // 10_000) = min(25, 100) = 25 bytes per 1000-byte ACK: one MSS per 40 ACKs.

@@ -221,6 +221,22 @@ mod tests {
     }
 
     #[test]
+    fn equal_paths_are_all_best_and_all_largest_so_no_window_moves() {
+        // Three identical paths: B = M = R, so B \ M is empty and every alpha is 0;
+        // the increase is the pooling term alone, (w/rtt)^2 / (3 w/rtt)^2 = 1/9 of
+        // Reno's on each.
+        let flows = [
+            with_loss(sf(20, 60), 30_000, 10_000),
+            with_loss(sf(20, 60), 30_000, 10_000),
+            with_loss(sf(20, 60), 30_000, 10_000),
+        ];
+        for own in 0..3 {
+            assert_eq!(Olia::alpha(&snap(own, &flows)), Some(0.0));
+            assert!((Olia::factor(&snap(own, &flows)) - 1.0 / 9.0).abs() < 1e-12);
+        }
+    }
+
+    #[test]
     fn increase_follows_the_paper_equation() {
         // w/rtt: A 100, B 100, sum 200. A: (100)^2 / 200^2 + 0.5 = 0.75 of Reno;
         // B: 0.25 - 0.5 = -0.25 of Reno (its window shrinks).

@@ -466,6 +466,22 @@ impl Endpoint {
         Ok(())
     }
 
+    /// Turns pacing on (with these settings) or off for one connection: a plain TCP
+    /// one, or every subflow of an MPTCP one, present and future
+    /// ([`crate::tcp::TcpConfig::pacing`]).
+    pub fn set_pacing(
+        &mut self,
+        conn: ConnHandle,
+        pacing: Option<crate::tcp::Pacing>,
+    ) -> Result<(), EndpointError> {
+        match &mut self.entry_mut(conn)?.conn {
+            Conn::Tcp(s) => s.connection_mut().set_pacing(pacing),
+            Conn::Mptcp(c) => c.set_pacing(pacing),
+        }
+        self.touched(conn.0);
+        Ok(())
+    }
+
     pub fn state(&self, conn: ConnHandle) -> Result<TcpState, EndpointError> {
         Ok(self.entry(conn)?.conn.state())
     }

@@ -10,6 +10,7 @@ use core::net::{IpAddr, SocketAddr};
 use crate::mptcp::{
     ConnAction, ConnStats, JoinRefusal, MptcpConfig, MptcpConnection, MptcpEvent, SubflowId,
 };
+use crate::tcp::Pacing;
 use crate::time::Instant;
 use crate::wire::IpTcpRepr;
 use crate::wire::mptcp::{TcpRstFlags, TcpRstReason};
@@ -161,6 +162,24 @@ impl Endpoint {
             return Err(EndpointError::UnknownConnection(conn));
         };
         let found = c.set_subflow_backup(subflow, backup);
+        self.touched(conn.0);
+        Ok(found)
+    }
+
+    /// Turns pacing on or off for one subflow of an MPTCP connection
+    /// ([`crate::tcp::TcpConfig::pacing`]); [`Endpoint::set_pacing`] does a whole
+    /// connection. False when the connection has no such subflow.
+    pub fn set_subflow_pacing(
+        &mut self,
+        conn: ConnHandle,
+        subflow: SubflowId,
+        pacing: Option<Pacing>,
+    ) -> Result<bool, EndpointError> {
+        let entry = self.entry_mut(conn)?;
+        let Conn::Mptcp(c) = &mut entry.conn else {
+            return Err(EndpointError::UnknownConnection(conn));
+        };
+        let found = c.set_subflow_pacing(subflow, pacing);
         self.touched(conn.0);
         Ok(found)
     }

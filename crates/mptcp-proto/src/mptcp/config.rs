@@ -12,7 +12,9 @@ pub struct MptcpConfig {
     /// the subflow-level limits; the connection-level buffers are below. Its
     /// `congestion_control` picks each subflow's controller: uncoupled NewReno or
     /// CUBIC (the default, like Linux), or coupled LIA / OLIA / BALIA, which the
-    /// connection feeds with its subflows' snapshots before every ACK and timer.
+    /// connection feeds with its subflows' snapshots before every ACK and timer. Its
+    /// `pacing` paces every subflow (per subflow:
+    /// [`super::MptcpConnection::set_subflow_pacing`]).
     pub tcp: TcpConfig,
     /// Connection-level send buffer, bytes: written and not yet data-acknowledged.
     /// Default 8 MiB (see `recv_buffer`).

@@ -30,7 +30,7 @@ use crate::mptcp::subflow::{MpPhase, Subflow, SubflowKind, SubflowMp, SubflowSta
 use crate::pm::{PathKey, PathManager, PmConfig, PmError};
 use crate::sched::Scheduler;
 use crate::seq::{Dsn, SeqNum};
-use crate::tcp::{TcpConfig, TcpConnection};
+use crate::tcp::{Pacing, TcpConfig, TcpConnection};
 use crate::time::Instant;
 use crate::wire::mptcp::{AddAddr, AddrId, TcpRstReason};
 use crate::wire::tcp::TcpRepr;
@@ -819,6 +819,25 @@ impl MptcpConnection {
             s.tcp.set_backup(backup || s.mp.peer_backup);
             s.tcp.request_ack();
         }
+        true
+    }
+
+    /// Turns pacing on (with these settings) or off for every subflow, present and
+    /// future ([`crate::tcp::TcpConfig::pacing`]).
+    pub fn set_pacing(&mut self, pacing: Option<Pacing>) {
+        self.core.config.tcp.pacing = pacing;
+        for s in &mut self.subflows {
+            s.tcp.set_pacing(pacing);
+        }
+    }
+
+    /// Turns pacing on or off for one subflow (a later [`MptcpConnection::set_pacing`]
+    /// overrides it). False when there is no such subflow.
+    pub fn set_subflow_pacing(&mut self, id: SubflowId, pacing: Option<Pacing>) -> bool {
+        let Some(s) = self.subflows.iter_mut().find(|s| s.id == id) else {
+            return false;
+        };
+        s.tcp.set_pacing(pacing);
         true
     }
 

@@ -112,6 +112,10 @@ impl<'a> SendSource<'a> for TxOwner<'a, '_> {
     fn control_option_space(&self) -> usize {
         self.control_space
     }
+
+    fn closing(&self) -> bool {
+        self.core.app_closed
+    }
 }
 
 impl ReceiveSink for TxOwner<'_, '_> {
@@ -278,7 +282,10 @@ impl MptcpConnection {
             && self.core.data_fin_rtx.is_none()
         {
             tracing::trace!(?dsn, "mptcp: DATA_FIN due");
-            self.request_ack_any();
+            // On every subflow at once, as Linux does (mptcp_send_ack): a pure ACK is
+            // never retransmitted by TCP, so on one subflow over a lossy path a lost
+            // DATA_FIN would wait for the connection-level timer (at least 200 ms).
+            self.request_ack_all();
             let rto = self.max_rto();
             self.core.data_fin_rtx = Some((now + rto, 0));
         }
@@ -316,6 +323,9 @@ impl MptcpConnection {
     /// Hands reinjected ranges, then new data, to subflows as mappings (DESIGN.md: the
     /// subflow holds the mapping; the bytes stay in the send buffer).
     fn schedule(&mut self, now: Instant) {
+        if self.core.sched.carries_every_byte() {
+            self.catch_up(now);
+        }
         for _ in 0..64 {
             let views = self.views();
             if views.is_empty() {
@@ -379,6 +389,7 @@ impl MptcpConnection {
                     s.mp.progress_at = now;
                 }
                 s.mp.tx.push(dsn, bytes);
+                s.mp.tx_high = s.mp.tx_high.max(start + u64::from(bytes));
                 s.mp.bytes_scheduled += u64::from(bytes);
                 if reinject.is_some() {
                     s.mp.bytes_reinjected += u64::from(bytes);
@@ -402,6 +413,42 @@ impl MptcpConnection {
                     .seq
                     .record_sent(self.core.seq.tx_dsn(start + taken)),
             }
+        }
+    }
+
+    /// For a scheduler that puts every byte on every subflow: each candidate with
+    /// window space gets the bytes it missed (sent on others while its window was
+    /// full, or before it joined) that the data ACK does not cover yet, oldest first.
+    fn catch_up(&mut self, now: Instant) {
+        let views = self.views();
+        let una = self.core.seq.tx_offset(self.core.seq.snd_una());
+        let nxt = self.core.seq.tx_offset(self.core.seq.snd_nxt());
+        let input = SchedInput {
+            now,
+            subflows: &views,
+            pending: 0,
+            conn_window: 0,
+            conn_in_flight: nxt.saturating_sub(una),
+        };
+        for view in input.candidates() {
+            let Some(i) = self.index_of(view.id) else {
+                continue;
+            };
+            let s = &mut self.subflows[i];
+            let from = s.mp.tx_high.max(una);
+            let len = nxt
+                .saturating_sub(from)
+                .min(view.space())
+                .min(u64::from(u32::MAX)) as u32;
+            if len == 0 {
+                continue;
+            }
+            if s.outstanding() == 0 {
+                s.mp.progress_at = now;
+            }
+            s.mp.tx.push(self.core.seq.tx_dsn(from), len);
+            s.mp.tx_high = from + u64::from(len);
+            s.mp.bytes_scheduled += u64::from(len);
         }
     }
 
@@ -578,6 +625,12 @@ fn decorate<'a>(
             })
         }
         (Some(m), _) => {
+            if fin_due.is_some() && matches!(core.seq.data_fin_tx(), DataFinTx::Pending { .. }) {
+                // The ACK asked for to carry the DATA_FIN left on this data segment,
+                // which carries a mapping instead: ask again, or the DATA_FIN waits
+                // for its retransmission timer.
+                s.tcp.request_ack();
+            }
             let checksum = core.checksums.then(|| mapping_checksum(core, send, s, &m));
             MptcpOption::Dss(Dss {
                 data_ack: Some(DsnWire::Long(core.seq.data_ack())),

@@ -81,12 +81,14 @@ pub(crate) struct SubflowMp {
     pub infinite_tx: Option<(u64, u64)>,
     /// DSS checksum of the last mapping sent: (DSN, data-level length, checksum).
     pub checksum_cache: Option<(Dsn, u16, u16)>,
-    /// RTO count at the last time the subflow ACK advanced.
+    /// RTO count at the last progress (the peer acknowledged new data, cumulatively
+    /// or by SACK).
     pub rto_at_progress: u64,
-    pub acked_at_progress: u64,
+    /// The engine's delivered-bytes count at the last progress.
+    pub delivered_at_progress: u64,
     /// Stale: RTOs without progress; the scheduler avoids it.
     pub stale: bool,
-    /// Last time the subflow ACK advanced, or the subflow had nothing outstanding (the
+    /// Last progress (new data acknowledged, cumulatively or by SACK), or the subflow had nothing outstanding (the
     /// start of the no-progress failure clock).
     pub progress_at: Instant,
     /// The path manager's name for this subflow (`None`: not tracked, e.g. before the
@@ -99,6 +101,9 @@ pub(crate) struct SubflowMp {
     /// Payload bytes scheduled onto this subflow (reinjections included).
     pub bytes_scheduled: u64,
     pub bytes_reinjected: u64,
+    /// One past the highest connection-level offset ever mapped onto this subflow
+    /// (a redundant scheduler's lagging subflow catches up from here).
+    pub tx_high: u64,
     /// When the connection last halved this subflow's window for blocking the receive
     /// window (opportunistic retransmission's penalty, at most once per RTT).
     pub last_penalty: Option<Instant>,
@@ -142,7 +147,7 @@ impl SubflowMp {
             infinite_tx: None,
             checksum_cache: None,
             rto_at_progress: 0,
-            acked_at_progress: 0,
+            delivered_at_progress: 0,
             stale: false,
             progress_at: now,
             // The path manager starts with the initial subflow in its table.
@@ -151,6 +156,7 @@ impl SubflowMp {
             bytes_delivered: 0,
             bytes_scheduled: 0,
             bytes_reinjected: 0,
+            tx_high: 0,
             last_penalty: None,
         }
     }
@@ -206,12 +212,13 @@ impl Subflow {
     /// clock. Returns true when it just became stale.
     pub fn refresh_stale(&mut self, now: Instant, stale_after: u64) -> bool {
         let stats = self.tcp.stats();
-        let acked = self.tcp.acked_offset();
         if self.outstanding() == 0 {
             self.mp.progress_at = now;
         }
-        if acked > self.mp.acked_at_progress {
-            self.mp.acked_at_progress = acked;
+        // SACKed data counts: in loss recovery the cumulative ACK stands still while the
+        // path keeps delivering, and such a path is not failing.
+        if stats.bytes_delivered > self.mp.delivered_at_progress {
+            self.mp.delivered_at_progress = stats.bytes_delivered;
             self.mp.rto_at_progress = stats.rto_count;
             self.mp.progress_at = now;
             self.mp.stale = false;
@@ -226,10 +233,16 @@ impl Subflow {
     }
 
     /// When the no-progress limit `limit` declares the subflow failed, if it has data
-    /// outstanding.
+    /// outstanding. The limit is never shorter than the subflow's own retransmission
+    /// timeout without backoff: within it a healthy path may legitimately show no
+    /// progress (a tail loss waits for its probe, a lost retransmission for RACK), and
+    /// a shorter limit declared healthy paths failed over and over (60 ms on an 80 ms
+    /// path reset it 30 times in one transfer). Backoff is left out so that the limit
+    /// still bounds detection on a dead path whose RTOs keep doubling.
     pub fn no_progress_deadline(&self, limit: Option<Duration>) -> Option<Instant> {
         let limit = limit?;
-        (self.mp.carries_data() && self.outstanding() > 0).then(|| self.mp.progress_at + limit)
+        (self.mp.carries_data() && self.outstanding() > 0)
+            .then(|| self.mp.progress_at + limit.max(self.tcp.base_rto()))
     }
 
     /// Whether the subflow has failed by the path manager's limits: `rtos` consecutive
@@ -273,7 +286,7 @@ impl Subflow {
 pub(crate) enum FailCause {
     /// This many consecutive RTOs without progress.
     Rtos(u64),
-    /// Data outstanding this long without the ACK moving.
+    /// Data outstanding this long without new data acknowledged.
     NoProgress(Duration),
 }
 

@@ -147,7 +147,11 @@ pub struct PmConfig {
     /// it to TCP's own retransmission limit.
     pub fail_after_rtos: Option<u32>,
     /// Declare a subflow failed when it has had data outstanding for this long without
-    /// its ACK advancing, whichever of the two limits comes first. `None`: no limit.
+    /// the peer acknowledging new data (cumulatively or by SACK), whichever of the two
+    /// limits comes first. Never shorter than the subflow's retransmission timeout
+    /// without backoff (srtt + 4 rttvar, at least `TcpConfig::rto_min`), so ordinary
+    /// loss recovery on a healthy path does not trip it; detection faster than 200 ms
+    /// needs a smaller `rto_min` too. `None`: no limit.
     pub fail_after_no_progress: Option<Duration>,
     /// Replacement order for failing subflows.
     pub handover: Handover,

@@ -161,6 +161,15 @@ pub trait Scheduler: core::fmt::Debug + Send {
     fn name(&self) -> &'static str;
 
     fn schedule(&mut self, input: &SchedInput<'_>) -> Decision;
+
+    /// Every subflow should carry every byte the data ACK does not cover yet: before
+    /// new data, the connection gives each candidate with window space the bytes
+    /// already sent on other subflows that it missed (a subflow whose window was full
+    /// when a chunk went out, or one that joined late), oldest first. Only a redundant
+    /// scheduler wants this.
+    fn carries_every_byte(&self) -> bool {
+        false
+    }
 }
 
 /// Which scheduler a connection uses.

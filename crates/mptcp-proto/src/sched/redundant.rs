@@ -1,16 +1,17 @@
-//! The redundant scheduler: every chunk on every available subflow, for latency and
+//! The redundant scheduler: every byte on every available subflow, for latency and
 //! resilience at the cost of capacity (as the out-of-tree Linux `redundant`
 //! scheduler). The receiver's DSN-keyed reassembly keeps the first copy and drops the
 //! others; the sender frees the bytes on the data ACK.
 //!
-//! A chunk goes out when the fastest candidate (lowest smoothed RTT; regular subflows,
-//! or backups when no regular one is available) has window space, and then to every
-//! candidate that has space, each taking as much of it as its space allows. So the
-//! fastest path carries every byte and sets the pace; a slower subflow whose window is
-//! full misses that chunk rather than holding the others back (Linux likewise lets a
-//! lagging subflow skip data).
+//! A new chunk goes out as soon as any candidate (regular subflows, or backups when no
+//! regular one is available) has window space, to every candidate that has space, each
+//! taking as much as its space allows: the subflow that drains fastest sets the pace,
+//! whatever its RTT. A subflow whose window was full when a chunk went out catches up
+//! later ([`Scheduler::carries_every_byte`]): the connection hands it the bytes it
+//! missed that are not data-acknowledged yet, oldest first, before new data. So a lossy
+//! or slow path neither holds the others back nor leaves a byte on one path only.
 
-use super::{Decision, SchedInput, Scheduler, fastest};
+use super::{Decision, SchedInput, Scheduler};
 use crate::sched::Assignment;
 
 /// See the module documentation.
@@ -29,9 +30,6 @@ impl Scheduler for Redundant {
             return decision;
         }
         let candidates = input.candidates();
-        if fastest(&candidates).is_none_or(|f| f.space() == 0) {
-            return decision;
-        }
         for s in candidates.iter().filter(|s| s.space() > 0) {
             decision.assignments.push(Assignment {
                 subflow: s.id,
@@ -39,6 +37,10 @@ impl Scheduler for Redundant {
             });
         }
         decision
+    }
+
+    fn carries_every_byte(&self) -> bool {
+        true
     }
 }
 
@@ -64,12 +66,17 @@ mod tests {
         assert_eq!(assigned(&d), vec![(1, 14_480), (2, 14_480), (4, 4_480)]);
         let d = s.schedule(&input(&flows, 3_000));
         assert_eq!(assigned(&d), vec![(1, 3_000), (2, 3_000), (4, 3_000)]);
-        // A full slower subflow misses the chunk; a full fastest one means wait.
+        // A full subflow misses the chunk (and catches up later), whether it is the
+        // slowest or the fastest: the others do not wait for it.
         flows[0].in_flight = flows[0].cwnd;
         let d = s.schedule(&input(&flows, 3_000));
         assert_eq!(assigned(&d), vec![(1, 3_000), (2, 3_000)]);
         flows[1].in_flight = flows[1].cwnd;
+        let d = s.schedule(&input(&flows, 3_000));
+        assert_eq!(assigned(&d), vec![(2, 3_000)]);
+        flows[2].in_flight = flows[2].cwnd;
         assert!(s.schedule(&input(&flows, 3_000)).is_wait());
+        assert!(s.carries_every_byte());
         flows[1].in_flight = 0;
         for f in &mut flows {
             f.send_window = 0;

@@ -442,6 +442,7 @@ impl TcpConnection {
         let delivered = newly_acked + newly_sacked;
         if delivered > 0 {
             self.bytes_since_last_loss += delivered;
+            self.stats.bytes_delivered += delivered;
             let event = AckEvent {
                 bytes_acked: delivered,
                 prior_in_flight,

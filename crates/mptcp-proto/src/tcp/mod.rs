@@ -23,6 +23,7 @@ mod input;
 mod isn;
 mod output;
 mod owner;
+mod pacing;
 mod recovery;
 mod rtt;
 mod sack;
@@ -38,6 +39,7 @@ pub use config::{KeepaliveConfig, TcpConfig};
 pub use isn::IsnGenerator;
 pub use output::{Transmit, reset_for};
 pub use owner::{NoData, ReceiveSink, SendSource};
+pub use pacing::Pacing;
 pub use sack::{BYTES_PER_RANGE, MIN_RANGES, RangeSet, range_limit};
 pub use socket::TcpSocket;
 
@@ -46,6 +48,7 @@ use crate::seq::SeqNum;
 use crate::time::{Duration, Instant};
 use crate::wire::tcp::TcpRepr;
 
+use pacing::Pacer;
 use recovery::{Rack, Recovery, TlpProbe};
 use rtt::RttEstimator;
 use sack::ReceiverSack;
@@ -166,6 +169,9 @@ pub struct TcpStats {
     /// Segments retransmitted, for any reason.
     pub retransmits: u64,
     pub bytes_retransmitted: u64,
+    /// Sequence space the peer acknowledged for the first time, cumulatively or by
+    /// SACK: what the path delivered (a path in loss recovery still delivers).
+    pub bytes_delivered: u64,
     /// Retransmission timer expirations.
     pub rto_count: u64,
     /// Fast recovery episodes entered (dup ACKs, SACK or RACK).
@@ -183,6 +189,8 @@ pub struct TcpStats {
     pub paws_drops: u64,
     pub zero_window_probes: u64,
     pub keepalive_probes: u64,
+    /// Times the pacer held back a segment that the windows allowed.
+    pub pacing_waits: u64,
     pub srtt: Option<Duration>,
     pub rttvar: Duration,
     pub min_rtt: Option<Duration>,
@@ -273,6 +281,8 @@ pub struct TcpConnection {
     persist_at: Option<Instant>,
     keepalive_at: Option<Instant>,
     time_wait_at: Option<Instant>,
+    /// The pacer holds data back until then.
+    pace_at: Option<Instant>,
     /// Consecutive RTO expirations without progress.
     retries: u32,
     persist_backoff: u32,
@@ -305,6 +315,8 @@ pub struct TcpConnection {
     tlp: Option<TlpProbe>,
     dupacks: u32,
     cc: Box<dyn CongestionControl>,
+    /// Spreads data segments over the RTT (`TcpConfig::pacing`); `None`: unpaced.
+    pacer: Option<Pacer>,
     /// The last send opportunity was limited by something other than the congestion
     /// window (no data to send, or the peer's receive window): cwnd must not grow on
     /// the ACKs that follow (RFC 7661).
@@ -382,6 +394,7 @@ impl TcpConnection {
             persist_at: None,
             keepalive_at: None,
             time_wait_at: None,
+            pace_at: None,
             retries: 0,
             persist_backoff: 0,
             keepalive_probes: 0,
@@ -402,6 +415,7 @@ impl TcpConnection {
             tlp: None,
             dupacks: 0,
             cc,
+            pacer: config.pacing.map(Pacer::new),
             app_limited: false,
             siblings: Vec::new(),
             own_index: 0,
@@ -652,6 +666,21 @@ impl TcpConnection {
         self.cc.as_ref()
     }
 
+    /// Turns pacing on (with these settings) or off for this connection from now on,
+    /// whatever the config said: an MPTCP connection can pace one subflow and not
+    /// another.
+    pub fn set_pacing(&mut self, pacing: Option<Pacing>) {
+        if self.pacer.as_ref().map(Pacer::config) != pacing {
+            self.pacer = pacing.map(Pacer::new);
+            self.pace_at = None;
+        }
+    }
+
+    /// The pacing settings in use, if pacing is on.
+    pub fn pacing(&self) -> Option<Pacing> {
+        self.pacer.as_ref().map(Pacer::config)
+    }
+
     /// Marks this subflow as a backup (for coupled congestion control snapshots).
     pub fn set_backup(&mut self, backup: bool) {
         self.is_backup = backup;
@@ -804,6 +833,7 @@ impl TcpConnection {
         self.persist_at = None;
         self.keepalive_at = None;
         self.time_wait_at = None;
+        self.pace_at = None;
         self.syn_pending = false;
         self.tlp_pending = false;
         self.persist_probe_pending = false;
@@ -820,6 +850,7 @@ impl TcpConnection {
         self.reorder_at = None;
         self.persist_at = None;
         self.keepalive_at = None;
+        self.pace_at = None;
         self.time_wait_at = Some(now + self.config.time_wait);
     }
 

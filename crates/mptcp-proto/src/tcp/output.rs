@@ -117,12 +117,18 @@ impl TcpConnection {
     {
         // RFC 6675 §5 (NextSeg rule 1) / RFC 8985: repair losses first, while
         // cwnd - pipe allows.
+        let mut paced = false;
         if let Some(idx) = self.sent.next_lost()
             && (self.fast_retransmit_pending || self.cc.window() > self.effective_pipe())
-            && let Some(t) = self.retransmit(now, owner, idx)
         {
-            self.fast_retransmit_pending = false;
-            return Some(t);
+            // The first retransmission of an episode goes at once (RFC 5681 §3.2 step
+            // 2); the rest of the repair is paced like new data.
+            let len = self.sent.get(idx).map_or(0, |s| s.data_len());
+            paced = !self.fast_retransmit_pending && self.pace_wait(now, len);
+            if !paced && let Some(t) = self.retransmit(now, owner, idx) {
+                self.fast_retransmit_pending = false;
+                return Some(t);
+            }
         }
         if self.tlp_pending {
             self.tlp_pending = false;
@@ -130,7 +136,8 @@ impl TcpConnection {
                 return Some(t);
             }
         }
-        if let Some(t) = self.send_new(now, owner, Sending::Normal) {
+        // A held retransmission keeps new data back too: repairs go first.
+        if !paced && let Some(t) = self.send_new(now, owner, Sending::Normal) {
             return Some(t);
         }
         if self.persist_probe_pending {
@@ -264,7 +271,13 @@ impl TcpConnection {
             }
         };
         self.sent.retransmitted(idx, now);
-        if self.rto_at.is_none() {
+        self.paced_send(now, payload.len() as u64);
+        if self.rto_at.is_none() || seg.start == self.snd_una {
+            // Resending the oldest segment restarts the timer, as Linux does
+            // (tcp_xmit_retransmit_queue): the timer last restarted with the last
+            // cumulative ACK, before the loss was even detected, and with a steady RTT
+            // (RTO close to it) it expired just before the repair's ACK could return,
+            // collapsing a window that fast recovery was about to restore.
             self.rto_at = Some(now + self.rtt.rto());
         }
         let mut flags = TcpFlags::ACK;
@@ -332,7 +345,7 @@ impl TcpConnection {
             let sendable = if len == avail {
                 // RFC 9293 §3.7.4 Nagle: a small final segment waits for the ACK of
                 // what is in flight, unless disabled or closing.
-                self.config.nodelay || self.sent.is_empty() || fin_wanted
+                self.config.nodelay || self.sent.is_empty() || fin_wanted || owner.closing()
             } else {
                 // §3.8.6.2.1 sender SWS avoidance: a window-limited partial segment
                 // goes only if it is at least half the largest window seen.
@@ -346,6 +359,9 @@ impl TcpConnection {
                 }
                 return None;
             }
+        }
+        if len > 0 && mode == Sending::Normal && self.pace_wait(now, len) {
+            return None;
         }
         let window = self.advertise_window(owner, false);
         let start = self.snd_nxt;
@@ -362,6 +378,7 @@ impl TcpConnection {
         let fin = fin_wanted && payload.len() as u64 == avail;
         let end = start + payload.len() as u64 + u64::from(fin);
         self.sent.push(start, end, fin, now);
+        self.paced_send(now, payload.len() as u64);
         self.snd_nxt = end;
         if fin {
             self.fin_offset = Some(start + payload.len() as u64);
@@ -386,6 +403,48 @@ impl TcpConnection {
             offset: start,
             retransmission: false,
         })
+    }
+
+    /// The pacing rate now, bytes per second (`None`: unpaced).
+    fn pacing_rate(&self) -> Option<u64> {
+        let pacer = self.pacer.as_ref()?;
+        pacer.rate(self.cc.window(), self.cc.ssthresh(), self.rtt.srtt())
+    }
+
+    /// Whether the pacer holds back a data segment of `len` bytes now; if so, its
+    /// release time becomes a timer.
+    fn pace_wait(&mut self, now: Instant, len: u64) -> bool {
+        if self.pacer.is_none() {
+            return false;
+        }
+        let rate = self.pacing_rate();
+        let segment = self.max_payload(0) as u64;
+        let Some(pacer) = self.pacer.as_mut() else {
+            return false;
+        };
+        match pacer.release_at(now, len, segment, rate) {
+            Some(at) => {
+                if self.pace_at != Some(at) {
+                    self.stats.pacing_waits += 1;
+                }
+                self.pace_at = Some(at);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A data segment of `len` payload bytes left: it uses up pacing credit.
+    fn paced_send(&mut self, now: Instant, len: u64) {
+        if len == 0 || self.pacer.is_none() {
+            return;
+        }
+        let rate = self.pacing_rate();
+        let segment = self.max_payload(0) as u64;
+        if let Some(pacer) = self.pacer.as_mut() {
+            pacer.on_sent(now, len, segment, rate);
+            self.pace_at = None;
+        }
     }
 
     /// A segment without data at send offset `offset` (pure ACK or probe).

@@ -36,6 +36,14 @@ pub trait SendSource<'a> {
     fn control_option_space(&self) -> usize {
         self.option_space()
     }
+
+    /// Nothing will follow what the owner offers now (its application closed): a
+    /// small final segment need not wait for Nagle's ACK, as one carrying our FIN
+    /// never does (RFC 9293 §3.7.4). An MPTCP connection's end of stream is a
+    /// DATA_FIN, not a subflow FIN, so the engine cannot see it by itself.
+    fn closing(&self) -> bool {
+        false
+    }
 }
 
 /// Where the engine puts the bytes it receives.

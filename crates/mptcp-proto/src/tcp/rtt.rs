@@ -59,11 +59,22 @@ impl RttEstimator {
         }
     }
 
-    /// RTO without backoff: `SRTT + max(G, 4*RTTVAR)`, clamped to `[rto_min, rto_max]`.
+    /// RTO without backoff: `SRTT + max(G, 4*RTTVAR, rto_min)`, at most `rto_max`.
+    ///
+    /// RFC 6298 §2.4 puts the minimum on the sum; like Linux (`tcp_rtt_estimator` keeps
+    /// RTTVAR at least `rto_min`), the minimum bounds the variance term instead. On a
+    /// long path with a steady full queue RTTVAR is tiny and the RFC's RTO comes to
+    /// barely more than SRTT, so a fast retransmission that has to cross that queue
+    /// was timed out just before its ACK arrived: a 200 ms path lost half its
+    /// throughput for seconds to such spurious RTOs.
     pub fn base_rto(&self) -> Duration {
         let rto = match self.srtt {
             None => self.initial_rto,
-            Some(srtt) => srtt + GRANULARITY.max(self.rttvar.saturating_mul(4)),
+            Some(srtt) => {
+                srtt + GRANULARITY
+                    .max(self.rttvar.saturating_mul(4))
+                    .max(self.rto_min)
+            }
         };
         rto.max(self.rto_min).min(self.rto_max)
     }
@@ -140,14 +151,28 @@ mod tests {
     fn rto_respects_the_minimum_and_backs_off_to_the_maximum() {
         let mut e = est();
         e.on_sample(Duration::from_millis(10));
-        assert_eq!(e.rto(), Duration::from_millis(200));
+        // 10 + max(4 * 5, 200) = 210 ms.
+        assert_eq!(e.rto(), Duration::from_millis(210));
         e.back_off();
-        assert_eq!(e.rto(), Duration::from_millis(400));
+        assert_eq!(e.rto(), Duration::from_millis(420));
         for _ in 0..20 {
             e.back_off();
         }
         assert_eq!(e.rto(), Duration::from_secs(60));
         e.reset_backoff();
-        assert_eq!(e.rto(), Duration::from_millis(200));
+        assert_eq!(e.rto(), Duration::from_millis(210));
+    }
+
+    #[test]
+    fn a_steady_long_rtt_keeps_the_minimum_as_margin() {
+        // 400 ms every time: RTTVAR decays towards 0 and RFC 6298's RTO towards 400 ms,
+        // no room for a retransmission queued behind a full buffer. The minimum keeps
+        // 200 ms of margin.
+        let mut e = est();
+        for _ in 0..100 {
+            e.on_sample(Duration::from_millis(400));
+        }
+        assert!(e.rttvar() < Duration::from_millis(1));
+        assert_eq!(e.rto(), Duration::from_millis(600));
     }
 }

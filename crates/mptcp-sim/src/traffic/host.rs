@@ -18,6 +18,7 @@ use mptcp_proto::{Duration, Instant};
 use crate::host::{Context, Host};
 use crate::scenario::FlowKind;
 
+use super::delivery::DeliveryLog;
 use super::pattern::Pattern;
 use super::summary::DeliveryGaps;
 
@@ -31,6 +32,9 @@ const READ_BURST: u64 = CHUNK as u64;
 /// Read credit is kept in millionths of a byte: refills every few microseconds then
 /// lose nothing to rounding.
 const MICRO: u128 = 1_000_000;
+/// How often a rate-limited application writes (a media-like source handing over
+/// what it produced since its last write).
+pub const WRITE_TICK: Duration = Duration::from_millis(1);
 /// MPTCP events kept per connection (the first ones: a connection that churns
 /// subflows for a long run must not grow its log without bound).
 pub const MPTCP_EVENT_LOG: usize = 256;
@@ -85,6 +89,12 @@ pub struct Sender {
     pub kind: FlowKind,
     /// Our other addresses, for MPTCP joins.
     pub extra_locals: Vec<IpAddr>,
+    /// Application rate limit, bits per second: the application writes what the rate
+    /// has allowed since the connection opened, once per [`WRITE_TICK`]. `None`: as
+    /// fast as the connection takes it (bulk).
+    pub rate_bps: Option<u64>,
+    /// The next write of a rate-limited sender.
+    next_write: Option<Instant>,
     /// What MPTCP said about the connection.
     pub mptcp: MptcpLog,
 }
@@ -133,9 +143,12 @@ pub struct Received {
     /// The connection ended without a FIN (reset, timeout).
     pub failed: Option<TcpEvent>,
     /// When the application got new in-order bytes, for stall analysis.
-    pub deliveries: DeliveryGaps,
+    pub delivery_gaps: DeliveryGaps,
     /// Whether the peer opened it with MP_CAPABLE.
     pub is_mptcp: bool,
+    /// When the application read what (the points only with
+    /// [`StackHost::set_record_deliveries`]).
+    pub deliveries: DeliveryLog,
     /// What MPTCP said about it (empty for plain TCP).
     pub mptcp: MptcpLog,
     /// The endpoint's handle while the connection is live.
@@ -186,6 +199,7 @@ pub struct StackHost {
     packet: Vec<u8>,
     verify: bool,
     read_rate: Option<u64>,
+    record_deliveries: bool,
 }
 
 impl StackHost {
@@ -200,7 +214,15 @@ impl StackHost {
             chunk: vec![0; CHUNK],
             packet: vec![0; MAX_PACKET],
             verify: true,
+            record_deliveries: false,
         }
+    }
+
+    /// Keeps every delivery point of the connections accepted from now on
+    /// ([`Received::deliveries`]); off by default, as a long transfer reads millions
+    /// of times.
+    pub fn set_record_deliveries(&mut self, record: bool) {
+        self.record_deliveries = record;
     }
 
     /// Turns per-byte pattern checks off (for pure speed measurements).
@@ -270,8 +292,22 @@ impl StackHost {
             final_stats: None,
             kind,
             extra_locals: extra_locals.to_vec(),
+            rate_bps: None,
+            next_write: None,
             mptcp: MptcpLog::default(),
         });
+    }
+
+    /// Limits the application of sender `label` to `rate_bps` bits per second (`None`:
+    /// bulk). False when there is no such sender.
+    pub fn set_sender_rate(&mut self, label: &str, rate_bps: Option<u64>) -> bool {
+        match self.senders.iter_mut().find(|s| s.label == label) {
+            Some(sender) => {
+                sender.rate_bps = rate_bps.filter(|&r| r > 0);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Accepts connections on `port` (every local address) and reads them to the end.
@@ -396,17 +432,29 @@ impl StackHost {
         self.senders.iter().position(|s| s.conn == Some(conn))
     }
 
-    /// Fills the send buffer of sender `index` with its next pattern bytes.
-    fn pump_sender(&mut self, index: usize) {
+    /// Fills the send buffer of sender `index` with its next pattern bytes (for a
+    /// rate-limited sender, up to what its rate allowed by `now`).
+    fn pump_sender(&mut self, index: usize, now: Instant) {
         let sender = &mut self.senders[index];
         let Some(conn) = sender.conn else { return };
         if sender.closed_write || sender.state != SenderState::Running {
             return;
         }
+        let allowed = match (sender.rate_bps, sender.connected_at) {
+            (Some(_), None) => return,
+            (Some(rate), Some(at)) => {
+                let bits = u128::from(now.saturating_since(at).total_micros()) * u128::from(rate);
+                let allowed = u64::try_from(bits / 8_000_000).unwrap_or(u64::MAX);
+                sender.next_write = Some(now + WRITE_TICK);
+                allowed
+            }
+            (None, _) => u64::MAX,
+        };
         loop {
+            let room = allowed.saturating_sub(sender.written).min(CHUNK as u64) as usize;
             let want = match sender.total {
-                Some(total) => (total - sender.written).min(CHUNK as u64) as usize,
-                None => CHUNK,
+                Some(total) => (total - sender.written).min(room as u64) as usize,
+                None => room,
             };
             if want == 0 {
                 break;
@@ -419,6 +467,7 @@ impl StackHost {
         }
         if sender.total == Some(sender.written) {
             sender.closed_write = true;
+            sender.next_write = None;
             let _ = self.endpoint.close(conn);
         }
     }
@@ -465,9 +514,10 @@ impl StackHost {
                 received.corrupt_at = Some(at);
             }
             received.bytes += n as u64;
+            received.deliveries.push(now, received.bytes);
         }
         if received.bytes > before {
-            received.deliveries.on_delivery(now);
+            received.delivery_gaps.on_delivery(now);
         }
         let waiting = self.endpoint.readable(conn).unwrap_or(0) as u64;
         if waiting > 0 {
@@ -579,8 +629,9 @@ impl StackHost {
                 finished_at: None,
                 corrupt_at: None,
                 failed: None,
-                deliveries: DeliveryGaps::default(),
+                delivery_gaps: DeliveryGaps::default(),
                 is_mptcp,
+                deliveries: DeliveryLog::new(self.record_deliveries),
                 mptcp: MptcpLog {
                     stats: self.endpoint.mptcp_stats(conn).ok(),
                     ..MptcpLog::default()
@@ -637,9 +688,9 @@ impl StackHost {
         match event {
             TcpEvent::Connected => {
                 self.senders[index].connected_at = Some(now);
-                self.pump_sender(index);
+                self.pump_sender(index, now);
             }
-            TcpEvent::Writable => self.pump_sender(index),
+            TcpEvent::Writable => self.pump_sender(index, now),
             TcpEvent::Readable => {
                 // Senders expect nothing back; drain to keep the window open.
                 if let Some(conn) = self.senders[index].conn {
@@ -687,12 +738,26 @@ impl StackHost {
         }
     }
 
+    /// The next sender to start or rate-limited write to make.
     fn next_start(&self) -> Option<Instant> {
         self.senders
             .iter()
-            .filter(|s| s.state == SenderState::Waiting)
-            .map(|s| s.start)
+            .filter_map(|s| match s.state {
+                SenderState::Waiting => Some(s.start),
+                SenderState::Running => s.next_write.filter(|_| !s.closed_write),
+                SenderState::Finished { .. }
+                | SenderState::Failed { .. }
+                | SenderState::ConnectError(_) => None,
+            })
             .min()
+    }
+
+    fn write_due(&mut self, now: Instant) {
+        for index in 0..self.senders.len() {
+            if self.senders[index].next_write.is_some_and(|t| t <= now) {
+                self.pump_sender(index, now);
+            }
+        }
     }
 
     fn record_flows(&self, cx: &mut Context<'_>) {
@@ -780,6 +845,7 @@ impl Host for StackHost {
         self.start_due_senders(now);
         self.handle_events(now);
         self.run_due_reads(now);
+        self.write_due(now);
     }
 
     fn on_sample(&mut self, cx: &mut Context<'_>) {

@@ -2,6 +2,7 @@
 //! checking sinks (plain TCP or MPTCP flows), and a runner that plays a scenario's
 //! flows and summarises them.
 
+mod delivery;
 mod host;
 mod options;
 pub mod pattern;
@@ -9,6 +10,7 @@ mod report;
 mod run;
 mod summary;
 
+pub use delivery::DeliveryLog;
 pub use host::{
     MPTCP_EVENT_LOG, MptcpLog, Received, Sender, SenderState, StackHost, StackOptions, flow_key,
 };

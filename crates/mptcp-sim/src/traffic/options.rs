@@ -9,7 +9,8 @@ use std::str::FromStr;
 use mptcp_proto::Duration;
 use mptcp_proto::endpoint::SynCookies;
 use mptcp_proto::mptcp::{MAX_SUBFLOWS, MptcpConfig};
-use mptcp_proto::pm::PathPolicy;
+use mptcp_proto::pm::{Handover, PathPolicy};
+use mptcp_proto::tcp::Pacing;
 
 use crate::scenario::HostSpec;
 use crate::units;
@@ -18,16 +19,18 @@ use super::host::StackOptions;
 use super::run::TrafficError;
 
 /// The keys [`parse_host_options`] knows, for error messages.
-pub const HOST_OPTION_KEYS: &str = "cc, send_buffer, recv_buffer, mss, min_rto, mptcp, checksum, \
-     scheduler, path_manager, backup, make_after_break, reinject_min, stale_rto_count, max_subflows, \
-     mptcp_send_buffer, mptcp_recv_buffer, deny_join, announce, syn_cookies, read_rate";
+pub const HOST_OPTION_KEYS: &str = "cc, send_buffer, recv_buffer, mss, min_rto, pacing, mptcp, \
+     checksum, scheduler, path_manager, backup, make_after_break, reinject_min, stale_rto_count, \
+     max_subflows, mptcp_send_buffer, mptcp_recv_buffer, deny_join, announce, fail_after_rtos, \
+     fail_after_no_progress, handover, syn_cookies, read_rate";
 
 /// Reads `[host.options]`:
 ///
 /// - TCP: `cc` ("cubic", "newreno", or the coupled "lia", "olia", "balia"; for MPTCP
 ///   subflows), `send_buffer` and `recv_buffer` (sizes; they also
 ///   set the MPTCP connection-level buffers unless `mptcp_send_buffer` /
-///   `mptcp_recv_buffer` do), `mss`, `min_rto` (a duration).
+///   `mptcp_recv_buffer` do), `mss`, `min_rto` (a duration), `pacing` (bool: pace
+///   data at cwnd / srtt times Linux's gains, every subflow of an MPTCP connection too).
 /// - MPTCP: `mptcp` (bool, default true: accept MPTCP; false makes a plain TCP host),
 ///   `checksum` (ask for DSS checksums), `scheduler` ("lowest-rtt", "round-robin[:N]"
 ///   segments per turn, "redundant", "blest", "ecf"), `path_manager` ("fullmesh",
@@ -36,6 +39,9 @@ pub const HOST_OPTION_KEYS: &str = "cc, send_buffer, recv_buffer, mss, min_rto, 
 ///   (durations), `stale_rto_count`, `max_subflows` (1-32, both roles),
 ///   `mptcp_send_buffer`, `mptcp_recv_buffer` (sizes), `deny_join` (MP_CAPABLE flag C),
 ///   `announce` (the server role announces its other addresses with ADD_ADDR).
+/// - Failure detection (both roles): `fail_after_rtos` (consecutive RTOs without
+///   progress, or "off"), `fail_after_no_progress` (a duration, or "off"), `handover`
+///   ("make-before-break" or "break-before-make").
 /// - Endpoint: `syn_cookies` ("never", "on-overflow" (the default: once a listener's
 ///   backlog is full, as Linux's `tcp_syncookies = 1`) or "always").
 /// - Application: `read_rate`, how fast the host's sinks read: a rate like "4mbit"
@@ -88,6 +94,7 @@ pub fn parse_host_options(host: &HostSpec) -> Result<StackOptions, TrafficError>
                     .ok_or_else(|| error(format!("mss = {value} is not a number in 64..=65535")))?;
             }
             "min_rto" => tcp.rto_min = duration()?,
+            "pacing" => tcp.pacing = boolean()?.then(Pacing::default),
             "mptcp" => mptcp_enabled = boolean()?,
             "checksum" => mptcp.checksums = boolean()?,
             "scheduler" => {
@@ -167,6 +174,44 @@ pub fn parse_host_options(host: &HostSpec) -> Result<StackOptions, TrafficError>
                 options.read_rate = Some(bytes_per_second);
             }
             "announce" => mptcp.pm_server.announce = boolean()?,
+            "fail_after_rtos" => {
+                let n = match (value.as_integer(), text.as_deref()) {
+                    (_, Some("off")) => None,
+                    (Some(n), _) => {
+                        Some(u32::try_from(n).ok().filter(|&n| n >= 1).ok_or_else(|| {
+                            error(format!("fail_after_rtos = {value} is not >= 1 or \"off\""))
+                        })?)
+                    }
+                    _ => {
+                        return Err(error(format!(
+                            "fail_after_rtos = {value} is not a count or \"off\""
+                        )));
+                    }
+                };
+                mptcp.pm.fail_after_rtos = n;
+                mptcp.pm_server.fail_after_rtos = n;
+            }
+            "fail_after_no_progress" => {
+                let d = match text.as_deref() {
+                    Some("off") => None,
+                    _ => Some(duration()?),
+                };
+                mptcp.pm.fail_after_no_progress = d;
+                mptcp.pm_server.fail_after_no_progress = d;
+            }
+            "handover" => {
+                let h = text
+                    .as_deref()
+                    .and_then(|t| t.parse::<Handover>().ok())
+                    .ok_or_else(|| {
+                        error(format!(
+                            "handover = {value} is not known; try \"make-before-break\" or \
+                             \"break-before-make\""
+                        ))
+                    })?;
+                mptcp.pm.handover = h;
+                mptcp.pm_server.handover = h;
+            }
             "syn_cookies" => {
                 options.endpoint.syn_cookies = match text.as_deref() {
                     Some("never") => SynCookies::Never,
@@ -294,6 +339,38 @@ mod tests {
     }
 
     #[test]
+    fn every_scheduler_congestion_control_and_failure_setting_is_reachable() {
+        let o = parse_host_options(&host(
+            r#"scheduler = "ecf"
+            cc = "olia"
+            fail_after_rtos = 2
+            pacing = true
+            fail_after_no_progress = "300ms"
+            handover = "break-before-make""#,
+        ))
+        .expect("valid");
+        let m = o.endpoint.mptcp.expect("MPTCP on by default");
+        assert_eq!(m.scheduler, SchedulerKind::Ecf);
+        assert_eq!(m.tcp.congestion_control, CcAlgorithm::Olia);
+        assert_eq!(m.tcp.pacing, Some(Pacing::default()));
+        assert_eq!(o.endpoint.tcp.pacing, Some(Pacing::default()));
+        for pm in [&m.pm, &m.pm_server] {
+            assert_eq!(pm.fail_after_rtos, Some(2));
+            assert_eq!(pm.fail_after_no_progress, Some(Duration::from_millis(300)));
+            assert_eq!(pm.handover, Handover::BreakBeforeMake);
+        }
+        for (text, kind) in [
+            ("blest", SchedulerKind::Blest),
+            ("redundant", SchedulerKind::Redundant),
+        ] {
+            let o = parse_host_options(&host(&format!("scheduler = \"{text}\""))).expect(text);
+            assert_eq!(o.endpoint.mptcp.expect("on").scheduler, kind);
+        }
+        let o = parse_host_options(&host(r#"fail_after_rtos = "off""#)).expect("valid");
+        assert_eq!(o.endpoint.mptcp.expect("on").pm.fail_after_rtos, None);
+    }
+
+    #[test]
     fn mptcp_can_be_turned_off_and_defaults_are_kept() {
         let o = parse_host_options(&host("mptcp = false")).expect("valid");
         assert!(o.endpoint.mptcp.is_none());
@@ -340,6 +417,8 @@ mod tests {
             ("read_rate = 0", "read_rate = 0 is not a rate"),
             ("read_rate = \"4mbps\"", "read_rate: '4mbps' is not a rate"),
             ("read_rate = \"1bit\"", "read_rate = \"1bit\" is not a rate"),
+            ("fail_after_rtos = 0", "fail_after_rtos = 0 is not >= 1"),
+            ("handover = \"later\"", "handover = \"later\" is not known"),
         ] {
             let err = parse_host_options(&host(text)).expect_err(text).to_string();
             assert!(err.contains(needle), "{text}: {err}");

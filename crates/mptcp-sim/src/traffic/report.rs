@@ -150,6 +150,8 @@ pub struct LinkReport {
     pub drops: u64,
     /// Delivered bits over the link's nominal rate times the run time (0 if unlimited).
     pub utilization: f64,
+    /// Most bytes ever queued in this direction (see [`crate::LinkStats`]).
+    pub peak_queue_bytes: usize,
 }
 
 /// Everything a run produced that a summary needs.

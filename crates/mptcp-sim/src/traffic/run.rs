@@ -28,6 +28,9 @@ pub struct RunOptions {
     pub seed: Option<u64>,
     /// Check every received byte against the sender's pattern.
     pub verify: bool,
+    /// Keep every receiving application's delivery series
+    /// ([`super::Received::deliveries`]), for stall and handover measurements.
+    pub record_deliveries: bool,
     /// Used when the scenario sets no duration: the run stops when every flow is done
     /// or at this time, whichever comes first.
     pub max_duration: Duration,
@@ -42,6 +45,7 @@ impl Default for RunOptions {
         RunOptions {
             seed: None,
             verify: true,
+            record_deliveries: false,
             max_duration: Duration::from_secs(600),
             sample_interval: None,
             overrides: MptcpOverrides::default(),
@@ -154,6 +158,7 @@ impl TrafficRun {
             opts.endpoint.local_addrs = spec.addresses.clone();
             let mut host = StackHost::new(opts, host_secret(seed, &spec.name));
             host.set_verify(options.verify);
+            host.set_record_deliveries(options.record_deliveries);
             Box::new(host)
         })?;
 
@@ -165,8 +170,28 @@ impl TrafficRun {
                 to: flow.to.clone(),
                 message,
             };
-            if let Some(key) = flow.options.keys().next() {
-                return Err(flow_error(format!("unknown flow option '{key}'")));
+            let mut rate_bps = None;
+            for (key, value) in &flow.options {
+                match key.as_str() {
+                    // The application's own pace (bits per second, like "5mbit").
+                    "rate" => {
+                        let rate = value
+                            .as_str()
+                            .ok_or_else(|| {
+                                flow_error(format!("rate = {value} is not a rate like \"5mbit\""))
+                            })
+                            .and_then(|text| {
+                                crate::units::parse_rate(text)
+                                    .map_err(|e| flow_error(format!("rate: {e}")))
+                            })?;
+                        rate_bps = Some(rate.as_bps());
+                    }
+                    _ => {
+                        return Err(flow_error(format!(
+                            "unknown flow option '{key}' (known: rate)"
+                        )));
+                    }
+                }
             }
             let remote_ip = match flow.to_addr {
                 Some(ip) => ip,
@@ -231,6 +256,7 @@ impl TrafficRun {
                     flow.bytes,
                 ),
             }
+            sender.set_sender_rate(&label, rate_bps);
             flows.push(PlacedFlow {
                 label,
                 from: from_id,
@@ -324,7 +350,7 @@ impl TrafficRun {
             let delivered = receiver.map_or(0, |r| r.bytes);
             let all_delivered = spec.bytes.is_some_and(|b| delivered >= b);
             let longest_stall = receiver
-                .map(|r| r.deliveries)
+                .map(|r| r.delivery_gaps)
                 .unwrap_or_default()
                 .longest_stall(
                     sender.start,
@@ -367,7 +393,7 @@ impl TrafficRun {
                 sent: sender.written,
                 delivered,
                 longest_stall,
-                first_byte: receiver.and_then(|r| r.deliveries.first()),
+                first_byte: receiver.and_then(|r| r.delivery_gaps.first()),
                 start: sender.start,
                 completion: completion.or_else(|| completion_time(sender)),
                 goodput_bps,
@@ -400,6 +426,7 @@ impl TrafficRun {
                     delivered_bytes: stats.delivered_bytes,
                     drops: stats.drops.total(),
                     utilization,
+                    peak_queue_bytes: stats.peak_queue_bytes,
                 });
             }
         }

@@ -195,7 +195,7 @@ fn redundant_scheduler_delivers_byte_exact_with_one_path_dropping_30_percent() {
     );
     // The fastest path sets the pace and carries nearly everything (queueing on the
     // clean path sometimes makes the lossy one the faster); the lossy one carries
-    // copies of what its collapsing window admits. Measured: [991_342, 79_660].
+    // copies of what its collapsing window admits. Measured: [1_000_002, 94_521].
     assert!(scheduled[0] > 900_000, "{scheduled:?}");
     assert!(scheduled[1] > 10_000, "{scheduled:?}");
     assert!(scheduled[0] + scheduled[1] > data.len() as u64 + 10_000);
@@ -338,9 +338,10 @@ const SHARED_BOTTLENECK_RUNS: u64 = 8;
 #[test]
 fn coupled_congestion_control_takes_about_one_tcp_share_at_a_shared_bottleneck() {
     // RFC 6356 goal 2 (do no harm): two subflows through one bottleneck next to one
-    // TCP flow take about what that flow takes. Measured: LIA 0.99x, OLIA 0.87x,
-    // BALIA 1.00x (the same sum for 8 other sets of 8 start times: LIA 0.99-1.16,
-    // OLIA 0.83-1.13, BALIA 0.98-1.10).
+    // TCP flow take about what that flow takes. Measured: LIA 1.04x, OLIA 1.01x,
+    // BALIA 1.03x (before the RTO changes of issue 6's checks: 0.99x, 0.87x, 1.00x;
+    // the same sum for 8 other sets of 8 start times then: LIA 0.99-1.16, OLIA
+    // 0.83-1.13, BALIA 0.98-1.10).
     for cc in [CcAlgorithm::Lia, CcAlgorithm::Olia, CcAlgorithm::Balia] {
         let r = shared_bottleneck_ratio(cc);
         assert!((0.8..=1.2).contains(&r), "{cc}: {r:.2}x");
@@ -350,8 +351,9 @@ fn coupled_congestion_control_takes_about_one_tcp_share_at_a_shared_bottleneck()
 #[test]
 fn uncoupled_subflows_take_about_two_tcp_shares_at_a_shared_bottleneck() {
     // The same setup uncoupled shows that the coupling is what holds the share down:
-    // two NewReno subflows take about two shares. Measured: 2.00x (1.84-2.08 for 8
-    // other sets of 8 start times).
+    // two NewReno subflows take about two shares. Measured: 2.19x (before the RTO
+    // changes of issue 6's checks 2.00x, and 1.84-2.08 for 8 other sets of 8 start
+    // times).
     let r = shared_bottleneck_ratio(CcAlgorithm::NewReno);
     assert!((1.7..=2.4).contains(&r), "uncoupled: {r:.2}x");
 }

@@ -351,6 +351,40 @@ fn t_without_progress_declares_a_subflow_failed_at_t() {
     bulk.finish(&mut p, Duration::from_secs(60));
 }
 
+#[test]
+fn a_short_no_progress_limit_spares_a_lossy_but_working_path() {
+    // The second path loses every 25th data segment: its cumulative ACK stands still
+    // for an RTT or more in each recovery, while SACKs show it delivering. A limit of
+    // 1 ms (far below the RTT) must not declare it failed: SACKed data is progress,
+    // and the limit is never shorter than srtt + 4 rttvar.
+    let mut cc = small_config();
+    cc.pm.fail_after_rtos = None;
+    cc.pm.fail_after_no_progress = Some(Duration::from_millis(1));
+    let mut p = Pair::new(cc, small_config(), &[ip("10.0.1.1")]);
+    let mut data_segments = 0u64;
+    let second = ip("10.0.1.1");
+    p.filter = Some(Box::new(move |w| {
+        if w.dir == Dir::ToServer && w.src.ip() == second && w.bytes.len() > 200 {
+            data_segments += 1;
+            if data_segments.is_multiple_of(25) {
+                return Verdict::Drop;
+            }
+        }
+        Verdict::Pass
+    }));
+    let mut p = established(p);
+    let id = subflow_from(&p, "10.0.1.1").expect("second subflow");
+    let mut bulk = Bulk::new(2_000_000);
+    while !bulk.done() {
+        bulk.step(&mut p);
+        assert!(p.now < Instant::from_secs(120), "transfer stalled");
+    }
+    assert_eq!(bulk.got, bulk.data);
+    assert_eq!(down_of(&p, id), None, "the lossy path was declared failed");
+    let lossy = p.client.subflow_tcp(id).expect("alive").stats();
+    assert!(lossy.fast_recoveries >= 3, "{lossy:?}");
+}
+
 /// One address pair; the initial subflow's 4-tuple is black-holed mid-transfer (a
 /// middlebox lost its state), so a subflow on a new source port works.
 fn initial_tuple_dies(handover: Handover) -> (Pair, Bulk, SubflowId) {
