@@ -208,7 +208,17 @@ impl Subflow {
         let stats = self.tcp.stats();
         let acked = self.tcp.acked_offset();
         if self.outstanding() == 0 {
+            // Nothing waits for an ACK, so nothing is failing: RTOs counted so far are
+            // not evidence against the path. Above all the handshake's: a join whose
+            // SYN or SYN/ACK was retransmitted twice would otherwise be stale from its
+            // first moment, and a stale subflow gets no data from the scheduler while
+            // another can take it, so it never makes the progress that clears the
+            // mark (lossy-path, seed 11: a join idle for the whole run).
             self.mp.progress_at = now;
+            self.mp.acked_at_progress = acked;
+            self.mp.rto_at_progress = stats.rto_count;
+            self.mp.stale = false;
+            return false;
         }
         if acked > self.mp.acked_at_progress {
             self.mp.acked_at_progress = acked;
