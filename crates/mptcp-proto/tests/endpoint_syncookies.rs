@@ -11,9 +11,10 @@ use common::{Action, Pair, Side, SplitMix};
 use mptcp_proto::SeqNum;
 use mptcp_proto::crypto::MptcpKey;
 use mptcp_proto::endpoint::{
-    ConnHandle, DropReason, Endpoint, EndpointConfig, SYN_COOKIE_PERIOD, SynCookies,
+    ConnHandle, DropReason, Endpoint, EndpointConfig, Event, SYN_COOKIE_PERIOD, SynCookies,
 };
 use mptcp_proto::mptcp::{ConnMode, MptcpConfig};
+use mptcp_proto::tcp::TcpEvent;
 use mptcp_proto::time::{Duration, Instant};
 use mptcp_proto::wire::mptcp::{CapableFlags, MpCapable, MpCapableKeys, MptcpOption};
 use mptcp_proto::wire::tcp::{TcpFlags, TcpOptions, TcpRepr, Timestamps};
@@ -521,6 +522,153 @@ fn lost_third_ack(checksums: bool, piggybacked: bool) {
         Some(checksums),
         "22 bytes, or 24 with a checksum: {case}"
     );
+}
+
+/// An application on one end of a connection: writes `data`, reads to the end of
+/// the peer's stream, and closes once it wrote everything and (unless it speaks
+/// first, `close_first`) the peer closed.
+struct App {
+    side: Side,
+    handle: Option<ConnHandle>,
+    data: Vec<u8>,
+    written: usize,
+    received: Vec<u8>,
+    peer_closed: bool,
+    close_first: bool,
+    closed: bool,
+}
+
+impl App {
+    fn new(side: Side, handle: Option<ConnHandle>, data: Vec<u8>) -> App {
+        App {
+            side,
+            handle,
+            data,
+            written: 0,
+            received: Vec::new(),
+            peer_closed: false,
+            close_first: false,
+            closed: false,
+        }
+    }
+
+    fn pump(&mut self, pair: &mut Pair) {
+        let Some(h) = self.handle else {
+            return;
+        };
+        let events = match self.side {
+            Side::Client => &pair.client_events,
+            Side::Server => &pair.server_events,
+        };
+        self.peer_closed |= events
+            .iter()
+            .any(|e| *e == Event::Connection(h, TcpEvent::PeerClosed));
+        let ep = pair.endpoint(self.side);
+        if let Ok(n) = ep.write(h, &self.data[self.written..]) {
+            self.written += n;
+        }
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = ep.read(h, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            self.received.extend_from_slice(&buf[..n]);
+        }
+        if self.written == self.data.len() && (self.peer_closed || self.close_first) && !self.closed
+        {
+            self.closed = ep.close(h).is_ok();
+        }
+    }
+
+    /// The connection ended normally: closed, never reset or timed out.
+    fn ended_cleanly(&self, pair: &Pair) -> bool {
+        let Some(h) = self.handle else {
+            return false;
+        };
+        let events = match self.side {
+            Side::Client => &pair.client_events,
+            Side::Server => &pair.server_events,
+        };
+        let bad = events.iter().any(|e| {
+            *e == Event::Connection(h, TcpEvent::Reset)
+                || *e == Event::Connection(h, TcpEvent::TimedOut)
+        });
+        !bad && events.contains(&Event::Connection(h, TcpEvent::Closed))
+    }
+}
+
+/// The client's pure third ACK is lost on the way to a server that keeps no state
+/// before it (SYN cookies), and the client has no data: it may close at once
+/// (`server_first` false) or wait for the server to speak first. The keys must
+/// still reach the server (RFC 8684 §3.1), and both ends close cleanly.
+fn lost_third_ack_without_client_data(server_first: bool) {
+    let client_config = EndpointConfig {
+        mptcp: Some(mptcp_config(false)),
+        ..EndpointConfig::default()
+    };
+    let mut pair = Pair::new(client_config, server_config(SynCookies::Always));
+    pair.record = true;
+    pair.filter = Some(Box::new(|side, index, _| match (side, index) {
+        (Side::Client, 1) => Action::Drop,
+        _ => Action::Deliver,
+    }));
+    let listener = pair.server.listen(addr(SERVER)).expect("free");
+    let now = pair.now;
+    let handle = pair
+        .client
+        .connect_mptcp(now, addr("10.0.0.1:0"), addr(SERVER), &[])
+        .expect("connect");
+    pair.run_until(Duration::from_millis(100), |p| {
+        p.client.state(handle).is_ok_and(|s| s.is_synchronized())
+    });
+    // The pure third ACK goes out (and is lost).
+    pair.run_until(Duration::from_millis(30), |_| false);
+    assert_eq!(pair.server.connection_count(), 0, "the ACK was lost");
+    let banner = common::pattern(11, if server_first { 5000 } else { 0 });
+    let mut client = App::new(Side::Client, Some(handle), Vec::new());
+    if !server_first {
+        pair.client.close(handle).expect("open");
+        client.closed = true;
+    }
+    let mut server = App::new(Side::Server, None, banner.clone());
+    server.close_first = server_first;
+    let case = if server_first {
+        "the server writes first"
+    } else {
+        "the client closes at once"
+    };
+    // Closed is reported once the connection is gone, TIME-WAIT (60 s) included.
+    let done = pair.run_until(Duration::from_secs(90), |p| {
+        server.handle = server.handle.or_else(|| p.server.accept(listener));
+        client.pump(p);
+        server.pump(p);
+        client.ended_cleanly(p) && server.ended_cleanly(p)
+    });
+    assert!(
+        done,
+        "{case}: client {:?}, server {:?}",
+        pair.client_events, pair.server_events
+    );
+    assert!(client.received == banner, "{case}");
+    assert_eq!(pair.server.stats().syn_cookies_accepted, 1, "{case}");
+    let rst = pair
+        .wire
+        .iter()
+        .any(|w| common::parse(&w.bytes).tcp.flags.contains(TcpFlags::RST));
+    assert!(!rst, "{case}: a RST went out");
+    pair.run_idle(Duration::from_secs(300));
+    assert_eq!(pair.client.connection_count(), 0, "{case}");
+    assert_eq!(pair.server.connection_count(), 0, "{case}");
+}
+
+#[test]
+fn a_lost_third_ack_and_a_close_without_data_close_both_ends_through_a_cookie() {
+    lost_third_ack_without_client_data(false);
+}
+
+#[test]
+fn a_lost_third_ack_before_the_server_speaks_first_still_reaches_a_cookie_server() {
+    lost_third_ack_without_client_data(true);
 }
 
 #[test]

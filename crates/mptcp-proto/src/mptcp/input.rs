@@ -83,6 +83,9 @@ impl RxOwner<'_> {
                     self.core.mode = ConnMode::Mptcp;
                     // The SYN/ACK's window is the connection's (never scaled).
                     self.core.seq.on_peer_window(None, seg.window, 0);
+                    // The third ACK may be lost: repeat it until a data ACK shows the
+                    // server has our key (`Subflow::capable_ack_timer`).
+                    self.mp.capable_rtx = Some((self.now + self.rto, 0));
                 }
                 None => self
                     .core
@@ -97,6 +100,7 @@ impl RxOwner<'_> {
             // RFC 8684 §3.1: a data ACK shows the server has our key; MP_CAPABLE no
             // longer needs to ride on our segments.
             self.core.fully_established = true;
+            self.mp.capable_rtx = None;
         } else if dss.is_none() && capable.is_none() {
             let acks_data = seg.ack.diff(self.iss + 1) > 0;
             if !seg.payload.is_empty() && !self.mp.dss_seen {
@@ -165,6 +169,12 @@ impl RxOwner<'_> {
                     .on_peer_window(None, seg.window, self.snd_shift);
             }
             ConnMode::Mptcp => {
+                if keys.is_some() && seg.payload.is_empty() {
+                    // The client repeats its keys on a pure ACK until it sees a data
+                    // ACK (RFC 8684 §3.1; it has no data in flight that would draw
+                    // one): answer, as for a repeated MP_JOIN third ACK.
+                    self.core.ack_now = true;
+                }
                 if keys.is_none()
                     && dss.is_none()
                     && !seg.payload.is_empty()

@@ -597,6 +597,9 @@ fn decorate<'a>(
     let capable_phase =
         core.role == Role::Client && !core.fully_established && s.mp.kind == SubflowKind::Initial;
     let fin_due = core.data_fin_due(send);
+    let keys_first =
+        capable_phase && mapping.is_none() && fin_due.is_some() && s.keys_before_data_fin();
+    let fin_due = fin_due.filter(|_| !keys_first);
     let main = match (mapping, capable_phase) {
         (Some(m), true) if m.offset == 0 => {
             // §3.1: the first data repeats both keys with the data-level length (the

@@ -76,6 +76,13 @@ pub(crate) struct SubflowMp {
     pub fail_pending: Option<Dsn>,
     /// An infinite mapping to send on the next segment (§3.7): (subflow offset, DSN).
     pub infinite_pending: Option<(u64, Dsn)>,
+    /// Client, initial subflow: when to repeat the keys (MP_CAPABLE on a pure ACK)
+    /// while the server has not shown it has them, and how often they were repeated
+    /// ([`Subflow::capable_ack_timer`]).
+    pub capable_rtx: Option<(Instant, u32)>,
+    /// Client, initial subflow: the keys went out on the pure ACK just before the next
+    /// DATA_FIN ([`Subflow::keys_before_data_fin`]).
+    pub keys_before_fin: bool,
     /// The infinite mapping is in force on this subflow (fallback after MP_FAIL), with
     /// the (subflow offset, connection offset) it started at for sending.
     pub infinite_tx: Option<(u64, u64)>,
@@ -145,6 +152,8 @@ impl SubflowMp {
             fail_pending: None,
             infinite_pending: None,
             infinite_tx: None,
+            capable_rtx: None,
+            keys_before_fin: false,
             checksum_cache: None,
             rto_at_progress: 0,
             delivered_at_progress: 0,
@@ -213,7 +222,17 @@ impl Subflow {
     pub fn refresh_stale(&mut self, now: Instant, stale_after: u64) -> bool {
         let stats = self.tcp.stats();
         if self.outstanding() == 0 {
+            // Nothing waits for an ACK, so nothing is failing: RTOs counted so far are
+            // not evidence against the path. Above all the handshake's: a join whose
+            // SYN or SYN/ACK was retransmitted twice would otherwise be stale from its
+            // first moment, and a stale subflow gets no data from the scheduler while
+            // another can take it, so it never makes the progress that clears the
+            // mark (lossy-path, seed 11: a join idle for the whole run).
             self.mp.progress_at = now;
+            self.mp.acked_at_progress = acked;
+            self.mp.rto_at_progress = stats.rto_count;
+            self.mp.stale = false;
+            return false;
         }
         // SACKed data counts: in loss recovery the cumulative ACK stands still while the
         // path keeps delivering, and such a path is not failing.
@@ -230,6 +249,49 @@ impl Subflow {
             self.mp.stale = true;
         }
         became
+    }
+
+    /// The client's keys must reach the server (RFC 8684 §3.1): they ride on the third
+    /// ACK, which may be lost, and on the first data, of which there may be none (the
+    /// server speaks first, or the client closes at once). A server that keeps no state
+    /// before the third ACK (SYN cookies) learns of the connection from nothing else,
+    /// and one that does cannot take a DATA_FIN without them. So until the server
+    /// shows it has them (a data ACK, `waiting` false), a pure ACK with MP_CAPABLE is
+    /// repeated after the RTO, doubling, at most [`MAX_CAPABLE_ACK_REPEATS`] times;
+    /// the server answers a repeat. Returns whether one is due now (the timer is
+    /// re-armed); none while data is outstanding, whose retransmission carries the
+    /// keys or a mapping the server answers.
+    pub fn capable_ack_timer(&mut self, now: Instant, waiting: bool) -> bool {
+        let Some((at, repeats)) = self.mp.capable_rtx else {
+            return false;
+        };
+        if !waiting || repeats >= MAX_CAPABLE_ACK_REPEATS {
+            self.mp.capable_rtx = None;
+            return false;
+        }
+        if at > now {
+            return false;
+        }
+        let wait = self.rto().saturating_mul(1 << (repeats + 1));
+        self.mp.capable_rtx = Some((now + wait, repeats + 1));
+        self.outstanding() == 0
+    }
+
+    /// For a pure ACK while our DATA_FIN is due and the server may lack our keys
+    /// (client, no data ACK seen yet): whether this ACK carries the keys rather than
+    /// the DATA_FIN. MP_CAPABLE and a DSS with a mapping do not fit in one segment's
+    /// options together, and a server that lost the third ACK can take the DATA_FIN
+    /// only with the keys (RFC 8684 §3.1). So every DATA_FIN transmission goes as two
+    /// ACKs, the keys first; the second is requested here.
+    pub fn keys_before_data_fin(&mut self) -> bool {
+        if self.mp.keys_before_fin {
+            self.mp.keys_before_fin = false;
+            false
+        } else {
+            self.mp.keys_before_fin = true;
+            self.tcp.request_ack();
+            true
+        }
     }
 
     /// When the no-progress limit `limit` declares the subflow failed, if it has data
@@ -280,6 +342,12 @@ impl Subflow {
         self.tcp.stats().rto
     }
 }
+
+/// Repeats of the client's keys on pure ACKs ([`Subflow::capable_ack_timer`]): with
+/// the RTO doubling, about half a minute at a 1 s RTO, after which a server that still
+/// has not answered is not one that will (it has them and sends nothing, as Linux,
+/// which does not answer pure ACKs).
+pub(crate) const MAX_CAPABLE_ACK_REPEATS: u32 = 5;
 
 /// Why a subflow was declared failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -42,6 +42,7 @@ impl MptcpConnection {
             if let MpPhase::AwaitFourthAck { rtx_at, .. } = s.mp.phase {
                 consider(Some(rtx_at));
             }
+            consider(s.mp.capable_rtx.map(|(at, _)| at));
         }
         consider(self.core.data_fin_rtx.map(|(t, _)| t));
         consider(self.core.reinject_at);
@@ -89,6 +90,12 @@ impl MptcpConnection {
                     };
                     s.tcp.request_ack();
                 }
+            }
+            let keys_unconfirmed = self.core.mode == ConnMode::Mptcp
+                && !self.core.fully_established
+                && self.core.closed.is_none();
+            if s.capable_ack_timer(now, keys_unconfirmed) {
+                s.tcp.request_ack();
             }
             if s.mp.carries_data() && s.refresh_stale(now, stale_after) {
                 newly_stale.push(s.id);

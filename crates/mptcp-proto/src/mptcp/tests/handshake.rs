@@ -311,3 +311,126 @@ fn a_data_fin_overtaking_the_lost_third_ack_and_first_data_is_no_fallback() {
     assert!(!fell_back(&p.server_events), "{:?}", p.server_events);
     assert!(!fell_back(&p.client_events), "{:?}", p.client_events);
 }
+
+/// Drops the client's pure third ACK (MP_CAPABLE with both keys, no payload), the
+/// first `times` times it is sent.
+fn drop_third_ack(times: usize) -> Filter {
+    let mut dropped = 0;
+    Box::new(move |w| {
+        let third = w.dir == Dir::ToServer
+            && !w.flags().syn()
+            && w.payload_len() == 0
+            && capable(w).is_some_and(|c| matches!(c.keys, MpCapableKeys::Both { .. }));
+        if third && dropped < times {
+            dropped += 1;
+            Verdict::Drop
+        } else {
+            Verdict::Pass
+        }
+    })
+}
+
+fn closed_normally(events: &[MptcpEvent]) -> bool {
+    events.contains(&MptcpEvent::Closed {
+        reason: crate::mptcp::CloseReason::Normal,
+    })
+}
+
+/// Runs until both ends reported their close, at most `limit`; each end closes its
+/// side when it sees the peer's (an application that closes at end of stream).
+fn run_until_both_closed(p: &mut Pair, limit: Duration) {
+    let deadline = p.now + limit;
+    while p.now < deadline
+        && !(closed_normally(&p.client_events) && closed_normally(&p.server_events))
+    {
+        if p.client_events.contains(&MptcpEvent::PeerClosed) {
+            p.client.close();
+        }
+        if let Some(server) = p.server.as_mut()
+            && p.server_events.contains(&MptcpEvent::PeerClosed)
+        {
+            server.close();
+        }
+        p.run_for(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_lost_third_ack_then_a_close_without_data_still_closes_both_ends() {
+    // RFC 8684 §3.1: the third ACK carries the keys and may be lost. A client with no
+    // data to send sends its DATA_FIN next: the server needs the keys to take it, so
+    // they must reach the server by some segment.
+    let mut p = Pair::new(small_config(), small_config(), &[]);
+    p.filter = Some(drop_third_ack(1));
+    while !p.client_events.contains(&MptcpEvent::Connected) && p.now < Instant::from_secs(1) {
+        p.run_for(Duration::from_millis(1));
+    }
+    assert!(p.client_events.contains(&MptcpEvent::Connected));
+    p.client.close();
+    run_until_both_closed(&mut p, Duration::from_secs(10));
+    assert!(
+        closed_normally(&p.client_events),
+        "client: {:?}\n{}",
+        p.client_events,
+        p.dump()
+    );
+    assert!(
+        closed_normally(&p.server_events),
+        "server: {:?}\n{}",
+        p.server_events,
+        p.dump()
+    );
+    assert!(p.server().is_read_closed());
+    assert!(
+        !p.log.iter().any(|w| w.flags().rst()),
+        "no RST:\n{}",
+        p.dump()
+    );
+    assert_eq!(p.server().mode(), ConnMode::Mptcp);
+    // Both ends let go of the connection (TIME-WAIT included) in bounded time.
+    p.run_for(Duration::from_secs(130));
+    assert!(p.client.is_finished() && p.server().is_finished());
+}
+
+#[test]
+fn a_lost_third_ack_then_the_server_writes_first_and_both_close() {
+    let mut p = Pair::new(small_config(), small_config(), &[]);
+    p.filter = Some(drop_third_ack(1));
+    while p.server.is_none() && p.now < Instant::from_secs(1) {
+        p.run_for(Duration::from_millis(1));
+    }
+    let banner = pattern(5000, 41);
+    assert_bytes(
+        &p.transfer(false, &banner, Duration::from_secs(10)),
+        &banner,
+    );
+    p.server().close();
+    p.run_for(Duration::from_millis(200));
+    assert!(p.client.is_read_closed(), "{:?}", p.client_events);
+    p.client.close();
+    run_until_both_closed(&mut p, Duration::from_secs(10));
+    assert!(closed_normally(&p.client_events), "{:?}", p.client_events);
+    assert!(closed_normally(&p.server_events), "{:?}", p.server_events);
+    assert!(!p.log.iter().any(|w| w.flags().rst()), "{}", p.dump());
+    p.run_for(Duration::from_secs(130));
+    assert!(p.client.is_finished() && p.server().is_finished());
+}
+
+#[test]
+fn an_idle_client_repeats_its_keys_until_the_server_answers_then_stops() {
+    // No data either way after the handshake: the client cannot tell whether its
+    // third ACK arrived, so it repeats the keys once after the RTO; the server
+    // answers the repeat with a data ACK, and nothing more goes out.
+    let mut p = Pair::new(small_config(), small_config(), &[]);
+    p.connect();
+    p.run_for(Duration::from_secs(60));
+    let keyed_acks = p
+        .sent(Dir::ToServer)
+        .into_iter()
+        .filter(|w| capable(w).is_some_and(|c| matches!(c.keys, MpCapableKeys::Both { .. })))
+        .count();
+    assert_eq!(keyed_acks, 2, "the third ACK and one repeat:\n{}", p.dump());
+    assert!(p.client.core.fully_established);
+    assert!(p.client.subflows[0].mp.capable_rtx.is_none());
+    assert_eq!(p.log.len(), 5, "{}", p.dump());
+}

@@ -5,6 +5,7 @@
 //! for middleboxes.
 
 mod handshake;
+mod join_loss;
 mod multipath;
 mod paths;
 mod pm;

@@ -904,9 +904,11 @@ fn add_addr_before_full_establishment_opens_a_subflow_once_established() {
         id: AddrId(1),
         addr: "10.9.1.1:80".parse().expect("address"),
     }));
-    assert_eq!(
-        p.client.subflow_ids().count(),
-        1,
+    // The client's echo rides on a pure ACK with its keys (not fully established
+    // yet), which the server answers with a data ACK: the join may already be out,
+    // but never before that data ACK.
+    assert!(
+        p.client.subflow_ids().count() == 1 || p.client.core.fully_established,
         "no join before full establishment"
     );
     // Data from the client brings the server's DSS: fully established.
