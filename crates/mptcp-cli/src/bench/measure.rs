@@ -136,25 +136,32 @@ impl Bench {
         let (client, server) = self
             .connect(pair)
             .with_context(|| format!("connecting {}", pair.label()))?;
-        let (sender, receiver) = if self.settings.reverse {
+        let (mut sender, mut receiver) = if self.settings.reverse {
             (server, client)
         } else {
             (client, server)
         };
         let warmup = self.settings.warmup;
         let until = Instant::now() + warmup + self.settings.duration;
+        sender.set_timeouts()?;
+        receiver.set_timeouts()?;
         let (sample, subflows) = std::thread::scope(|s| {
-            let rx = s.spawn(|| receive(&receiver, warmup));
-            let sent = send_until(&sender, until);
+            let rx = s.spawn(|| {
+                receive(&receiver, warmup).map_err(|e| stalled(e, "receiving", &receiver, &sender))
+            });
+            let sent =
+                send_until(&sender, until).map_err(|e| stalled(e, "sending", &sender, &receiver));
             // Count the subflows while the connection is still whole.
             let subflows = sender.subflows(sent.as_ref().map_or(0, |n| *n));
             let shut = sender.shutdown_write();
             let received = rx
                 .join()
                 .map_err(|_| anyhow::anyhow!("the receiving thread panicked"))?;
-            sent.context("sending")?;
+            let sent = sent?;
             shut.context("closing the sending side")?;
-            anyhow::Ok((received.context("receiving")?, subflows))
+            let received = received?;
+            tracing::debug!(sent, received = received.bytes, "measurement done");
+            anyhow::Ok((received, subflows))
         })?;
         drop(sender);
         drop(receiver);
@@ -222,18 +229,63 @@ enum Conn {
     Ours(MptcpStream),
 }
 
+/// A transfer that made no progress for this long is reported as stuck (with both
+/// ends' state) instead of hanging the bench.
+const STALL: Duration = Duration::from_secs(10);
+
+/// Turns a timed-out read or write into an error that shows where the connection stands.
+fn stalled(e: io::Error, doing: &str, this: &Conn, other: &Conn) -> anyhow::Error {
+    if e.kind() != io::ErrorKind::WouldBlock && e.kind() != io::ErrorKind::TimedOut {
+        return anyhow::Error::new(e).context(doing.to_owned());
+    }
+    anyhow::anyhow!(
+        "{doing}: no progress for {} s; this end: {}; other end: {}",
+        STALL.as_secs(),
+        this.describe(),
+        other.describe()
+    )
+}
+
 impl Conn {
+    fn set_timeouts(&mut self) -> io::Result<()> {
+        match self {
+            Conn::Kernel(s) => {
+                s.set_read_timeout(Some(STALL))?;
+                s.set_write_timeout(Some(STALL))
+            }
+            Conn::Ours(s) => {
+                s.set_read_timeout(Some(STALL));
+                s.set_write_timeout(Some(STALL));
+                Ok(())
+            }
+        }
+    }
+
+    /// The connection's state for a stall report.
+    fn describe(&self) -> String {
+        match self {
+            Conn::Kernel(_) => "kernel socket".to_owned(),
+            Conn::Ours(s) => format!("ours {:?} {:#?}", s.state(), s.mptcp_stats()),
+        }
+    }
+
     fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Conn::Kernel(s) => (&*s).read(buf),
-            Conn::Ours(s) => (&*s).read(buf),
+            Conn::Ours(s) => {
+                let mut s = s;
+                s.read(buf)
+            }
         }
     }
 
     fn write(&self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Conn::Kernel(s) => (&*s).write(buf),
-            Conn::Ours(s) => (&*s).write(buf),
+            Conn::Ours(s) => {
+                let mut s = s;
+                s.write(buf)
+            }
         }
     }
 

@@ -602,6 +602,7 @@ impl MptcpConnection {
         self.report_progress(now);
         self.drive_pm(now);
         self.check_close(now);
+        self.keep_reinject_armed(now);
     }
 
     fn process_signals(&mut self, now: Instant) {

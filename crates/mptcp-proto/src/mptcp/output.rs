@@ -281,6 +281,7 @@ impl MptcpConnection {
             let rto = self.max_rto();
             self.core.data_fin_rtx = Some((now + rto, 0));
         }
+        self.keep_reinject_armed(now);
     }
 
     /// The views the scheduler decides on.

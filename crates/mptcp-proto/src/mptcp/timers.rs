@@ -261,6 +261,28 @@ impl MptcpConnection {
         }
     }
 
+    /// Starts the connection-level retransmission timer when sent data lacks a data
+    /// ACK and the timer is not running (a data ACK that advances stops it). Called
+    /// after input and output: [`MptcpConnection::reinject_timer`] runs only from
+    /// `handle_timeout`, which never comes once every subflow is quiet.
+    pub(crate) fn keep_reinject_armed(&mut self, now: Instant) {
+        if self.core.reinject_at.is_some()
+            || self.core.mode != ConnMode::Mptcp
+            || self.core.closed.is_some()
+        {
+            return;
+        }
+        let una = self.core.seq.tx_offset(self.core.seq.snd_una());
+        let nxt = self
+            .core
+            .seq
+            .tx_offset(self.core.seq.snd_nxt())
+            .min(self.send.end());
+        if una < nxt {
+            self.arm_reinject(now);
+        }
+    }
+
     fn arm_reinject(&mut self, now: Instant) {
         // Twice the slowest subflow's RTO: a subflow's own recovery gets the first go.
         let base = self.max_rto().saturating_mul(2);
