@@ -67,6 +67,10 @@ pub struct Sample {
     /// Subflows of the connection: for kernel sockets those established (MPTCP_INFO),
     /// for ours those that carried at least 1 % of the data.
     pub subflows: usize,
+    /// Ours as the sender: connection-level retransmissions (reinjections after the
+    /// peer's data ACK stalled); absent for a kernel sender.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reinjections: Option<u64>,
 }
 
 const KERNEL_PORT: u16 = 5201;
@@ -145,7 +149,7 @@ impl Bench {
         let until = Instant::now() + warmup + self.settings.duration;
         sender.set_timeouts()?;
         receiver.set_timeouts()?;
-        let (sample, subflows) = std::thread::scope(|s| {
+        let (sample, subflows, reinjections) = std::thread::scope(|s| {
             let rx = s.spawn(|| {
                 receive(&receiver, warmup).map_err(|e| stalled(e, "receiving", &receiver, &sender))
             });
@@ -153,6 +157,7 @@ impl Bench {
                 send_until(&sender, until).map_err(|e| stalled(e, "sending", &sender, &receiver));
             // Count the subflows while the connection is still whole.
             let subflows = sender.subflows(sent.as_ref().map_or(0, |n| *n));
+            let reinjections = sender.reinjections();
             let shut = sender.shutdown_write();
             let received = rx
                 .join()
@@ -161,12 +166,16 @@ impl Bench {
             shut.context("closing the sending side")?;
             let received = received?;
             tracing::debug!(sent, received = received.bytes, "measurement done");
-            anyhow::Ok((received, subflows))
+            anyhow::Ok((received, subflows, reinjections))
         })?;
         drop(sender);
         drop(receiver);
         self.settle();
-        Ok(Sample { subflows, ..sample })
+        Ok(Sample {
+            subflows,
+            reinjections,
+            ..sample
+        })
     }
 
     fn connect(&self, pair: Pair) -> anyhow::Result<(Conn, Conn)> {
@@ -296,6 +305,13 @@ impl Conn {
         }
     }
 
+    fn reinjections(&self) -> Option<u64> {
+        match self {
+            Conn::Kernel(_) => None,
+            Conn::Ours(s) => s.mptcp_stats().map(|st| st.reinjections),
+        }
+    }
+
     /// Subflows in use after `sent` bytes (see [`Sample::subflows`]).
     fn subflows(&self, sent: u64) -> usize {
         match self {
@@ -381,6 +397,7 @@ fn receive(conn: &Conn, warmup: Duration) -> io::Result<Sample> {
                 bytes,
                 seconds,
                 subflows: 0,
+                reinjections: None,
             });
         }
         let t_first = *first.get_or_insert(now);

@@ -113,8 +113,12 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<bool> {
         for (i, &pair) in pairs.iter().enumerate() {
             let sample = bench.measure(pair)?;
             if !options.json {
+                let reinjected = match sample.reinjections {
+                    Some(n) if n > 0 => format!(", {n} connection-level retransmissions"),
+                    _ => String::new(),
+                };
                 eprintln!(
-                    "  round {round}/{}  {:<18} {:>9.1} Mbit/s  ({} subflows)",
+                    "  round {round}/{}  {:<18} {:>9.1} Mbit/s  ({} subflows{reinjected})",
                     options.rounds,
                     pair.label(),
                     sample.mbit_per_sec,
@@ -265,6 +269,7 @@ mod tests {
             bytes: 0,
             seconds: 1.0,
             subflows: 2,
+            reinjections: None,
         }
     }
 
