@@ -122,6 +122,9 @@ enum Command {
         /// The server sends and the client receives (default: the client sends).
         #[arg(long)]
         reverse: bool,
+        /// Run our stacks without TUN offload (one packet per MSS through the TUN).
+        #[arg(long)]
+        no_offload: bool,
         /// Print the results as one JSON object on stdout (progress is not shown).
         #[arg(long)]
         json: bool,
@@ -237,6 +240,7 @@ fn main() -> ExitCode {
             rate,
             pairs,
             reverse,
+            no_offload,
             json,
         } => secs(seconds, "--seconds").and_then(|duration| {
             bench::run(&bench::BenchOptions {
@@ -246,6 +250,7 @@ fn main() -> ExitCode {
                 rates: rate,
                 pairs,
                 reverse,
+                offload: !no_offload,
                 json,
             })
         }),

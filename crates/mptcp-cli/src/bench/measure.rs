@@ -54,6 +54,8 @@ pub struct Settings {
     pub duration: Duration,
     /// The server sends and the client receives.
     pub reverse: bool,
+    /// TUN offload (virtio_net_hdr, TSO/GRO) for our stacks.
+    pub offload: bool,
 }
 
 /// What one measurement found.
@@ -89,12 +91,14 @@ pub struct Bench {
 
 impl Bench {
     pub fn new(topo: Topology, pairs: &[Pair], settings: Settings) -> anyhow::Result<Bench> {
+        let offload = settings.offload;
         let needs_ours = pairs.iter().any(|p| p.uses_ours());
         let client_stack = if needs_ours {
-            Some(topology::within(&topo.client, || {
+            Some(topology::within(&topo.client, move || {
                 Stack::builder()
                     .tun_name(TUN_NAME)
                     .addresses(OUR_CLIENT)
+                    .offload(offload)
                     .build()
                     .context("starting our client stack")
             })?)
@@ -102,10 +106,11 @@ impl Bench {
             None
         };
         let (server_stack, our_listener) = if pairs.contains(&Pair::OursOurs) {
-            let stack = topology::within(&topo.server, || {
+            let stack = topology::within(&topo.server, move || {
                 Stack::builder()
                     .tun_name(TUN_NAME)
                     .address(OUR_SERVER)
+                    .offload(offload)
                     .build()
                     .context("starting our server stack")
             })?;
@@ -133,6 +138,12 @@ impl Bench {
             our_listener,
             settings,
         })
+    }
+
+    /// Whether our stacks run with TUN offload (asked for and granted); `None` without
+    /// our stacks.
+    pub fn offload(&self) -> Option<bool> {
+        self.client_stack.as_ref().map(Stack::offload)
     }
 
     /// Runs one transfer of `pair` and measures it.

@@ -27,6 +27,8 @@ pub struct BenchOptions {
     pub rates: Option<String>,
     pub pairs: Vec<Pair>,
     pub reverse: bool,
+    /// TUN offload for our stacks.
+    pub offload: bool,
     pub json: bool,
 }
 
@@ -34,6 +36,9 @@ pub struct BenchOptions {
 struct Report {
     /// "client_to_server" or "server_to_client".
     direction: &'static str,
+    /// Our stacks ran with TUN offload (absent when no pair used them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offload: Option<bool>,
     rounds: usize,
     warmup_seconds: f64,
     seconds: f64,
@@ -88,8 +93,10 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<bool> {
             warmup: options.warmup,
             duration: options.duration,
             reverse: options.reverse,
+            offload: options.offload,
         },
     )?;
+    let offload = bench.offload();
     let direction = if options.reverse {
         "server_to_client"
     } else {
@@ -100,8 +107,13 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<bool> {
             Some([a, b]) => format!("paths limited to {} and {} Mbit/s", a.mbit(), b.mbit()),
             None => "unlimited paths".to_owned(),
         };
+        let ours = match offload {
+            Some(true) => ", our stacks with TUN offload",
+            Some(false) => ", our stacks without TUN offload",
+            None => "",
+        };
         eprintln!(
-            "mptcp bench: {}, two paths ({paths}), {} rounds x ({:.1} s warm-up + {:.1} s)",
+            "mptcp bench: {}, two paths ({paths}), {} rounds x ({:.1} s warm-up + {:.1} s){ours}",
             direction.replace('_', " "),
             options.rounds,
             options.warmup.as_secs_f64(),
@@ -130,7 +142,8 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<bool> {
     }
     drop(bench);
 
-    let report = summarize(&pairs, samples, rates, options, direction);
+    let mut report = summarize(&pairs, samples, rates, options, direction);
+    report.offload = offload;
     if options.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -192,6 +205,7 @@ fn summarize(
         .collect();
     Report {
         direction,
+        offload: None,
         rounds: options.rounds,
         warmup_seconds: options.warmup.as_secs_f64(),
         seconds: options.duration.as_secs_f64(),
@@ -282,6 +296,7 @@ mod tests {
             rates: None,
             pairs: Vec::new(),
             reverse: false,
+            offload: true,
             json: true,
         };
         let pairs = [Pair::KernelKernel, Pair::OursOurs];
