@@ -1,5 +1,6 @@
 //! `mptcp`: the command-line face of the stack.
 
+mod bench;
 mod mptcp_args;
 mod net_cmd;
 mod plot;
@@ -90,6 +91,47 @@ enum Command {
         local: Vec<IpAddr>,
         #[command(flatten)]
         net: NetArgs,
+    },
+    /// Measure goodput end to end: the kernel's MPTCP and ours on the same two-path
+    /// namespace topology, interleaved, with the ratios to kernel <-> kernel (needs root).
+    ///
+    /// Builds two network namespaces joined by two veth pairs and measures, in every
+    /// round, one transfer of each pair: kernel <-> kernel (two subflows), our client ->
+    /// the kernel's MPTCP server, ours <-> ours. The namespaces are deleted at the end,
+    /// also on Ctrl-C.
+    ///
+    /// Examples:
+    ///   mptcp bench                              # 3 rounds x 5 s, unlimited paths
+    ///   mptcp bench --rate 50,20 --json          # aggregation efficiency on 50 + 20 Mbit/s
+    ///   mptcp bench --pair ours-ours --seconds 30 --rounds 1   # e.g. to profile ours
+    #[command(verbatim_doc_comment)]
+    Bench {
+        /// Rounds; each measures every pair once.
+        #[arg(long, default_value_t = 3, value_name = "N")]
+        rounds: usize,
+        /// Seconds of each measurement (after the warm-up).
+        #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+        seconds: f64,
+        /// Seconds of sending before the measurement starts (slow start, joins).
+        #[arg(long, default_value_t = 1.0, value_name = "SECS")]
+        warmup: f64,
+        /// Limit path 1 and path 2 to these rates (token buckets on both veth ends) and
+        /// report the aggregation efficiency (goodput / summed rates). Bare numbers are
+        /// Mbit/s; tc units work too. Example: --rate 50,20 or --rate 50mbit,20mbit
+        #[arg(long, value_name = "A,B")]
+        rate: Option<String>,
+        /// Only these pairs (repeatable; default all).
+        #[arg(long = "pair", value_enum, value_name = "PAIR")]
+        pairs: Vec<bench::Pair>,
+        /// The server sends and the client receives (default: the client sends).
+        #[arg(long)]
+        reverse: bool,
+        /// Run our stacks without TUN offload (one packet per MSS through the TUN).
+        #[arg(long)]
+        no_offload: bool,
+        /// Print the results as one JSON object on stdout (progress is not shown).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -247,6 +289,12 @@ enum SimCommand {
     },
 }
 
+/// A duration in (fractional) seconds from the command line.
+fn secs(value: f64, flag: &str) -> anyhow::Result<std::time::Duration> {
+    std::time::Duration::try_from_secs_f64(value)
+        .map_err(|_| anyhow::anyhow!("{flag} {value}: expected a non-negative number of seconds"))
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -291,6 +339,27 @@ fn main() -> ExitCode {
             net_cmd::connect(remote, &local, &net.options(Vec::new()))
         }
         Command::Proxy(command) => proxy_cmd::run(command),
+        Command::Bench {
+            rounds,
+            seconds,
+            warmup,
+            rate,
+            pairs,
+            reverse,
+            no_offload,
+            json,
+        } => secs(seconds, "--seconds").and_then(|duration| {
+            bench::run(&bench::BenchOptions {
+                rounds,
+                warmup: secs(warmup, "--warmup")?,
+                duration,
+                rates: rate,
+                pairs,
+                reverse,
+                offload: !no_offload,
+                json,
+            })
+        }),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

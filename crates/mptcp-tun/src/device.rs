@@ -8,10 +8,12 @@
 //! writes is received by the kernel as if it came in on the TUN. The device itself needs
 //! no address.
 //!
-//! Framing: without offload every read and write is exactly one IP packet. The IO keeps
-//! a `headroom` in front of every buffer so that `IFF_VNET_HDR` offload (a 10-byte
-//! virtio_net_hdr before each packet, GSO super-packets in, TSO super-packets out; see
-//! TUN-CEILING.md) can be switched on without changing the callers; today it is 0.
+//! Framing: without offload every read and write is exactly one IP packet of at most
+//! the MTU. With offload (`IFF_VNET_HDR` and `TUNSETOFFLOAD` CSUM|TSO4|TSO6, through
+//! tun-rs; TUN-CEILING.md) every read and write starts with a 10-byte virtio_net_hdr
+//! (the `headroom`, see `offload.rs`) and packets may be super-segments of up to 64 KiB:
+//! the kernel hands us unsegmented GSO packets and cuts the ones we write. When the
+//! kernel refuses offload the device falls back to plain framing.
 //!
 //! This module must not know about TCP or the endpoint.
 
@@ -21,6 +23,8 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::process::Command;
 
 use tun_rs::{DeviceBuilder, SyncDevice};
+
+use crate::offload::{MAX_PACKET, VNET_HDR_LEN};
 
 /// Link settings for the TUN device.
 #[derive(Clone, Debug)]
@@ -34,6 +38,8 @@ pub struct DeviceConfig {
     pub tx_queue_len: u32,
     /// Host routes into the device, one per address the stack owns.
     pub addresses: Vec<IpAddr>,
+    /// Ask for virtio_net_hdr offload (checksum, TSO/GSO both ways).
+    pub offload: bool,
 }
 
 impl Default for DeviceConfig {
@@ -43,6 +49,7 @@ impl Default for DeviceConfig {
             mtu: 1500,
             tx_queue_len: 5000,
             addresses: Vec::new(),
+            offload: true,
         }
     }
 }
@@ -53,6 +60,8 @@ pub(crate) struct TunDevice {
     dev: SyncDevice,
     name: String,
     mtu: u16,
+    /// virtio_net_hdr framing and offloads are on.
+    offload: bool,
     /// Routes this device installed, removed again on drop.
     routes: Vec<IpAddr>,
 }
@@ -62,6 +71,7 @@ impl std::fmt::Debug for TunDevice {
         f.debug_struct("TunDevice")
             .field("name", &self.name)
             .field("mtu", &self.mtu)
+            .field("offload", &self.offload)
             .field("routes", &self.routes)
             .finish()
     }
@@ -89,19 +99,41 @@ impl TunDevice {
                 format!("TUN MTU {} is below the minimum of 1280", config.mtu),
             ));
         }
-        let dev = DeviceBuilder::new()
-            .name(&config.name)
-            .mtu(config.mtu)
-            .tx_queue_len(config.tx_queue_len)
-            .enable(true)
-            .build_sync()
-            .map_err(|e| open_error(&config.name, e))?;
+        let build = |offload: bool| {
+            DeviceBuilder::new()
+                .name(&config.name)
+                .mtu(config.mtu)
+                .tx_queue_len(config.tx_queue_len)
+                .offload(offload)
+                .enable(true)
+                .build_sync()
+        };
+        let (dev, offload) = match build(config.offload) {
+            Ok(dev) => (dev, config.offload),
+            // Permission and name problems fail the same way without offload; anything
+            // else may be a kernel without IFF_VNET_HDR or TUNSETOFFLOAD.
+            Err(e)
+                if config.offload
+                    && !matches!(
+                        e.raw_os_error(),
+                        Some(libc::EPERM | libc::EACCES | libc::EBUSY | libc::ENOENT)
+                    ) =>
+            {
+                tracing::warn!(name = %config.name, error = %e, "TUN offload refused: running without it");
+                (
+                    build(false).map_err(|e| open_error(&config.name, e))?,
+                    false,
+                )
+            }
+            Err(e) => return Err(open_error(&config.name, e)),
+        };
         dev.set_nonblocking(true)?;
         let name = dev.name().unwrap_or_else(|_| config.name.clone());
         let mut device = TunDevice {
             dev,
             name,
             mtu: config.mtu,
+            offload,
             routes: Vec::new(),
         };
         for &addr in &config.addresses {
@@ -111,6 +143,7 @@ impl TunDevice {
         tracing::info!(
             name = %device.name,
             mtu = device.mtu,
+            offload = device.offload,
             routes = ?device.routes,
             "TUN device up"
         );
@@ -125,19 +158,40 @@ impl TunDevice {
         self.mtu
     }
 
-    /// Bytes in front of every packet in a read or write buffer (the virtio_net_hdr
-    /// when offload is on; 0 today).
-    pub(crate) fn headroom(&self) -> usize {
-        0
+    /// Whether reads and writes carry a virtio_net_hdr and may be super-segments.
+    pub(crate) fn offload(&self) -> bool {
+        self.offload
     }
 
-    /// Reads one packet into `buf[headroom..]` without blocking. Returns the packet
-    /// length (without headroom), or `Ok(None)` when nothing is queued.
+    /// Bytes in front of every packet in a read or write buffer: the virtio_net_hdr
+    /// when offload is on.
+    pub(crate) fn headroom(&self) -> usize {
+        if self.offload { VNET_HDR_LEN } else { 0 }
+    }
+
+    /// The longest packet a read may return or a write may carry (without headroom).
+    pub(crate) fn max_packet(&self) -> usize {
+        if self.offload {
+            MAX_PACKET
+        } else {
+            usize::from(self.mtu)
+        }
+    }
+
+    /// Reads one packet without blocking: the kernel's virtio_net_hdr (with offload)
+    /// into `buf[..headroom]`, the packet after it. Returns the packet length (without
+    /// headroom), or `Ok(None)` when nothing is queued.
     pub(crate) fn try_recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
         let headroom = self.headroom();
         loop {
-            match self.dev.recv(&mut buf[headroom..]) {
-                Ok(n) => return Ok(Some(n)),
+            match self.dev.recv(buf) {
+                Ok(n) if n < headroom => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("a {n}-byte read is shorter than the virtio_net_hdr"),
+                    ));
+                }
+                Ok(n) => return Ok(Some(n - headroom)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),

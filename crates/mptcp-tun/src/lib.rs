@@ -16,6 +16,7 @@ mod device;
 mod driver;
 mod engine;
 mod notify;
+mod offload;
 mod pcap;
 mod stack;
 mod tokio_io;

@@ -1,5 +1,10 @@
 //! Packet capture: every IP packet the stack sends and receives, as a classic pcap file
 //! with linktype RAW (101) and wall-clock timestamps, readable by Wireshark and tshark.
+//!
+//! With TUN offload, packets cross the device with partial TCP checksums (completed by
+//! whoever needs them) and as super-segments; the capture shows them as a capture on a
+//! host with TSO/GRO does: super-segments whole, but with checksums completed, so that
+//! tools that check them see valid packets.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -18,6 +23,21 @@ pub(crate) struct PcapSink {
     /// inner writer).
     file: SharedFile,
     dirty: bool,
+}
+
+/// `packet` with its TCP checksum computed; `None` for what does not parse as TCP/IP.
+fn complete_checksum(packet: &[u8]) -> Option<Vec<u8>> {
+    use mptcp_proto::wire::{IpTcpRepr, TcpPacket};
+    let ip = IpTcpRepr::parse(packet, false).ok()?.ip;
+    let header = match ip {
+        mptcp_proto::wire::IpRepr::V4(_) => usize::from(packet[0] & 0x0f) * 4,
+        mptcp_proto::wire::IpRepr::V6(_) => 40,
+    };
+    let mut copy = packet.to_vec();
+    TcpPacket::new_unchecked(&mut copy[header..])
+        .fill_checksum(ip.src_addr(), ip.dst_addr())
+        .ok()?;
+    Some(copy)
 }
 
 /// A buffered file shared between the pcap writer and the sink.
@@ -72,8 +92,17 @@ impl PcapSink {
         })
     }
 
-    /// Records one IP packet seen now.
-    pub(crate) fn record(&mut self, packet: &[u8]) -> io::Result<()> {
+    /// Records one IP packet seen now. `partial_checksum`: its TCP checksum field
+    /// holds only the pseudo-header sum (checksum offload); the capture gets the full
+    /// checksum.
+    pub(crate) fn record(&mut self, packet: &[u8], partial_checksum: bool) -> io::Result<()> {
+        if partial_checksum && let Some(full) = complete_checksum(packet) {
+            return self.write(&full);
+        }
+        self.write(packet)
+    }
+
+    fn write(&mut self, packet: &[u8]) -> io::Result<()> {
         let ts = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default();
@@ -124,8 +153,8 @@ mod tests {
             .expect("clock after 1970");
         {
             let mut sink = PcapSink::create(&path).expect("pcap file created");
-            sink.record(&[0x45, 0, 0, 20]).expect("record");
-            sink.record(&[0x60; 40]).expect("record");
+            sink.record(&[0x45, 0, 0, 20], false).expect("record");
+            sink.record(&[0x60; 40], true).expect("record");
         }
         let mut reader = PcapReader::new(File::open(&path).expect("open")).expect("header");
         assert_eq!(reader.header().datalink, DataLink::RAW);

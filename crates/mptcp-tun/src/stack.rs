@@ -23,6 +23,10 @@ use crate::engine::{Engine, EngineConfig};
 use crate::notify::Notifier;
 use crate::pcap::PcapSink;
 
+/// Payload of the largest super-segment: an IPv4 packet is at most 65535 bytes, and
+/// its headers at most 20 + 60.
+const MAX_SUPER_PAYLOAD: usize = 65_535 - 20 - 60;
+
 /// Configures and starts a [`Stack`].
 ///
 /// ```no_run
@@ -87,6 +91,16 @@ impl StackBuilder {
     /// Link MTU in bytes (default 1500); the TCP MSS follows from it.
     pub fn mtu(mut self, mtu: u16) -> Self {
         self.device.mtu = mtu;
+        self
+    }
+
+    /// TUN offload (default on): the device carries a virtio_net_hdr, the kernel
+    /// hands us GSO super-segments whole and cuts the up to 64 KiB super-segments the
+    /// stack writes (TSO), and TCP checksums are left to it. Many times fewer packets
+    /// cross the TUN (TUN-CEILING.md). If the kernel refuses it, the stack runs
+    /// without.
+    pub fn offload(mut self, on: bool) -> Self {
+        self.device.offload = on;
         self
     }
 
@@ -248,6 +262,10 @@ impl StackBuilder {
             20
         };
         tcp.mss = self.device.mtu.saturating_sub(ip_header + 20);
+        let offload = device.offload();
+        if offload {
+            tcp.max_segment_payload = Some(MAX_SUPER_PAYLOAD);
+        }
         let mut secret = [0u8; 32];
         getrandom::fill(&mut secret)
             .map_err(|e| io::Error::other(format!("no OS randomness for the ISN secret: {e}")))?;
@@ -261,6 +279,7 @@ impl StackBuilder {
                 local_addrs: self.device.addresses.clone(),
                 listen_backlog: self.listen_backlog,
                 mptcp,
+                checksum_offload: offload,
                 ..EngineConfig::default()
             },
             secret,
@@ -283,6 +302,7 @@ impl StackBuilder {
                 thread: Some(thread),
                 name,
                 addresses: self.device.addresses,
+                offload,
             }),
         })
     }
@@ -306,6 +326,7 @@ pub(crate) struct StackInner {
     thread: Option<JoinHandle<()>>,
     name: String,
     addresses: Vec<IpAddr>,
+    offload: bool,
 }
 
 impl Drop for StackInner {
@@ -331,6 +352,11 @@ impl Stack {
     /// The TUN interface name.
     pub fn device_name(&self) -> &str {
         &self.inner.name
+    }
+
+    /// Whether TUN offload is on (asked for, and granted by the kernel).
+    pub fn offload(&self) -> bool {
+        self.inner.offload
     }
 
     /// The addresses the stack owns.

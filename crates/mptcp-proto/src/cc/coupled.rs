@@ -122,7 +122,7 @@ impl RenoWindow {
         let mut acked = ack.bytes_acked;
         if self.cwnd < self.ssthresh {
             // RFC 6356 §3: slow start is unchanged from TCP.
-            acked = super::slow_start(&mut self.cwnd, self.ssthresh, acked, self.mss);
+            acked = super::slow_start(&mut self.cwnd, self.ssthresh, acked, ack.slow_start_limit);
             if acked == 0 {
                 return;
             }
@@ -213,6 +213,7 @@ pub(crate) mod test_util {
             mss: MSS,
             in_recovery: false,
             app_limited: false,
+            slow_start_limit: 2 * u64::from(MSS),
         }
     }
 

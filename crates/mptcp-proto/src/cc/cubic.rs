@@ -201,7 +201,7 @@ impl CongestionControl for Cubic {
         if (self.cwnd as u64) < ssthresh {
             // §4.10: slow start as in RFC 5681 (RFC 3465 byte counting).
             let mut cwnd = self.cwnd as u64;
-            acked = super::slow_start(&mut cwnd, ssthresh, acked, self.mss);
+            acked = super::slow_start(&mut cwnd, ssthresh, acked, ack.slow_start_limit);
             self.cwnd = cwnd as f64;
             if acked == 0 {
                 return;
@@ -324,6 +324,7 @@ mod tests {
             mss: MSS,
             in_recovery: false,
             app_limited: false,
+            slow_start_limit: 2 * u64::from(MSS),
         }
     }
 

@@ -56,6 +56,7 @@ fn run(flows: &mut [Flow], capacity: u64, rtt: Duration, rounds: u64) -> Vec<f64
                     mss: MSS,
                     in_recovery: false,
                     app_limited: false,
+                    slow_start_limit: 2 * u64::from(MSS),
                 };
                 flow.cc.on_ack(now, &ack, &snapshot);
             }

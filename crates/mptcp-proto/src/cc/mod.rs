@@ -122,12 +122,12 @@ pub fn initial_window(mss: u32) -> u64 {
     (10 * mss).min((2 * mss).max(14_600))
 }
 
-/// Slow start with appropriate byte counting (RFC 3465 §2.2, L = 2): grows `cwnd` by the
-/// bytes acknowledged, at most 2 MSS per ACK, and not past `ssthresh`. Returns the
+/// Slow start with appropriate byte counting (RFC 3465 §2.2): grows `cwnd` by the
+/// bytes acknowledged, at most `limit` per ACK ([`AckEvent::slow_start_limit`]), and not
+/// past `ssthresh`. Returns the
 /// acknowledged bytes left over once `cwnd` reached `ssthresh`, which count towards
 /// congestion avoidance (0 when still below it).
-pub(crate) fn slow_start(cwnd: &mut u64, ssthresh: u64, bytes_acked: u64, mss: u32) -> u64 {
-    let limit = 2 * u64::from(mss);
+pub(crate) fn slow_start(cwnd: &mut u64, ssthresh: u64, bytes_acked: u64, limit: u64) -> u64 {
     let grow = bytes_acked.min(limit).min(ssthresh.saturating_sub(*cwnd));
     *cwnd += grow;
     if *cwnd < ssthresh {
@@ -196,6 +196,11 @@ pub struct AckEvent {
     pub in_recovery: bool,
     /// The sender had less data than the window allowed (RFC 7661): do not grow on it.
     pub app_limited: bool,
+    /// Most bytes one ACK may grow the window by in slow start: RFC 3465's L, 2 MSS.
+    /// A sender of TSO super-segments raises it to one super-segment, since receivers
+    /// acknowledge a super-segment (or what GRO made of it) with one ACK, as Linux's
+    /// do; at 2 MSS per such ACK slow start would hardly grow.
+    pub slow_start_limit: u64,
 }
 
 /// Why the window shrinks.

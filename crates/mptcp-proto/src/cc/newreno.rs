@@ -78,7 +78,7 @@ impl CongestionControl for NewReno {
         }
         let mut acked = ack.bytes_acked;
         if self.cwnd < self.ssthresh {
-            acked = super::slow_start(&mut self.cwnd, self.ssthresh, acked, self.mss);
+            acked = super::slow_start(&mut self.cwnd, self.ssthresh, acked, ack.slow_start_limit);
             if acked == 0 {
                 return;
             }
@@ -179,6 +179,7 @@ mod tests {
             mss: MSS,
             in_recovery: false,
             app_limited: false,
+            slow_start_limit: 2 * u64::from(MSS),
         }
     }
 

@@ -59,6 +59,10 @@ pub struct EndpointConfig {
     /// counted (their clients retransmit), which bounds what a SYN flood costs between
     /// two polls.
     pub max_pending_syn_acks: usize,
+    /// Emitted packets carry only the pseudo-header sum in the TCP checksum field, for
+    /// a device that completes it (virtio_net_hdr `NEEDS_CSUM`; the IPv4 header
+    /// checksum is always computed). Off by default: full checksums.
+    pub checksum_offload: bool,
 }
 
 impl Default for EndpointConfig {
@@ -75,6 +79,7 @@ impl Default for EndpointConfig {
             mptcp: None,
             syn_cookies: SynCookies::default(),
             max_pending_syn_acks: 256,
+            checksum_offload: false,
         }
     }
 }

@@ -120,10 +120,14 @@ impl Conn {
         now: Instant,
         local: SocketAddr,
         remote: SocketAddr,
-    ) -> Option<(SocketAddr, SocketAddr, TcpRepr<'_>)> {
+    ) -> Option<(SocketAddr, SocketAddr, TcpRepr<'_>, Option<u16>)> {
         match self {
-            Conn::Tcp(s) => s.poll_transmit(now).map(|t| (local, remote, t.segment)),
-            Conn::Mptcp(c) => c.poll_transmit(now).map(|t| (t.local, t.remote, t.segment)),
+            Conn::Tcp(s) => s
+                .poll_transmit(now)
+                .map(|t| (local, remote, t.segment, t.gso_size)),
+            Conn::Mptcp(c) => c
+                .poll_transmit(now)
+                .map(|t| (t.local, t.remote, t.segment, t.gso_size)),
         }
     }
 

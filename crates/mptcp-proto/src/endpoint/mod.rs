@@ -81,7 +81,7 @@ use crate::mptcp::MptcpEvent;
 use crate::tcp::{IsnGenerator, TcpEvent, TcpSocket, TcpState, TcpStats};
 use crate::time::Instant;
 use crate::wire::tcp::{IP_PROTOCOL_TCP, TcpRepr};
-use crate::wire::{IpRepr, IpTcpRepr, Ipv4Repr, Ipv6Repr, PacketError};
+use crate::wire::{IpRepr, IpTcpRepr, Ipv4Repr, Ipv6Repr, PacketError, TcpChecksum};
 
 use conn::{Conn, ConnEvent};
 use cookie::CookieJar;
@@ -108,6 +108,25 @@ impl fmt::Display for ConnHandle {
 impl fmt::Display for ListenerHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "listener {}.{}", self.0.index, self.0.generation)
+    }
+}
+
+/// A packet [`Endpoint::poll_transmit_gso`] wrote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transmitted {
+    /// Bytes written at the start of the buffer.
+    pub len: usize,
+    /// A TSO super-segment: the device cuts its TCP payload into pieces of this many
+    /// bytes, each with a copy of the IP and TCP headers (options included).
+    pub gso_size: Option<u16>,
+}
+
+impl Transmitted {
+    fn single(len: usize) -> Transmitted {
+        Transmitted {
+            len,
+            gso_size: None,
+        }
     }
 }
 
@@ -520,18 +539,33 @@ impl Endpoint {
     /// Writes the next IP packet into `buf` and returns its length, or `None` when no
     /// connection has anything to send. Connections take turns, one packet each, so a
     /// bulk transfer does not starve the others. `buf` should hold the largest packet
-    /// (MSS + 120 bytes of headers); a packet that does not fit is dropped, counted
-    /// under [`DropReason::TransmitBufferTooSmall`] and left to retransmission.
+    /// (MSS + 120 bytes of headers, or with [`TcpConfig::max_segment_payload`] that
+    /// payload + 120); a packet that does not fit is dropped, counted under
+    /// [`DropReason::TransmitBufferTooSmall`] and left to retransmission.
+    ///
+    /// [`TcpConfig::max_segment_payload`]: crate::tcp::TcpConfig::max_segment_payload
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        self.poll_transmit_gso(now, buf).map(|t| t.len)
+    }
+
+    /// [`Endpoint::poll_transmit`], also saying whether the packet is a TSO
+    /// super-segment the device must cut (its `gso_size`). Packets carry partial TCP
+    /// checksums when [`EndpointConfig::checksum_offload`] is set.
+    pub fn poll_transmit_gso(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmitted> {
         self.now = self.now.max(now);
+        let checksum = if self.config.checksum_offload {
+            TcpChecksum::Partial
+        } else {
+            TcpChecksum::Full
+        };
         while let Some(reset) = self.resets.pop_front() {
             let packet = IpTcpRepr {
                 ip: reset.ip,
                 tcp: reset.tcp,
             };
-            if let Some(len) = self.emitted(emit(&packet, buf)) {
+            if let Some(len) = self.emitted(packet.emit_with(buf, checksum)) {
                 self.stats.resets_sent += 1;
-                return Some(len);
+                return Some(Transmitted::single(len));
             }
         }
         while let Some(syn_ack) = self.syn_acks.pop_front() {
@@ -539,8 +573,8 @@ impl Endpoint {
                 ip: syn_ack.ip,
                 tcp: syn_ack.tcp,
             };
-            if let Some(len) = self.emitted(emit(&packet, buf)) {
-                return Some(len);
+            if let Some(len) = self.emitted(packet.emit_with(buf, checksum)) {
+                return Some(Transmitted::single(len));
             }
         }
         while let Some(key) = self.transmit_queue.pop_front() {
@@ -553,20 +587,20 @@ impl Endpoint {
             let result = entry
                 .conn
                 .poll_transmit(now, tuple.local, tuple.remote)
-                .map(|(local, remote, segment)| {
+                .map(|(local, remote, segment, gso_size)| {
                     let packet = IpTcpRepr {
                         ip: ip_header(local.ip(), remote.ip(), hop_limit),
                         tcp: segment,
                     };
-                    emit(&packet, buf)
+                    (packet.emit_with(buf, checksum), gso_size)
                 });
             match result {
-                Some(result) => {
+                Some((result, gso_size)) => {
                     // It may have more: back of the line, behind everyone else.
                     self.transmit_queue.push_back(key);
                     self.settle(key);
                     if let Some(len) = self.emitted(result) {
-                        return Some(len);
+                        return Some(Transmitted { len, gso_size });
                     }
                 }
                 None => {
@@ -895,11 +929,6 @@ impl Endpoint {
         self.stats.connections_removed += 1;
         tracing::debug!(handle = %ConnHandle(key), local = %entry.tuple.local, remote = %entry.tuple.remote, "connection removed");
     }
-}
-
-/// Writes `packet` into `buf` with checksums.
-fn emit(packet: &IpTcpRepr<'_>, buf: &mut [u8]) -> Result<usize, PacketError> {
-    packet.emit(buf, true)
 }
 
 /// The IP header of a packet we send from `src` to `dst` (one family: a 4-tuple never

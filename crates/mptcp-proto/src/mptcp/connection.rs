@@ -135,6 +135,9 @@ pub struct SubflowTransmit<'a> {
     pub local: SocketAddr,
     pub remote: SocketAddr,
     pub segment: TcpRepr<'a>,
+    /// A TSO super-segment's cut size ([`crate::tcp::Transmit::gso_size`]); its DSS
+    /// mapping covers the whole payload, so every piece may repeat it.
+    pub gso_size: Option<u16>,
 }
 
 /// Connection-level figures and one entry per live subflow.

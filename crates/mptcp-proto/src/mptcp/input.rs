@@ -612,6 +612,7 @@ impl MptcpConnection {
         self.report_progress(now);
         self.drive_pm(now);
         self.check_close(now);
+        self.update_conn_timers(now);
     }
 
     fn process_signals(&mut self, now: Instant) {

@@ -231,6 +231,7 @@ impl MptcpConnection {
                 local: sub.tcp.local(),
                 remote: sub.tcp.remote(),
                 segment: t.segment,
+                gso_size: t.gso_size,
             });
         }
         None

@@ -229,7 +229,7 @@ impl Subflow {
             // another can take it, so it never makes the progress that clears the
             // mark (lossy-path, seed 11: a join idle for the whole run).
             self.mp.progress_at = now;
-            self.mp.acked_at_progress = acked;
+            self.mp.delivered_at_progress = stats.bytes_delivered;
             self.mp.rto_at_progress = stats.rto_count;
             self.mp.stale = false;
             return false;

@@ -14,8 +14,14 @@ pub struct TcpConfig {
     /// Our maximum segment size in bytes, announced in the SYN (RFC 9293 §3.7.1). The
     /// effective sender MSS is the smaller of this and the peer's announcement.
     pub mss: u16,
-    /// Largest payload put into one emitted segment, in bytes; `None` means one MSS.
-    /// A later TSO mode sets it to 64 KiB so the engine emits super-segments.
+    /// Largest payload put into one emitted segment, in bytes; `None` means one MSS
+    /// (minus options). Larger values make the engine emit TSO super-segments for a
+    /// device that cuts them (a TUN device with virtio_net_hdr): payloads of up to this
+    /// many bytes in whole wire segments, each marked with the cut size
+    /// ([`crate::tcp::Transmit::gso_size`]). Every piece carries the super-segment's
+    /// options, which suits MPTCP: a DSS mapping covering the whole payload is valid on
+    /// each piece (RFC 8684 §3.3.1). An IPv4 packet cannot exceed 65535 bytes, so with
+    /// headers 65_000 is about the most that fits.
     pub max_segment_payload: Option<usize>,
     /// Receive buffer in bytes: the most we ever advertise.
     pub recv_buffer: usize,

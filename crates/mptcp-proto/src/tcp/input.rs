@@ -459,6 +459,7 @@ impl TcpConnection {
                     Recovery::Open | Recovery::Timeout { .. } => false,
                 },
                 app_limited: self.app_limited,
+                slow_start_limit: self.slow_start_limit(),
             };
             self.with_snapshot(|cc, snap| cc.on_ack(now, &event, snap));
         }

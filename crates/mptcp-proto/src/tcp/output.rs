@@ -24,6 +24,11 @@ pub struct Transmit<'a> {
     pub offset: u64,
     /// The payload was sent before.
     pub retransmission: bool,
+    /// A super-segment ([`crate::tcp::TcpConfig::max_segment_payload`]): the payload is
+    /// longer than one wire segment carries, and the device must cut it into pieces of
+    /// this many payload bytes (the last one shorter), each with a copy of the header
+    /// and options (TSO, virtio_net_hdr `gso_size`). `None` for a segment that fits.
+    pub gso_size: Option<u16>,
 }
 
 /// RFC 9293 §3.10.7.1: the RST answering `seg` when no connection exists (CLOSED), or
@@ -236,13 +241,37 @@ impl TcpConnection {
         (fixed + sack, blocks)
     }
 
-    /// Largest payload for one segment given `option_bytes` of options (RFC 6691: the
-    /// MSS counts options against the payload).
+    /// Payload of one wire segment given `option_bytes` of options (RFC 6691: the MSS
+    /// counts options against the payload).
+    fn segment_payload(&self, option_bytes: usize) -> usize {
+        (self.send_mss as usize).saturating_sub(option_bytes).max(1)
+    }
+
+    /// Largest payload of one emitted segment: one wire segment, or with
+    /// `max_segment_payload` a super-segment of whole wire segments for the device to
+    /// cut (every piece then carries the same options, so each is a full MSS).
     fn max_payload(&self, option_bytes: usize) -> usize {
+        let segment = self.segment_payload(option_bytes);
         match self.config.max_segment_payload {
-            Some(max) => max.max(1),
-            None => (self.send_mss as usize).saturating_sub(option_bytes).max(1),
+            Some(max) if max > segment => max / segment * segment,
+            Some(_) | None => segment,
         }
+    }
+
+    /// RFC 3465's L in bytes: 2 MSS, or one super-segment when the engine emits them
+    /// (see [`crate::cc::AckEvent::slow_start_limit`]).
+    pub(super) fn slow_start_limit(&self) -> u64 {
+        let two = 2 * u64::from(self.send_mss);
+        match self.config.max_segment_payload {
+            Some(max) => two.max(max as u64),
+            None => two,
+        }
+    }
+
+    /// The device's cut size for a payload of `len` bytes, if it needs cutting.
+    fn gso_size(&self, option_bytes: usize, len: usize) -> Option<u16> {
+        let segment = self.segment_payload(option_bytes);
+        (len > segment).then(|| u16::try_from(segment).unwrap_or(u16::MAX))
     }
 
     fn retransmit<'a, O>(&mut self, now: Instant, owner: &mut O, idx: usize) -> Option<Transmit<'a>>
@@ -287,11 +316,13 @@ impl TcpConnection {
         if !payload.is_empty() {
             flags |= TcpFlags::PSH;
         }
+        let gso_size = self.gso_size(option_bytes, payload.len());
         let segment = self.build(now, self.snd_seq(seg.start), flags, window, blocks, payload);
         Some(Transmit {
             segment,
             offset: seg.start,
             retransmission: true,
+            gso_size,
         })
     }
 
@@ -316,8 +347,16 @@ impl TcpConnection {
             Sending::Probe => u64::MAX,
         };
         let (option_bytes, blocks) = self.option_budget(owner, avail > 0);
-        let max_payload = self.max_payload(option_bytes) as u64;
-        let len = avail.min(max_payload).min(win_room).min(cwnd_room);
+        let full = self.segment_payload(option_bytes) as u64;
+        let mut len = avail
+            .min(self.max_payload(option_bytes) as u64)
+            .min(win_room)
+            .min(cwnd_room);
+        if len > full && len < avail {
+            // A super-segment cut short by a window: whole wire segments only, as
+            // Linux's TSO does, so the window's remainder does not go out as a runt.
+            len -= len % full;
+        }
         // RFC 7661 (and Linux's tcp_is_cwnd_limited): cwnd grows only while it is what
         // limits sending. When the data or the peer's window run out first, a window
         // that is never used would otherwise grow without bound. The caller drains
@@ -341,7 +380,7 @@ impl TcpConnection {
             }
             return None;
         }
-        if len > 0 && len < max_payload && mode == Sending::Normal {
+        if len > 0 && len < full && mode == Sending::Normal {
             let sendable = if len == avail {
                 // RFC 9293 §3.7.4 Nagle: a small final segment waits for the ACK of
                 // what is in flight, unless disabled or closing.
@@ -394,6 +433,7 @@ impl TcpConnection {
         if !payload.is_empty() && payload.len() as u64 == avail {
             flags |= TcpFlags::PSH;
         }
+        let gso_size = self.gso_size(option_bytes, payload.len());
         let segment = self.build(now, self.snd_seq(start), flags, window, blocks, payload);
         if mode == Sending::Normal {
             self.schedule_tlp(now);
@@ -402,6 +442,7 @@ impl TcpConnection {
             segment,
             offset: start,
             retransmission: false,
+            gso_size,
         })
     }
 
@@ -465,6 +506,7 @@ impl TcpConnection {
             segment,
             offset,
             retransmission: false,
+            gso_size: None,
         }
     }
 
@@ -530,6 +572,7 @@ impl TcpConnection {
             },
             offset: 0,
             retransmission,
+            gso_size: None,
         }
     }
 
@@ -552,6 +595,7 @@ impl TcpConnection {
             },
             offset: 0,
             retransmission: false,
+            gso_size: None,
         }
     }
 

@@ -158,8 +158,9 @@ impl SentQueue {
         self.push_tsorted(start, now);
     }
 
-    /// Splits segment `idx` so that its first part ends at `at` (used when the owner can
-    /// give fewer bytes than the segment held, e.g. across a buffer wrap). Rare: O(n).
+    /// Splits segment `idx` so that its first part ends at `at` (when the owner can give
+    /// fewer bytes than the segment held, e.g. across a buffer wrap, and where a SACK
+    /// block ends inside a super-segment). O(n), and rare: a few per loss.
     pub fn split(&mut self, idx: usize, at: u64) {
         let Some(seg) = self.segs.get_mut(idx) else {
             return;
@@ -176,7 +177,11 @@ impl SentQueue {
         if tail_lost {
             self.lost.push_front(at);
         }
-        self.tsorted.push_back((at, tail.xmit_time));
+        // Both parts were sent at the same time: keep the list in time order so RACK
+        // reaches the tail with its head.
+        let t = tail.xmit_time;
+        let pos = self.tsorted.partition_point(|&(_, x)| x <= t);
+        self.tsorted.insert(pos, (at, t));
     }
 
     /// Marks segment `idx` lost (RFC 6675 IsLost / RFC 8985): it leaves the pipe and
@@ -311,10 +316,26 @@ impl SentQueue {
         let mut newly = 0;
         for &(a, b) in &fresh {
             let mut i = self.segs.partition_point(|s| s.end <= a);
-            while let Some(seg) = self.segs.get(i) {
+            // A block that covers a segment in part cuts it there: the receiver took
+            // the pieces of a TSO super-segment one by one, and one lost piece must not
+            // hold the others in the pipe or send them again (Linux splits its skbs on
+            // SACK the same way).
+            if self
+                .segs
+                .get(i)
+                .is_some_and(|s| !s.sacked && s.start < a && a < s.end)
+            {
+                self.split(i, a);
+                i += 1;
+            }
+            while let Some(&seg) = self.segs.get(i) {
                 if seg.start >= b {
                     break;
                 }
+                if !seg.sacked && b < seg.end {
+                    self.split(i, b);
+                }
+                let seg = self.segs[i];
                 #[cfg(test)]
                 {
                     self.visited += 1;
@@ -412,6 +433,33 @@ mod tests {
     }
 
     #[test]
+    fn a_block_inside_a_super_segment_cuts_it_so_only_the_hole_stays_in_flight() {
+        let mut q = SentQueue::default();
+        // Two TSO super-segments of four 1000-byte pieces each.
+        q.push(0, 4000, false, t(1));
+        q.push(4000, 8000, false, t(2));
+        // Piece [1000, 2000) was lost; the receiver SACKs the rest as it arrives.
+        let mut delivered = Vec::new();
+        assert_eq!(q.sack(2000, 3000, |d| delivered.push(d.end)), 1000);
+        assert_eq!(q.sack(2000, 6000, |d| delivered.push(d.end)), 3000);
+        assert_eq!(delivered, [3000, 4000, 6000]);
+        assert_eq!((q.pipe(), q.sacked_bytes()), (4000, 4000));
+        // RACK: everything sent before the delivered piece and not SACKed is lost,
+        // which is [0, 2000) only; [6000, 8000) was sent later.
+        let (marked, _) = q.rack_detect(t(10), t(2), 6000, Duration::from_millis(1));
+        assert_eq!(marked, 1);
+        let lost = q.next_lost().expect("a hole");
+        let seg = *q.get(lost).expect("segment");
+        assert_eq!((seg.start, seg.end), (0, 2000));
+        assert_eq!(q.pipe(), 2000);
+        // The cumulative ACK after the repair pops every piece.
+        q.retransmitted(lost, t(11));
+        assert_eq!(q.ack_until(8000, |_| {}), 4000);
+        assert!(q.is_empty());
+        assert_eq!(q.pipe(), 0);
+    }
+
+    #[test]
     fn pipe_follows_sack_loss_retransmit_and_ack() {
         let mut q = queue_of(5);
         assert_eq!(q.pipe(), 500);
@@ -435,12 +483,14 @@ mod tests {
     }
 
     #[test]
-    fn a_block_covering_a_segment_in_two_acks_marks_it_once() {
+    fn a_block_covering_a_segment_in_two_acks_marks_each_part_once() {
         let mut q = queue_of(3);
-        assert_eq!(q.sack(100, 150, |_| {}), 0);
+        assert_eq!(q.sack(100, 150, |_| {}), 50);
         let mut n = 0;
-        assert_eq!(q.sack(150, 200, |_| n += 1), 100);
+        assert_eq!(q.sack(150, 200, |_| n += 1), 50);
         assert_eq!(n, 1);
+        assert_eq!(q.sack(100, 200, |_| n += 1), 0);
+        assert_eq!((q.pipe(), q.sacked_bytes()), (200, 100));
     }
 
     #[test]

@@ -24,4 +24,4 @@ pub use ipv4::{Ipv4Error, Ipv4Packet, Ipv4Repr};
 pub use ipv6::{Ipv6Error, Ipv6Packet, Ipv6Repr};
 pub use option::{OptionError, OptionIter, TcpOption};
 pub use packet::{IpRepr, IpTcpRepr, PacketError};
-pub use tcp::{TcpError, TcpPacket, TcpRepr};
+pub use tcp::{TcpChecksum, TcpError, TcpPacket, TcpRepr};

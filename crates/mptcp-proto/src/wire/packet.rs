@@ -7,7 +7,7 @@ use core::net::IpAddr;
 
 use crate::wire::ipv4::{IPV4_HEADER_LEN, Ipv4Error, Ipv4Packet, Ipv4Repr};
 use crate::wire::ipv6::{IPV6_HEADER_LEN, Ipv6Error, Ipv6Packet, Ipv6Repr};
-use crate::wire::tcp::{IP_PROTOCOL_TCP, TcpError, TcpPacket, TcpRepr};
+use crate::wire::tcp::{IP_PROTOCOL_TCP, TcpChecksum, TcpError, TcpPacket, TcpRepr};
 
 /// Why a packet was dropped or could not be written.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -149,6 +149,23 @@ impl<'a> IpTcpRepr<'a> {
     /// computed when `compute_checksums` is set and zeroed otherwise. Nothing is written
     /// when an error is returned.
     pub fn emit(&self, buf: &mut [u8], compute_checksums: bool) -> Result<usize, PacketError> {
+        let mode = if compute_checksums {
+            TcpChecksum::Full
+        } else {
+            TcpChecksum::Zero
+        };
+        self.emit_with(buf, mode)
+    }
+
+    /// [`IpTcpRepr::emit`] with a choice for the TCP checksum; the IPv4 header checksum
+    /// is computed unless `tcp_checksum` is [`TcpChecksum::Zero`] (a receiving kernel
+    /// checks it even when the TCP checksum is offloaded).
+    pub fn emit_with(
+        &self,
+        buf: &mut [u8],
+        tcp_checksum: TcpChecksum,
+    ) -> Result<usize, PacketError> {
+        let compute_checksums = tcp_checksum != TcpChecksum::Zero;
         let tcp_len = self.tcp.buffer_len();
         let header_len = self.ip.header_len();
         // Check the IP length fields before anything is written.
@@ -169,11 +186,11 @@ impl<'a> IpTcpRepr<'a> {
             });
         }
         let (header, segment) = buf[..needed].split_at_mut(header_len);
-        self.tcp.emit(
+        self.tcp.emit_with(
             &mut TcpPacket::new_unchecked(segment),
             self.ip.src_addr(),
             self.ip.dst_addr(),
-            compute_checksums,
+            tcp_checksum,
         )?;
         match self.ip {
             IpRepr::V4(repr) => Ipv4Repr {
@@ -190,5 +207,96 @@ impl<'a> IpTcpRepr<'a> {
             .emit(&mut Ipv6Packet::new_unchecked(header))?,
         }
         Ok(needed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::seq::SeqNum;
+    use crate::wire::checksum::Checksum;
+    use crate::wire::tcp::{TcpFlags, TcpOptions};
+
+    fn packet(ip: IpRepr, payload: &[u8]) -> IpTcpRepr<'_> {
+        IpTcpRepr {
+            ip,
+            tcp: TcpRepr {
+                src_port: 40000,
+                dst_port: 80,
+                seq: SeqNum(7),
+                ack: SeqNum(9),
+                flags: TcpFlags::ACK | TcpFlags::PSH,
+                window: 1000,
+                urgent: 0,
+                options: TcpOptions::default(),
+                payload,
+            },
+        }
+    }
+
+    /// What a device does with virtio_net_hdr NEEDS_CSUM: sums from `csum_start` to
+    /// the end (the seed in the field included) and stores the complement at
+    /// `csum_start + csum_offset`.
+    fn complete(buf: &mut [u8], csum_start: usize) {
+        let sum = Checksum::new().add_bytes(&buf[csum_start..]).finish();
+        buf[csum_start + 16..csum_start + 18].copy_from_slice(&sum.to_be_bytes());
+    }
+
+    #[test]
+    fn a_partial_checksum_completed_by_the_device_is_the_full_checksum() {
+        let payload: Vec<u8> = (0..3001u32).map(|i| (i * 7 + 1) as u8).collect();
+        let v4 = IpRepr::V4(Ipv4Repr {
+            src_addr: "10.0.0.1".parse().unwrap(),
+            dst_addr: "10.0.0.2".parse().unwrap(),
+            protocol: IP_PROTOCOL_TCP,
+            payload_len: 0,
+            ttl: 64,
+            dscp: 0,
+            ecn: 0,
+            ident: 0,
+            dont_frag: true,
+        });
+        let v6 = IpRepr::V6(Ipv6Repr {
+            src_addr: "fd00::1".parse().unwrap(),
+            dst_addr: "fd00::2".parse().unwrap(),
+            next_header: IP_PROTOCOL_TCP,
+            payload_len: 0,
+            hop_limit: 64,
+            traffic_class: 0,
+            flow_label: 0,
+        });
+        for (ip, header) in [(v4, 20), (v6, 40)] {
+            let p = packet(ip, &payload);
+            let mut full = vec![0u8; p.buffer_len()];
+            p.emit_with(&mut full, TcpChecksum::Full).unwrap();
+            let mut partial = vec![0u8; p.buffer_len()];
+            p.emit_with(&mut partial, TcpChecksum::Partial).unwrap();
+            assert_ne!(partial, full, "the seed is not the checksum");
+            // The IPv4 header checksum is complete already: only the TCP field differs.
+            assert_eq!(partial[..header], full[..header]);
+            assert!(IpTcpRepr::parse(&partial, true).is_err());
+            complete(&mut partial, header);
+            assert_eq!(partial, full);
+            assert_eq!(IpTcpRepr::parse(&partial, true).unwrap(), p_with_len(&p));
+        }
+    }
+
+    /// `p` as parsing returns it (the IP length fields filled in).
+    fn p_with_len<'a>(p: &IpTcpRepr<'a>) -> IpTcpRepr<'a> {
+        let tcp_len = p.tcp.buffer_len();
+        let ip = match p.ip {
+            IpRepr::V4(r) => IpRepr::V4(Ipv4Repr {
+                payload_len: tcp_len,
+                ..r
+            }),
+            IpRepr::V6(r) => IpRepr::V6(Ipv6Repr {
+                payload_len: tcp_len,
+                ..r
+            }),
+        };
+        IpTcpRepr {
+            ip,
+            tcp: p.tcp.clone(),
+        }
     }
 }

@@ -432,8 +432,8 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
 /// The running sum of the TCP pseudo-header for a `tcp_len`-byte segment: RFC 9293 §3.1
 /// for IPv4 (addresses, zero, protocol, 16-bit length), RFC 8200 §8.1 for IPv6
 /// (addresses, 32-bit length, three zero bytes, next header). Add the segment's bytes
-/// (checksum field zero) and `finish()`; or store `!sum16()` of this alone as the partial
-/// checksum a NIC completes (checksum offload).
+/// (checksum field zero) and `finish()`; or store `sum16()` of this alone (folded, not
+/// complemented) as the partial checksum a device completes ([`TcpChecksum::Partial`]).
 pub fn pseudo_header_sum(src: IpAddr, dst: IpAddr, tcp_len: usize) -> Result<Checksum, TcpError> {
     let mut sum = Checksum::new();
     match (src, dst) {
@@ -676,14 +676,35 @@ impl<'a> TcpRepr<'a> {
         dst: IpAddr,
         compute_checksum: bool,
     ) -> Result<usize, TcpError> {
+        let mode = if compute_checksum {
+            TcpChecksum::Full
+        } else {
+            TcpChecksum::Zero
+        };
+        self.emit_with(packet, src, dst, mode)
+    }
+
+    /// [`TcpRepr::emit`] with a choice of what goes into the checksum field.
+    pub fn emit_with<T: AsRef<[u8]> + AsMut<[u8]>>(
+        &self,
+        packet: &mut TcpPacket<T>,
+        src: IpAddr,
+        dst: IpAddr,
+        checksum: TcpChecksum,
+    ) -> Result<usize, TcpError> {
         let mut area = [0u8; MAX_OPTIONS_LEN];
         let options_len = self.options.emit(&mut area)?;
         let header_len = TCP_HEADER_LEN + options_len;
         let total = header_len + self.payload.len();
-        if compute_checksum {
+        let seed = match checksum {
             // Fail on the addresses before touching the buffer.
-            pseudo_header_sum(src, dst, total)?;
-        }
+            TcpChecksum::Full => {
+                pseudo_header_sum(src, dst, total)?;
+                None
+            }
+            TcpChecksum::Partial => Some(pseudo_header_sum(src, dst, total)?.sum16()),
+            TcpChecksum::Zero => None,
+        };
         let got = packet.buffer.as_ref().len();
         if got < total {
             return Err(TcpError::BufferTooShort { needed: total, got });
@@ -700,11 +721,28 @@ impl<'a> TcpRepr<'a> {
         packet.set_urgent_at(self.urgent);
         packet.options_mut().copy_from_slice(&area[..options_len]);
         packet.payload_mut().copy_from_slice(self.payload);
-        if compute_checksum {
-            packet.fill_checksum(src, dst)?;
+        match (checksum, seed) {
+            (TcpChecksum::Full, _) => packet.fill_checksum(src, dst)?,
+            (TcpChecksum::Partial, Some(seed)) => packet.set_checksum(seed),
+            (TcpChecksum::Partial | TcpChecksum::Zero, _) => {}
         }
         Ok(total)
     }
+}
+
+/// What [`TcpRepr::emit_with`] puts into the checksum field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TcpChecksum {
+    /// The full checksum over the pseudo-header and the segment.
+    Full,
+    /// Checksum offload: only the pseudo-header sum, folded and not complemented
+    /// (as Linux leaves it for CHECKSUM_PARTIAL). A device that sums the segment from
+    /// the TCP header on (virtio_net_hdr `NEEDS_CSUM`: `csum_start` at the TCP header,
+    /// `csum_offset` 16) and stores the complement turns it into the full checksum; a
+    /// device cutting a super-segment (TSO) adjusts the length part for each piece.
+    Partial,
+    /// Zero, for tests and for links that do not check.
+    Zero,
 }
 
 #[cfg(test)]

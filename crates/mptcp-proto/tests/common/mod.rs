@@ -36,6 +36,23 @@ pub enum Action {
 /// bytes, which it may change) and decides its fate.
 pub type Filter = Box<dyn FnMut(Side, usize, &mut Vec<u8>) -> Action>;
 
+/// What the sending side's device does with the packets its endpoint emits (the
+/// endpoint's `checksum_offload` and `max_segment_payload` decide what it emits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Device {
+    /// Packets go out as emitted and are checked on arrival.
+    Plain,
+    /// A TSO device, as the kernel treats a TUN write with a virtio_net_hdr: cuts a
+    /// super-segment into pieces of its `gso_size` (each a full packet with a copy of
+    /// the headers, FIN and PSH on the last piece only), completes partial checksums,
+    /// and asserts every piece fits `mtu`. The filter sees the pieces.
+    Cut { mtu: usize },
+    /// The packet reaches the receiver whole, checksums not verified, as a TUN reader
+    /// with offload gets a GSO packet from the kernel
+    /// (`Endpoint::handle_packet_trusted`).
+    Whole,
+}
+
 /// One packet put on the wire, as sent (before the filter changed it).
 #[derive(Clone, Debug)]
 pub struct WirePacket {
@@ -57,8 +74,13 @@ pub struct Pair {
     pub wire: Vec<WirePacket>,
     pub client_events: Vec<Event>,
     pub server_events: Vec<Event>,
-    /// Packets in flight: (arrival, sequence) -> (receiver, bytes).
-    queue: BTreeMap<(Instant, u64), (Side, Vec<u8>)>,
+    /// The client's and the server's device.
+    pub devices: [Device; 2],
+    /// Packets the endpoints emitted, and how many of them were super-segments.
+    pub emitted: [usize; 2],
+    pub super_segments: [usize; 2],
+    /// Packets in flight: (arrival, sequence) -> (receiver, bytes, trusted).
+    queue: BTreeMap<(Instant, u64), (Side, Vec<u8>, bool)>,
     order: u64,
     sent: [usize; 2],
     buf: Vec<u8>,
@@ -78,6 +100,9 @@ impl Pair {
             wire: Vec::new(),
             client_events: Vec::new(),
             server_events: Vec::new(),
+            devices: [Device::Plain; 2],
+            emitted: [0, 0],
+            super_segments: [0, 0],
             queue: BTreeMap::new(),
             order: 0,
             sent: [0, 0],
@@ -94,10 +119,10 @@ impl Pair {
 
     /// Puts raw bytes on the wire from `from`, as if its endpoint had sent them.
     pub fn inject(&mut self, from: Side, bytes: Vec<u8>) {
-        self.enqueue(from, bytes, Action::Deliver);
+        self.enqueue(from, bytes, Action::Deliver, false);
     }
 
-    fn enqueue(&mut self, from: Side, bytes: Vec<u8>, action: Action) {
+    fn enqueue(&mut self, from: Side, bytes: Vec<u8>, action: Action, trusted: bool) {
         let copies = match action {
             Action::Deliver => 1,
             Action::Drop => 0,
@@ -107,7 +132,7 @@ impl Pair {
             self.order += 1;
             self.queue.insert(
                 (self.now + self.delay, self.order),
-                (from.other(), bytes.clone()),
+                (from.other(), bytes.clone(), trusted),
             );
         }
     }
@@ -121,29 +146,52 @@ impl Pair {
             loop {
                 let now = self.now;
                 let mut buf = core::mem::take(&mut self.buf);
-                let sent = self.endpoint(side).poll_transmit(now, &mut buf);
-                let Some(len) = sent else {
+                let sent = self.endpoint(side).poll_transmit_gso(now, &mut buf);
+                let Some(sent) = sent else {
                     self.buf = buf;
                     break;
                 };
-                let original = buf[..len].to_vec();
+                let emitted = buf[..sent.len].to_vec();
                 self.buf = buf;
-                let index = self.sent[side as usize];
-                self.sent[side as usize] += 1;
-                let mut bytes = original.clone();
-                let action = match self.filter.as_mut() {
-                    Some(f) => f(side, index, &mut bytes),
-                    None => Action::Deliver,
-                };
-                if self.record {
-                    self.wire.push(WirePacket {
-                        at: now,
-                        from: side,
-                        bytes: original,
-                        action,
-                    });
+                self.emitted[side as usize] += 1;
+                if sent.gso_size.is_some() {
+                    self.super_segments[side as usize] += 1;
                 }
-                self.enqueue(side, bytes, action);
+                let (packets, trusted) = match self.devices[side as usize] {
+                    Device::Plain => {
+                        assert!(
+                            sent.gso_size.is_none(),
+                            "a super-segment for a plain device"
+                        );
+                        (vec![emitted], false)
+                    }
+                    Device::Whole => (vec![emitted], true),
+                    Device::Cut { mtu } => {
+                        let pieces = gso_cut(&emitted, sent.gso_size);
+                        for p in &pieces {
+                            assert!(p.len() <= mtu, "a {}-byte piece for MTU {mtu}", p.len());
+                        }
+                        (pieces, false)
+                    }
+                };
+                for original in packets {
+                    let index = self.sent[side as usize];
+                    self.sent[side as usize] += 1;
+                    let mut bytes = original.clone();
+                    let action = match self.filter.as_mut() {
+                        Some(f) => f(side, index, &mut bytes),
+                        None => Action::Deliver,
+                    };
+                    if self.record {
+                        self.wire.push(WirePacket {
+                            at: now,
+                            from: side,
+                            bytes: original,
+                            action,
+                        });
+                    }
+                    self.enqueue(side, bytes, action, trusted);
+                }
                 progressed = true;
             }
         }
@@ -151,9 +199,13 @@ impl Pair {
             if entry.key().0 > self.now {
                 break;
             }
-            let (to, bytes) = entry.remove();
+            let (to, bytes, trusted) = entry.remove();
             let now = self.now;
-            let _ = self.endpoint(to).handle_packet(now, &bytes);
+            let _ = if trusted {
+                self.endpoint(to).handle_packet_trusted(now, &bytes)
+            } else {
+                self.endpoint(to).handle_packet(now, &bytes)
+            };
             progressed = true;
         }
         while let Some(e) = self.client.poll_event() {
@@ -280,6 +332,42 @@ impl SplitMix {
     pub fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
+}
+
+/// What a TSO device (the kernel's GSO) makes of an emitted packet: the pieces of a
+/// super-segment cut at `gso_size` payload bytes, each with the headers copied,
+/// sequence number and IP length adjusted and FIN/PSH only on the last; every packet
+/// with its checksums completed (the sender may have left a partial TCP checksum).
+pub fn gso_cut(packet: &[u8], gso_size: Option<u16>) -> Vec<Vec<u8>> {
+    use mptcp_proto::wire::tcp::TcpFlags;
+    let repr = IpTcpRepr::parse(packet, false).expect("the endpoint emits valid packets");
+    let payload = repr.tcp.payload;
+    let size = match gso_size {
+        Some(size) if payload.len() > usize::from(size) => usize::from(size),
+        _ => payload.len().max(1),
+    };
+    let chunks: Vec<&[u8]> = if payload.is_empty() {
+        vec![payload]
+    } else {
+        payload.chunks(size).collect()
+    };
+    let last = chunks.len() - 1;
+    chunks
+        .into_iter()
+        .enumerate()
+        .map(|(i, chunk)| {
+            let mut piece = repr.clone();
+            piece.tcp.payload = chunk;
+            piece.tcp.seq = repr.tcp.seq + (i * size) as u32;
+            if i != last {
+                piece.tcp.flags = TcpFlags(repr.tcp.flags.0 & !(TcpFlags::FIN.0 | TcpFlags::PSH.0));
+            }
+            let mut buf = vec![0; piece.buffer_len()];
+            let len = piece.emit(&mut buf, true).expect("a piece fits");
+            buf.truncate(len);
+            buf
+        })
+        .collect()
 }
 
 /// Parses a packet the endpoint emitted (checksums verified).

@@ -1003,3 +1003,73 @@ fn a_close_before_a_checksum_fallback_ends_the_stream_with_the_subflow_fin() {
         p.server_events
     );
 }
+
+/// The peer acknowledges data at the subflow level but its data ACK stays behind (its
+/// connection level dropped the data, e.g. beyond its window). Once every subflow is
+/// quiet (nothing in flight, no subflow timer), only the connection-level
+/// retransmission timer can repair this: it must be armed while any sent data lacks a
+/// data ACK, or the connection stalls for good (seen end to end over TUN).
+#[test]
+fn data_acked_only_at_the_subflow_level_is_reinjected_when_every_subflow_is_idle() {
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    let mut p = Pair::new(small_config(), small_config(), &[]);
+    p.connect();
+    assert_bytes(&p.transfer(true, b"go", Duration::from_secs(1)), b"go");
+    p.run_for(Duration::from_millis(200));
+    // A middlebox freezes the server's data ACK at the first value it sees.
+    let freeze = Rc::new(Cell::new(true));
+    let frozen: Rc<Cell<Option<u64>>> = Rc::new(Cell::new(None));
+    let (f, z) = (Rc::clone(&freeze), Rc::clone(&frozen));
+    p.filter = Some(Box::new(move |w| {
+        if w.dir != Dir::ToClient || !f.get() {
+            return Verdict::Pass;
+        }
+        let mut repr = w.repr();
+        let mut changed = false;
+        for o in repr.options.mptcp.iter_mut() {
+            if let MptcpOption::Dss(crate::wire::mptcp::Dss {
+                data_ack: Some(crate::wire::mptcp::DsnWire::Long(ack)),
+                ..
+            }) = o
+            {
+                let keep = *z.get().get_or_insert(ack.0);
+                z.set(Some(keep));
+                *ack = crate::seq::Dsn(keep);
+                changed = true;
+            }
+        }
+        if !changed {
+            return Verdict::Pass;
+        }
+        let mut buf = vec![0u8; repr.buffer_len()];
+        repr.emit(
+            &mut TcpPacket::new_unchecked(&mut buf[..]),
+            w.src.ip(),
+            w.dst.ip(),
+            true,
+        )
+        .expect("fits");
+        Verdict::Rewrite(buf)
+    }));
+    let data = pattern(20_000, 9);
+    assert_bytes(&p.transfer(true, &data, Duration::from_secs(2)), &data);
+    p.run_for(Duration::from_millis(500));
+    let total = 2 + data.len() as u64;
+    let stats = p.client.stats();
+    assert!(stats.bytes_data_acked < total, "{stats:?}");
+    assert!(
+        stats.subflows.iter().all(|s| s.bytes_in_flight == 0),
+        "every subflow is acknowledged: {stats:?}"
+    );
+    freeze.set(false);
+    assert!(
+        p.client.poll_timeout().is_some(),
+        "unacknowledged data and no timer: the connection would stall"
+    );
+    p.run_for(Duration::from_secs(5));
+    let stats = p.client.stats();
+    assert_eq!(stats.bytes_data_acked, total, "{stats:?}");
+    assert!(stats.reinjections > 0);
+}
