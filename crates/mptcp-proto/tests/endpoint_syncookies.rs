@@ -560,9 +560,7 @@ impl App {
             Side::Client => &pair.client_events,
             Side::Server => &pair.server_events,
         };
-        self.peer_closed |= events
-            .iter()
-            .any(|e| *e == Event::Connection(h, TcpEvent::PeerClosed));
+        self.peer_closed |= events.contains(&Event::Connection(h, TcpEvent::PeerClosed));
         let ep = pair.endpoint(self.side);
         if let Ok(n) = ep.write(h, &self.data[self.written..]) {
             self.written += n;

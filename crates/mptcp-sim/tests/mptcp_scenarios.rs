@@ -276,6 +276,119 @@ fn every_path_gone_longer_than_the_rto_then_back_the_connection_resumes() {
     assert!(completion > Duration::from_secs(5), "{completion:?}");
 }
 
+// ---- make-before-break: one subflow per address pair after a path returns ----------
+
+/// Wi-Fi (20 Mbit/s, 10 ms) goes dark from 2 s to 5 s next to LTE (10 Mbit/s, 30 ms);
+/// 25 MB keep both busy until well after Wi-Fi is back.
+fn wifi_outage_text(seed: u64) -> String {
+    format!(
+        r#"
+        seed = {seed}
+        [[host]]
+        name = "client"
+        addresses = ["10.1.0.1", "10.2.0.1"]
+        [[host]]
+        name = "server"
+        addresses = ["10.0.0.1"]
+        [[router]]
+        name = "r"
+        addresses = ["10.1.0.254", "10.2.0.254", "10.0.0.254"]
+        [[link]]
+        name = "core"
+        a = "10.0.0.254"
+        b = "10.0.0.1"
+        rate = "10gbit"
+        delay = "0ms"
+        [[link]]
+        name = "wifi"
+        a = "10.1.0.1"
+        b = "10.1.0.254"
+        rate = "20mbit"
+        delay = "10ms"
+        queue = "100 packets"
+        [[link.events]]
+        at = "2s"
+        state = "down"
+        [[link.events]]
+        at = "5s"
+        state = "up"
+        [[link]]
+        name = "lte"
+        a = "10.2.0.1"
+        b = "10.2.0.254"
+        rate = "10mbit"
+        delay = "30ms"
+        queue = "100 packets"
+        [[flow]]
+        from = "client"
+        to = "server:80"
+        bytes = 25_000_000
+        kind = "mptcp"
+        "#
+    )
+}
+
+/// The sender's subflows still alive (not closed, reset or given up), by local
+/// address: an open subflow whose handshake is under way counts too.
+fn live_subflows(m: &mptcp_sim::traffic::MptcpReport) -> Vec<(SocketAddr, u64, u64)> {
+    let down: Vec<_> = m
+        .events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            MptcpEvent::SubflowDown { id, .. } => Some(*id),
+            _ => None,
+        })
+        .collect();
+    m.subflows
+        .iter()
+        .filter(|s| s.state != mptcp_proto::tcp::TcpState::Closed && !down.contains(&s.id))
+        .map(|s| (s.local, u64::from(s.id.0), s.bytes_sent))
+        .collect()
+}
+
+#[test]
+fn after_a_three_second_outage_each_address_pair_keeps_one_subflow_and_it_carries_data() {
+    // Make-before-break opens a replacement on the Wi-Fi pair when its subflow goes
+    // stale; when the path returns, both used to live on, one of them idle.
+    for seed in [seed_or(5), 6, 7] {
+        let text = wifi_outage_text(seed);
+        let s = Scenario::parse(&text, Path::new(".")).expect("test scenario parses");
+        let mut r = TrafficRun::new(&s, &RunOptions::default()).expect("builds");
+        // A second after Wi-Fi came back.
+        r.run_until(Instant::ZERO + Duration::from_secs(6));
+        let before = r.report();
+        let report = run(&mut r);
+        assert_intact(&report);
+        let m = report.flows[0].mptcp.as_ref().expect("an MPTCP flow");
+        let live = live_subflows(m);
+        for ip in ["10.1.0.1", "10.2.0.1"] {
+            let on_pair: Vec<_> = live
+                .iter()
+                .filter(|(l, ..)| l.ip().to_string() == ip)
+                .collect();
+            assert_eq!(
+                on_pair.len(),
+                1,
+                "seed {seed}: one subflow from {ip} at the end: {live:?}\n{report}"
+            );
+        }
+        let wifi = live
+            .iter()
+            .find(|(l, ..)| l.ip().to_string() == "10.1.0.1")
+            .expect("checked above");
+        let sent_before = before.flows[0]
+            .mptcp
+            .as_ref()
+            .and_then(|m| m.subflows.iter().find(|s| u64::from(s.id.0) == wifi.1))
+            .map_or(0, |s| s.bytes_sent);
+        assert!(
+            wifi.2 - sent_before > 2_000_000,
+            "seed {seed}: the Wi-Fi subflow carries data after the outage: {} bytes\n{report}",
+            wifi.2 - sent_before
+        );
+    }
+}
+
 // ---- a forged MP_JOIN ------------------------------------------------------------------
 
 #[test]

@@ -21,12 +21,12 @@ use crate::mptcp::data_seq::DataAckOutcome;
 use crate::mptcp::events::{CloseReason, FallbackReason, MptcpEvent, SubflowDownReason};
 use crate::mptcp::mapping::{InsertKind, MappingError, ReceivedMapping, RxEvent};
 use crate::mptcp::subflow::{MpPhase, SubflowKind, SubflowMp};
-use crate::pm::{AddrSide, PmAction};
+use crate::pm::{AddrSide, PathKey, PmAction};
 use crate::seq::{Dsn, SeqNum};
 use crate::tcp::{ReceiveSink, TcpEvent, TcpState};
 use crate::time::{Duration, Instant};
 use crate::wire::mptcp::{
-    CapableFlags, DsnWire, Dss, MpCapable, MpCapableKeys, MpJoin, MptcpOption, TcpRstReason,
+    AddrId, CapableFlags, DsnWire, Dss, MpCapable, MpCapableKeys, MpJoin, MptcpOption, TcpRstReason,
 };
 use crate::wire::tcp::TcpRepr;
 
@@ -1016,6 +1016,86 @@ impl MptcpConnection {
         }
         if request_ack {
             self.request_ack_any();
+        }
+        self.retire_surplus();
+    }
+
+    /// Keeps each address pair at its path manager budget once a subflow on it works.
+    /// Make-before-break opens a replacement next to a stale subflow on the same pair;
+    /// when the path came back both lived on, one of them idle, and the replaced one
+    /// could never be replaced again. So as soon as a subflow of a pair over budget is
+    /// usable (carries data, not stale), the surplus goes: a handshake still under way
+    /// is reset at once; of usable subflows the one with the smaller window (the one
+    /// just out of an RTO, as against the one that carried the data meanwhile) takes
+    /// no new data and is reset once everything it sent is acknowledged, so nothing
+    /// needs sending again. A stale subflow is left to recover (and be compared then)
+    /// or to be declared failed. Only the side that opens subflows decides; the peer
+    /// sees a RST with MP_TCPRST "administratively prohibited" (by policy, RFC 8684
+    /// §3.6).
+    fn retire_surplus(&mut self) {
+        let Some(pm) = self.core.pm.as_ref() else {
+            return;
+        };
+        if !pm.config().open_subflows || self.core.subflows_closing {
+            return;
+        }
+        let alive = |s: &crate::mptcp::subflow::Subflow| {
+            s.mp.path.is_some()
+                && s.mp.phase != MpPhase::Dead
+                && !s.mp.rst_out
+                && !s.tcp.is_closing()
+                && s.tcp.state() != TcpState::Closed
+        };
+        let usable = |s: &crate::mptcp::subflow::Subflow| s.schedulable() && !s.mp.stale;
+        let mut pairs: Vec<(AddrId, AddrId)> = self
+            .subflows
+            .iter()
+            .filter(|s| alive(s))
+            .filter_map(|s| s.mp.path.map(|k| (k.local, k.remote)))
+            .collect();
+        pairs.sort();
+        pairs.dedup();
+        for (local, remote) in pairs {
+            let budget = pm.budget(local, remote);
+            let mut members: Vec<usize> = (0..self.subflows.len())
+                .filter(|&i| {
+                    let s = &self.subflows[i];
+                    alive(s)
+                        && !s.mp.retiring
+                        && s.mp
+                            .path
+                            .is_some_and(|k| (k.local, k.remote) == (local, remote))
+                })
+                .collect();
+            if members.len() <= budget || !members.iter().any(|&i| usable(&self.subflows[i])) {
+                continue;
+            }
+            members.sort_by_key(|&i| {
+                let s = &self.subflows[i];
+                (!usable(s), core::cmp::Reverse(s.tcp.stats().cwnd), s.id)
+            });
+            for &i in &members[budget..] {
+                let s = &mut self.subflows[i];
+                if s.mp.stale {
+                    continue;
+                }
+                tracing::debug!(subflow = s.id.0, "mptcp: retiring a surplus subflow");
+                s.mp.retiring = true;
+            }
+        }
+        let done: Vec<(SubflowId, Option<PathKey>)> = self
+            .subflows
+            .iter()
+            .filter(|s| s.mp.retiring && alive(s))
+            .filter(|s| !s.mp.carries_data() || s.mp.stale || s.outstanding() == 0)
+            .map(|s| (s.id, s.mp.path))
+            .collect();
+        for (id, key) in done {
+            if let (Some(pm), Some(key)) = (self.core.pm.as_mut(), key) {
+                pm.retire(key);
+            }
+            let reason = TcpRstReason::ADMINISTRATIVELY_PROHIBITED;
+            self.reset_subflow(id, reason, SubflowDownReason::LocalReset { reason });
         }
     }
 

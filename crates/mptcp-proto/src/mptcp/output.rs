@@ -280,15 +280,19 @@ impl MptcpConnection {
         self.update_conn_timers(now);
         if let Some(dsn) = self.core.data_fin_due(&self.send)
             && matches!(self.core.seq.data_fin_tx(), DataFinTx::Pending { .. })
-            && self.core.data_fin_rtx.is_none()
         {
-            tracing::trace!(?dsn, "mptcp: DATA_FIN due");
             // On every subflow at once, as Linux does (mptcp_send_ack): a pure ACK is
             // never retransmitted by TCP, so on one subflow over a lossy path a lost
-            // DATA_FIN would wait for the connection-level timer (at least 200 ms).
+            // DATA_FIN would wait for the connection-level timer. Asked for on every
+            // transmission until it is out: a data segment that answers the request
+            // leaves it pending until that timer, the slowest subflow's RTO (roadside:
+            // 6.6 s behind a Wi-Fi subflow backed off during an outage).
             self.request_ack_all();
-            let rto = self.max_rto();
-            self.core.data_fin_rtx = Some((now + rto, 0));
+            if self.core.data_fin_rtx.is_none() {
+                tracing::trace!(?dsn, "mptcp: DATA_FIN due");
+                let rto = self.max_rto();
+                self.core.data_fin_rtx = Some((now + rto, 0));
+            }
         }
     }
 

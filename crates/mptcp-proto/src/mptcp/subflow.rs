@@ -101,6 +101,9 @@ pub(crate) struct SubflowMp {
     /// The path manager's name for this subflow (`None`: not tracked, e.g. before the
     /// path manager exists).
     pub path: Option<PathKey>,
+    /// Surplus on its address pair: no new data; reset once nothing is outstanding
+    /// (see `MptcpConnection::retire_surplus`).
+    pub retiring: bool,
     /// SubflowUp was reported.
     pub reported_up: bool,
     /// Payload bytes handed to the connection's reassembly (new or duplicate).
@@ -161,6 +164,7 @@ impl SubflowMp {
             progress_at: now,
             // The path manager starts with the initial subflow in its table.
             path: matches!(kind, SubflowKind::Initial).then_some(PathKey::INITIAL),
+            retiring: false,
             reported_up: false,
             bytes_delivered: 0,
             bytes_scheduled: 0,
@@ -196,6 +200,7 @@ impl Subflow {
     /// Can take new data from the scheduler now.
     pub fn schedulable(&self) -> bool {
         self.mp.carries_data()
+            && !self.mp.retiring
             && matches!(
                 self.tcp.state(),
                 TcpState::Established | TcpState::CloseWait

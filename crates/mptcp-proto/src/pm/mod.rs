@@ -489,6 +489,28 @@ impl PathManager {
         self.fill();
     }
 
+    /// How many subflows of ours the pair may keep: what the policy wants, and at
+    /// least one (a pair the policy does not want may carry the subflow opened for an
+    /// announcement the peer never echoed). A make-before-break replacement makes one
+    /// more than this while the subflow it replaces lives; once either works, the
+    /// connection retires the surplus ([`PathManager::retire`]).
+    pub fn budget(&self, local: AddrId, remote: AddrId) -> usize {
+        self.wanted(local, remote).max(1)
+    }
+
+    /// The connection closes the subflow `key` on purpose because its pair has more
+    /// than its [`PathManager::budget`] (the replacement when the replaced subflow
+    /// recovered, or the replaced one when its replacement works): it is forgotten,
+    /// not re-created, and the pair's survivors may be replaced again if they fail
+    /// later.
+    pub fn retire(&mut self, key: PathKey) {
+        debug!(?key, "surplus subflow on its pair retired");
+        self.paths.remove(&key);
+        for (_, path) in self.paths.range_mut(pair_range(key.local, key.remote)) {
+            path.replaced = false;
+        }
+    }
+
     /// The connection lost all its subflows and tries to make a path again
     /// ("make-after-break"): pairs given up on (self-healing off) become eligible
     /// again. Scheduled retries keep their backoff.

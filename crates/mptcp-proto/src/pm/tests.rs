@@ -622,3 +622,45 @@ fn peer_opened_subflows_get_slots_and_are_forgotten_when_closed() {
     assert_eq!(pm.on_incoming_subflow(AddrId(0), AddrId(0)), key(0, 0, 1));
     assert_eq!(drain(&mut pm), vec![]);
 }
+
+#[test]
+fn a_retired_surplus_subflow_is_forgotten_and_the_survivor_may_be_replaced_again() {
+    let mut pm = client();
+    assert_eq!(pm.budget(AddrId(0), AddrId(0)), 1);
+    pm.on_subflow_potentially_failed(PathKey::INITIAL);
+    assert_eq!(
+        drain(&mut pm),
+        vec![open_slot(0, 0, 1, "10.0.0.1", "10.9.0.1:80")]
+    );
+    pm.on_subflow_established(key(0, 0, 1));
+    assert_eq!(pm.live_subflows(), 2);
+    // The old subflow recovered; the connection retires the replacement.
+    pm.retire(key(0, 0, 1));
+    pm.on_subflow_closed(Instant::ZERO, key(0, 0, 1));
+    assert_eq!(pm.live_subflows(), 1);
+    assert_eq!(pm.pending_retries().count(), 0, "not re-created");
+    assert!(drain(&mut pm).is_empty());
+    // It may fail again later, and get a replacement again.
+    pm.on_subflow_potentially_failed(PathKey::INITIAL);
+    assert_eq!(
+        drain(&mut pm),
+        vec![open_slot(0, 0, 1, "10.0.0.1", "10.9.0.1:80")]
+    );
+    // Or the replacement survives and the old one is retired: the pair keeps one.
+    pm.on_subflow_established(key(0, 0, 1));
+    pm.retire(PathKey::INITIAL);
+    pm.on_subflow_closed(Instant::ZERO, PathKey::INITIAL);
+    assert_eq!(pm.live_subflows(), 1);
+    assert_eq!(pm.pending_retries().count(), 0);
+    assert!(drain(&mut pm).is_empty());
+    // A pair the policy does not want still keeps the one it has.
+    let mut nd = PathManager::new(
+        config(PathPolicy::NDiffPorts { subflows: 3 }),
+        ip("10.0.0.1"),
+        sock("10.9.0.1:80"),
+        false,
+    );
+    assert_eq!(nd.budget(AddrId(0), AddrId(0)), 3);
+    nd.on_add_addr(AddrId(1), ip("10.9.1.1"), None);
+    assert_eq!(nd.budget(AddrId(0), AddrId(1)), 1);
+}

@@ -472,3 +472,125 @@ fn break_before_make_drops_the_old_subflow_then_opens_after_the_retry_delay() {
     // The transfer stalled between the break and the make.
     assert!(got_at_drop < 200_000, "{got_at_drop}");
 }
+
+/// Live subflows of the client (not reported down).
+fn live(p: &Pair) -> Vec<SubflowId> {
+    p.client
+        .subflow_ids()
+        .filter(|&id| down_of(p, id).is_none())
+        .collect()
+}
+
+const BY_POLICY: SubflowDownReason = SubflowDownReason::LocalReset {
+    reason: TcpRstReason::ADMINISTRATIVELY_PROHIBITED,
+};
+
+#[test]
+fn a_replacement_is_retired_when_the_subflow_it_replaced_recovers_first() {
+    // The path goes dark: the old subflow turns stale and its replacement's SYNs are
+    // lost too. The old subflow's retransmission gets through first when the path
+    // returns: the replacement, still handshaking, goes, and the pair is back to one
+    // subflow that carries the rest.
+    let mut cc = small_config();
+    cc.pm.fail_after_rtos = Some(10);
+    let mut p = Pair::new(cc, small_config(), &[]);
+    let old_dark = Rc::new(Cell::new(false));
+    let joins_dark = Rc::new(Cell::new(false));
+    let (a, b) = (old_dark.clone(), joins_dark.clone());
+    p.filter = Some(Box::new(move |w| {
+        let old = uses_port(client_addr().port())(w);
+        let join_syn = w.flags().syn()
+            && w.mptcp()
+                .iter()
+                .any(|o| matches!(o, MptcpOption::MpJoin(MpJoin::Syn { .. })));
+        if (a.get() && old) || (b.get() && join_syn) {
+            Verdict::Drop
+        } else {
+            Verdict::Pass
+        }
+    }));
+    let mut p = established(p);
+    let old = subflow_on(&p, client_addr().port()).expect("initial");
+    let mut bulk = Bulk::new(1_500_000);
+    while bulk.got.len() < 100_000 {
+        bulk.step(&mut p);
+    }
+    old_dark.set(true);
+    joins_dark.set(true);
+    while p.opened.is_empty() {
+        bulk.step(&mut p);
+    }
+    let new = subflow_on(&p, p.opened[0].1.port()).expect("replacement handshaking");
+    old_dark.set(false);
+    while p
+        .client
+        .stats()
+        .subflows
+        .iter()
+        .any(|s| s.id == old && s.stale)
+    {
+        bulk.step(&mut p);
+    }
+    // Recovered; the replacement's SYNs may pass again.
+    joins_dark.set(false);
+    bulk.finish(&mut p, Duration::from_secs(60));
+    assert_eq!(live(&p), vec![old], "{:?}", p.client_log);
+    // Given up during its handshake (never up, so never reported down; a SYN-SENT
+    // abort sends nothing, RFC 9293 §3.10.5).
+    assert!(up_index(&p, new).is_none(), "it never carried data");
+    let stats = p.client.stats();
+    assert!(stats.subflows.iter().all(|s| s.id != new));
+    assert!(
+        stats
+            .closed_subflows
+            .iter()
+            .any(|s| s.id == new && s.bytes_sent == 0)
+    );
+    assert_eq!(p.opened.len(), 1, "nothing re-created");
+}
+
+#[test]
+fn when_both_subflows_of_a_pair_work_again_the_one_with_the_smaller_window_is_drained_and_retired()
+{
+    // Only the old subflow's 4-tuple goes dark (a middlebox lost its state): the
+    // replacement takes the data; then the old one recovers before it is declared
+    // failed. The pair keeps one: the old one, back from an RTO with a small window,
+    // takes no new data and goes once its data is acknowledged. Nothing is lost.
+    let mut cc = small_config();
+    cc.pm.fail_after_rtos = Some(10);
+    let mut p = Pair::new(cc, small_config(), &[]);
+    let outage = blackhole(&mut p, uses_port(client_addr().port()));
+    let mut p = established(p);
+    let old = subflow_on(&p, client_addr().port()).expect("initial");
+    let mut bulk = Bulk::new(3_000_000);
+    while bulk.got.len() < 100_000 {
+        bulk.step(&mut p);
+    }
+    outage.set(true);
+    while p.opened.is_empty()
+        || up_index(&p, subflow_on(&p, p.opened[0].1.port()).expect("new")).is_none()
+    {
+        bulk.step(&mut p);
+    }
+    let new = subflow_on(&p, p.opened[0].1.port()).expect("replacement");
+    let dark_until = p.now + Duration::from_millis(500);
+    while p.now < dark_until {
+        bulk.step(&mut p);
+    }
+    outage.set(false);
+    bulk.finish(&mut p, Duration::from_secs(60));
+    assert_eq!(live(&p), vec![new], "{:?}", p.client_log);
+    assert_eq!(down_of(&p, old).map(|d| d.1), Some(BY_POLICY));
+    let old_stats = p
+        .client
+        .stats()
+        .closed_subflows
+        .into_iter()
+        .find(|s| s.id == old)
+        .expect("the old subflow's final figures");
+    assert!(
+        old_stats.rto_count >= 2 && old_stats.rto_count < 10,
+        "{old_stats:?}"
+    );
+    assert_eq!(p.opened.len(), 1, "nothing re-created");
+}

@@ -73,6 +73,45 @@ fn data_fin_without_data_uses_subflow_seq_zero_and_length_one() {
 }
 
 #[test]
+fn a_data_fin_due_while_data_is_still_going_out_follows_it_at_once() {
+    // The DATA_FIN is due once the last byte is mapped; the pure ACK asked for it was
+    // answered by a data segment, which carries no DATA_FIN, and it waited for the
+    // retransmission timer (the slowest subflow's RTO: 6.6 s in `roadside`).
+    let mut p = Pair::new(small_config(), small_config(), &[]);
+    p.connect();
+    assert_bytes(&p.transfer(true, b"x", Duration::from_secs(1)), b"x");
+    let data = pattern(40_000, 13);
+    assert_eq!(p.client.write(&data), data.len());
+    p.client.close();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut all_at = None;
+    let deadline = p.now + Duration::from_secs(5);
+    while p.now < deadline && !p.server_events.contains(&MptcpEvent::PeerClosed) {
+        p.run_for(Duration::from_millis(1));
+        loop {
+            let n = p.server().read(&mut buf);
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        if got.len() == data.len() && all_at.is_none() {
+            all_at = Some(p.now);
+        }
+    }
+    assert_bytes(&got, &data);
+    let all_at = all_at.expect("every byte arrived");
+    assert!(p.server_events.contains(&MptcpEvent::PeerClosed));
+    let gap = p.now.saturating_since(all_at);
+    // One-way delay 10 ms: the DATA_FIN travels with the last data, not an RTO later.
+    assert!(
+        gap <= Duration::from_millis(20),
+        "the end of stream came {gap:?} after the data"
+    );
+}
+
+#[test]
 fn lost_data_fin_is_retransmitted_until_acked() {
     let mut p = Pair::new(small_config(), small_config(), &[]);
     p.connect();
