@@ -116,7 +116,8 @@ enum Command {
         /// Mbit/s; tc units work too. Example: --rate 50,20 or --rate 50mbit,20mbit
         #[arg(long, value_name = "A,B")]
         rate: Option<String>,
-        /// Only these pairs (repeatable; default all).
+        /// Only these pairs (repeatable; default kernel-kernel, ours-kernel, ours-ours;
+        /// kernel-tcp adds plain kernel TCP on one path for context).
         #[arg(long = "pair", value_enum, value_name = "PAIR")]
         pairs: Vec<bench::Pair>,
         /// The server sends and the client receives (default: the client sends).

@@ -24,22 +24,27 @@ pub enum Pair {
     OursKernel,
     /// Our stack at both ends.
     OursOurs,
+    /// Plain TCP between kernel sockets on path 1: what the machine's kernel path does
+    /// without MPTCP (context; not in the default set).
+    KernelTcp,
 }
 
 impl Pair {
-    pub const ALL: [Pair; 3] = [Pair::KernelKernel, Pair::OursKernel, Pair::OursOurs];
+    /// The pairs measured when none is named.
+    pub const DEFAULT: [Pair; 3] = [Pair::KernelKernel, Pair::OursKernel, Pair::OursOurs];
 
     pub fn label(self) -> &'static str {
         match self {
             Pair::KernelKernel => "kernel <-> kernel",
             Pair::OursKernel => "ours -> kernel",
             Pair::OursOurs => "ours <-> ours",
+            Pair::KernelTcp => "kernel TCP, 1 path",
         }
     }
 
     fn uses_ours(self) -> bool {
         match self {
-            Pair::KernelKernel => false,
+            Pair::KernelKernel | Pair::KernelTcp => false,
             Pair::OursKernel | Pair::OursOurs => true,
         }
     }
@@ -77,6 +82,7 @@ pub struct Sample {
 
 const KERNEL_PORT: u16 = 5201;
 const OURS_PORT: u16 = 5202;
+const TCP_PORT: u16 = 5203;
 
 /// Everything that stays up for the whole run: the namespaces, our two stacks and the
 /// two listeners.
@@ -85,6 +91,8 @@ pub struct Bench {
     client_stack: Option<Stack>,
     server_stack: Option<Stack>,
     kernel_listener: TcpListener,
+    /// Plain TCP, for [`Pair::KernelTcp`].
+    tcp_listener: TcpListener,
     our_listener: Option<MptcpListener>,
     settings: Settings,
 }
@@ -130,7 +138,17 @@ impl Bench {
             Ok(TcpListener::from(s))
         })
         .context("the kernel MPTCP listener")?;
+        let tcp_listener = topology::within(&topo.server, || {
+            let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+            s.set_reuse_address(true)?;
+            let any: SocketAddr = ([0, 0, 0, 0], TCP_PORT).into();
+            s.bind(&any.into())?;
+            s.listen(16)?;
+            Ok(TcpListener::from(s))
+        })
+        .context("the kernel TCP listener")?;
         Ok(Bench {
+            tcp_listener,
             topo,
             client_stack,
             server_stack,
@@ -191,10 +209,16 @@ impl Bench {
 
     fn connect(&self, pair: Pair) -> anyhow::Result<(Conn, Conn)> {
         let client = match pair {
-            Pair::KernelKernel => {
-                let to = SocketAddr::new(KERNEL_SERVER, KERNEL_PORT);
+            Pair::KernelKernel | Pair::KernelTcp => {
+                let mptcp = pair == Pair::KernelKernel;
+                let port = if mptcp { KERNEL_PORT } else { TCP_PORT };
+                let to = SocketAddr::new(KERNEL_SERVER, port);
                 let s = topology::within(&self.topo.client, move || {
-                    let s = mptcp_socket()?;
+                    let s = if mptcp {
+                        mptcp_socket()?
+                    } else {
+                        Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?
+                    };
                     s.connect_timeout(&to.into(), Duration::from_secs(10))?;
                     Ok(TcpStream::from(s))
                 })?;
@@ -215,6 +239,7 @@ impl Bench {
         // The listeners' backlogs completed the handshakes; accept takes them.
         let server = match pair {
             Pair::KernelKernel | Pair::OursKernel => Conn::Kernel(self.kernel_listener.accept()?.0),
+            Pair::KernelTcp => Conn::Kernel(self.tcp_listener.accept()?.0),
             Pair::OursOurs => Conn::Ours(
                 self.our_listener
                     .as_ref()
@@ -326,7 +351,8 @@ impl Conn {
     /// Subflows in use after `sent` bytes (see [`Sample::subflows`]).
     fn subflows(&self, sent: u64) -> usize {
         match self {
-            Conn::Kernel(s) => kernel_subflows(s),
+            // Plain TCP (or a fallback) has no MPTCP_INFO: one path.
+            Conn::Kernel(s) => kernel_subflows(s).max(1),
             Conn::Ours(s) => s.mptcp_stats().map_or(1, |st| {
                 st.subflows
                     .iter()
@@ -348,8 +374,8 @@ fn mptcp_socket() -> io::Result<Socket> {
 }
 
 /// Established subflows of a kernel MPTCP socket: MPTCP_INFO's `mptcpi_subflows`
-/// counts the additional ones. 0 when the socket is not MPTCP (fell back) or the
-/// kernel does not answer.
+/// counts the additional ones. 0 when the socket is not MPTCP or the kernel does not
+/// answer.
 fn kernel_subflows(s: &TcpStream) -> usize {
     const SOL_MPTCP: libc::c_int = 284;
     const MPTCP_INFO: libc::c_int = 1;

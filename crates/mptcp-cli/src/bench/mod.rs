@@ -80,7 +80,7 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<bool> {
     let rates = options.rates.as_deref().map(parse_rates).transpose()?;
     let mut pairs = options.pairs.clone();
     if pairs.is_empty() {
-        pairs = Pair::ALL.to_vec();
+        pairs = Pair::DEFAULT.to_vec();
     }
     pairs.sort();
     pairs.dedup();
