@@ -126,6 +126,9 @@ enum Command {
         /// Run our stacks without TUN offload (one packet per MSS through the TUN).
         #[arg(long)]
         no_offload: bool,
+        /// Connections per measurement, all sending at once; the goodput is their sum.
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        connections: usize,
         /// Print the results as one JSON object on stdout (progress is not shown).
         #[arg(long)]
         json: bool,
@@ -242,6 +245,7 @@ fn main() -> ExitCode {
             pairs,
             reverse,
             no_offload,
+            connections,
             json,
         } => secs(seconds, "--seconds").and_then(|duration| {
             bench::run(&bench::BenchOptions {
@@ -252,6 +256,7 @@ fn main() -> ExitCode {
                 pairs,
                 reverse,
                 offload: !no_offload,
+                connections,
                 json,
             })
         }),
