@@ -33,12 +33,14 @@ impl Pair {
     /// The pairs measured when none is named.
     pub const DEFAULT: [Pair; 3] = [Pair::KernelKernel, Pair::OursKernel, Pair::OursOurs];
 
-    pub fn label(self) -> &'static str {
-        match self {
-            Pair::KernelKernel => "kernel <-> kernel",
-            Pair::OursKernel => "ours -> kernel",
-            Pair::OursOurs => "ours <-> ours",
-            Pair::KernelTcp => "kernel TCP, 1 path",
+    /// How the table names the pair; `reverse`: the server sends.
+    pub fn label(self, reverse: bool) -> &'static str {
+        match (self, reverse) {
+            (Pair::KernelKernel, _) => "kernel <-> kernel",
+            (Pair::OursKernel, false) => "ours -> kernel",
+            (Pair::OursKernel, true) => "kernel -> ours",
+            (Pair::OursOurs, _) => "ours <-> ours",
+            (Pair::KernelTcp, _) => "kernel TCP, 1 path",
         }
     }
 
@@ -174,7 +176,7 @@ impl Bench {
         for _ in 0..self.settings.connections.max(1) {
             let (client, server) = self
                 .connect(pair)
-                .with_context(|| format!("connecting {}", pair.label()))?;
+                .with_context(|| format!("connecting {}", pair.label(false)))?;
             let (mut sender, mut receiver) = if self.settings.reverse {
                 (server, client)
             } else {

@@ -144,7 +144,7 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<bool> {
                 eprintln!(
                     "  round {round}/{}  {:<18} {:>9.1} Mbit/s  ({} subflows{reinjected})",
                     options.rounds,
-                    pair.label(),
+                    pair.label(options.reverse),
                     sample.mbit_per_sec,
                     sample.subflows
                 );
@@ -205,7 +205,7 @@ fn summarize(
             });
             PairReport {
                 pair,
-                label: pair.label(),
+                label: pair.label(options.reverse),
                 median_mbit_per_sec: median_mbit,
                 min_mbit_per_sec: rates_of.iter().copied().fold(f64::INFINITY, f64::min),
                 max_mbit_per_sec: rates_of.iter().copied().fold(0.0, f64::max),
