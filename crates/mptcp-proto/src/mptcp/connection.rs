@@ -668,11 +668,13 @@ impl MptcpConnection {
         if n > 0 {
             self.core.readable_pending = false;
             // A window that was nearly closed opens: tell the peer (RFC 9293 §3.8.6.2.2
-            // applied to the shared window).
+            // applied to the shared window), on every subflow: the one with the lowest
+            // RTT may be on a path that just died, and the sender, with nothing in
+            // flight, learns of the window only from this update (or its probe).
             let mss = self.subflows.iter().map(|s| s.tcp.stats().send_mss).max();
             let mss = u64::from(mss.unwrap_or(1460));
             if (before as u64) < 2 * mss && self.core.recv.window() as u64 >= 2 * mss {
-                self.request_ack_any();
+                self.request_ack_all();
             }
         }
         if self.core.recv.readable() > 0 {

@@ -283,6 +283,26 @@ impl MptcpConnection {
             self.core.data_fin_rtx = Some((now + rto, 0));
         }
         self.keep_reinject_armed(now);
+        self.probe_closed_window(now);
+    }
+
+    /// Data waits behind a connection-level window of zero and nothing is in flight on
+    /// any subflow to bring the window update: probe it on every subflow that carries
+    /// data (the update may have been lost, on a path that has since died). Without
+    /// this both sides wait for good, as the receiver sends the update only once.
+    fn probe_closed_window(&mut self, now: Instant) {
+        let next = self.core.seq.tx_offset(self.core.seq.snd_nxt());
+        if self.core.mode != ConnMode::Mptcp
+            || self.core.closed.is_some()
+            || self.core.seq.send_window() > 0
+            || self.send.end() <= next
+            || self.subflows.iter().any(|s| s.outstanding() > 0)
+        {
+            return;
+        }
+        for s in self.subflows.iter_mut().filter(|s| s.mp.carries_data()) {
+            s.tcp.probe_closed_window(now);
+        }
     }
 
     /// The views the scheduler decides on.

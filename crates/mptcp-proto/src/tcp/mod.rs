@@ -534,6 +534,16 @@ impl TcpConnection {
         }
     }
 
+    /// The layer above has data for us but a closed window holds it back (an MPTCP
+    /// connection-level window of zero): probe it as for our own data (RFC 9293
+    /// §3.8.6.1), if nothing is in flight to bring an ACK. The probe is an old sequence
+    /// number without data, which the peer answers with an ACK carrying its window.
+    pub fn probe_closed_window(&mut self, now: Instant) {
+        if self.state.can_send_data() && self.sent.is_empty() {
+            self.arm_persist(now);
+        }
+    }
+
     pub fn local(&self) -> SocketAddr {
         self.local
     }
