@@ -49,7 +49,7 @@ impl Default for DeviceConfig {
             mtu: 1500,
             tx_queue_len: 5000,
             addresses: Vec::new(),
-            offload: std::env::var_os("MPTCP_NO_OFFLOAD").is_none(),
+            offload: true,
         }
     }
 }
