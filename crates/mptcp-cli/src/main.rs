@@ -120,7 +120,8 @@ enum Command {
         /// Mbit/s; tc units work too. Example: --rate 50,20 or --rate 50mbit,20mbit
         #[arg(long, value_name = "A,B")]
         rate: Option<String>,
-        /// Only these pairs (repeatable; default all).
+        /// Only these pairs (repeatable; default kernel-kernel, ours-kernel, ours-ours;
+        /// kernel-tcp adds plain kernel TCP on one path for context).
         #[arg(long = "pair", value_enum, value_name = "PAIR")]
         pairs: Vec<bench::Pair>,
         /// The server sends and the client receives (default: the client sends).
@@ -129,6 +130,9 @@ enum Command {
         /// Run our stacks without TUN offload (one packet per MSS through the TUN).
         #[arg(long)]
         no_offload: bool,
+        /// Connections per measurement, all sending at once; the goodput is their sum.
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        connections: usize,
         /// Print the results as one JSON object on stdout (progress is not shown).
         #[arg(long)]
         json: bool,
@@ -347,6 +351,7 @@ fn main() -> ExitCode {
             pairs,
             reverse,
             no_offload,
+            connections,
             json,
         } => secs(seconds, "--seconds").and_then(|duration| {
             bench::run(&bench::BenchOptions {
@@ -357,6 +362,7 @@ fn main() -> ExitCode {
                 pairs,
                 reverse,
                 offload: !no_offload,
+                connections,
                 json,
             })
         }),

@@ -204,3 +204,129 @@ fn a_receiver_takes_super_segments_whole_and_acks_each_once() {
         );
     }
 }
+
+/// The second path goes dark (every packet from or to its address lost) in the middle
+/// of a download: the transfer completes over the first path in a bounded time.
+#[test]
+fn a_path_that_goes_dark_mid_transfer_does_not_stall_super_segments() {
+    for (tso, fraction, delay_ms) in [
+        (false, 4, 10),
+        (true, 4, 10),
+        (true, 8, 1),
+        (true, 2, 1),
+        (true, 3, 5),
+        (true, 6, 2),
+    ] {
+        let mut pair = Pair::new(config(tso, true), config(tso, true));
+        pair.delay = Duration::from_millis(delay_ms);
+        if tso {
+            pair.devices = [Device::Cut { mtu: MTU }; 2];
+        }
+        let conns = open(&mut pair, true);
+        // The server announces a second address: a mesh of four subflows, two of them
+        // from the client address that will go dark.
+        let now = pair.now;
+        pair.server
+            .add_connection_address(conns.1, now, "10.9.1.1".parse().expect("address"))
+            .expect("live");
+        pair.run_until(Duration::from_millis(500), |_| false);
+        let dark = std::rc::Rc::new(std::cell::Cell::new(false));
+        let d = dark.clone();
+        pair.filter = Some(Box::new(move |_, _, bytes| {
+            let on_path_2 = IpTcpRepr::parse(bytes, false).is_ok_and(|p| {
+                let second: std::net::IpAddr = "10.0.1.1".parse().expect("address");
+                p.ip.src_addr() == second || p.ip.dst_addr() == second
+            });
+            if d.get() && on_path_2 {
+                common::Action::Drop
+            } else {
+                common::Action::Deliver
+            }
+        }));
+        let down = 8 << 20;
+        let mut c = Stream::new(Side::Client, conns.0, Vec::new());
+        let mut s = Stream::new(Side::Server, conns.1, pattern(3, down));
+        let start = pair.now;
+        let done = pair.run_until(Duration::from_secs(60), |p| {
+            if !dark.get() && c.received.len() > down / fraction {
+                dark.set(true);
+            }
+            c.pump(p);
+            s.pump(p);
+            c.received.len() == down
+        });
+        assert!(
+            done,
+            "tso {tso} 1/{fraction} {delay_ms} ms: stuck at {} of {down} after {:?}: {:#?}",
+            c.received.len(),
+            pair.now - start,
+            pair.server.mptcp_stats(conns.1)
+        );
+        assert!(c.received == s.data);
+        eprintln!(
+            "tso {tso} 1/{fraction} {delay_ms} ms: done in {:?}, {} subflows",
+            pair.now - start,
+            pair.server
+                .mptcp_stats(conns.1)
+                .map_or(0, |s| s.subflows_opened)
+        );
+    }
+}
+
+/// The receiver's connection-level window closed (its application stopped reading),
+/// everything sent is acknowledged, and the window updates it sends when the
+/// application reads again are all lost. The sender must probe the closed window
+/// (RFC 9293 §3.8.6.1, at the data level) or both sides wait for good (seen with a path
+/// going down while the proxy's download had filled the window).
+#[test]
+fn a_closed_connection_window_whose_reopening_was_lost_is_probed() {
+    for tso in [false, true] {
+        let mut pair = Pair::new(config(tso, true), config(tso, true));
+        if tso {
+            pair.devices = [Device::Cut { mtu: MTU }; 2];
+        }
+        let conns = open(&mut pair, true);
+        let down = 4 * BUFFER;
+        let mut s = Stream::new(Side::Server, conns.1, pattern(4, down));
+        // The client does not read: the window closes and stays closed.
+        pair.run_until(Duration::from_secs(3), |p| {
+            s.pump(p);
+            false
+        });
+        let waiting = pair.client.readable(conns.0).expect("live");
+        assert!(
+            waiting > BUFFER / 2,
+            "the window filled: {waiting} buffered"
+        );
+        // Everything the client says from now on is lost for a while.
+        let blackout = std::rc::Rc::new(std::cell::Cell::new(true));
+        let b = blackout.clone();
+        pair.filter = Some(Box::new(move |side, _, _| {
+            if side == Side::Client && b.get() {
+                common::Action::Drop
+            } else {
+                common::Action::Deliver
+            }
+        }));
+        let mut c = Stream::new(Side::Client, conns.0, Vec::new());
+        c.close_when_written = false;
+        pair.run_until(Duration::from_millis(300), |p| {
+            c.pump(p);
+            s.pump(p);
+            false
+        });
+        blackout.set(false);
+        let done = pair.run_until(Duration::from_secs(60), |p| {
+            c.pump(p);
+            s.pump(p);
+            c.received.len() == down
+        });
+        assert!(
+            done,
+            "tso {tso}: stuck at {} of {down}: {:#?}",
+            c.received.len(),
+            pair.server.mptcp_stats(conns.1)
+        );
+        assert!(c.received == s.data);
+    }
+}

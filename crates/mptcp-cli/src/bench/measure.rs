@@ -24,22 +24,29 @@ pub enum Pair {
     OursKernel,
     /// Our stack at both ends.
     OursOurs,
+    /// Plain TCP between kernel sockets on path 1: what the machine's kernel path does
+    /// without MPTCP (context; not in the default set).
+    KernelTcp,
 }
 
 impl Pair {
-    pub const ALL: [Pair; 3] = [Pair::KernelKernel, Pair::OursKernel, Pair::OursOurs];
+    /// The pairs measured when none is named.
+    pub const DEFAULT: [Pair; 3] = [Pair::KernelKernel, Pair::OursKernel, Pair::OursOurs];
 
-    pub fn label(self) -> &'static str {
-        match self {
-            Pair::KernelKernel => "kernel <-> kernel",
-            Pair::OursKernel => "ours -> kernel",
-            Pair::OursOurs => "ours <-> ours",
+    /// How the table names the pair; `reverse`: the server sends.
+    pub fn label(self, reverse: bool) -> &'static str {
+        match (self, reverse) {
+            (Pair::KernelKernel, _) => "kernel <-> kernel",
+            (Pair::OursKernel, false) => "ours -> kernel",
+            (Pair::OursKernel, true) => "kernel -> ours",
+            (Pair::OursOurs, _) => "ours <-> ours",
+            (Pair::KernelTcp, _) => "kernel TCP, 1 path",
         }
     }
 
     fn uses_ours(self) -> bool {
         match self {
-            Pair::KernelKernel => false,
+            Pair::KernelKernel | Pair::KernelTcp => false,
             Pair::OursKernel | Pair::OursOurs => true,
         }
     }
@@ -54,6 +61,8 @@ pub struct Settings {
     pub duration: Duration,
     /// The server sends and the client receives.
     pub reverse: bool,
+    /// Connections per measurement, all sending at once.
+    pub connections: usize,
     /// TUN offload (virtio_net_hdr, TSO/GRO) for our stacks.
     pub offload: bool,
 }
@@ -61,13 +70,14 @@ pub struct Settings {
 /// What one measurement found.
 #[derive(Clone, Debug, Serialize)]
 pub struct Sample {
-    /// Receiver's goodput over the window, Mbit/s.
+    /// Receivers' goodput over the window (all connections), Mbit/s.
     pub mbit_per_sec: f64,
-    /// Bytes received in the window, and the window's length in seconds.
+    /// Bytes received in the window (from warm-up's end to the last stream's end),
+    /// and the window's length in seconds.
     pub bytes: u64,
     pub seconds: f64,
-    /// Subflows of the connection: for kernel sockets those established (MPTCP_INFO),
-    /// for ours those that carried at least 1 % of the data.
+    /// Subflows of a connection (the most of any): for kernel sockets those
+    /// established (MPTCP_INFO), for ours those that carried at least 1 % of its data.
     pub subflows: usize,
     /// Ours as the sender: connection-level retransmissions (reinjections after the
     /// peer's data ACK stalled); absent for a kernel sender.
@@ -77,6 +87,7 @@ pub struct Sample {
 
 const KERNEL_PORT: u16 = 5201;
 const OURS_PORT: u16 = 5202;
+const TCP_PORT: u16 = 5203;
 
 /// Everything that stays up for the whole run: the namespaces, our two stacks and the
 /// two listeners.
@@ -85,6 +96,8 @@ pub struct Bench {
     client_stack: Option<Stack>,
     server_stack: Option<Stack>,
     kernel_listener: TcpListener,
+    /// Plain TCP, for [`Pair::KernelTcp`].
+    tcp_listener: TcpListener,
     our_listener: Option<MptcpListener>,
     settings: Settings,
 }
@@ -130,7 +143,17 @@ impl Bench {
             Ok(TcpListener::from(s))
         })
         .context("the kernel MPTCP listener")?;
+        let tcp_listener = topology::within(&topo.server, || {
+            let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+            s.set_reuse_address(true)?;
+            let any: SocketAddr = ([0, 0, 0, 0], TCP_PORT).into();
+            s.bind(&any.into())?;
+            s.listen(16)?;
+            Ok(TcpListener::from(s))
+        })
+        .context("the kernel TCP listener")?;
         Ok(Bench {
+            tcp_listener,
             topo,
             client_stack,
             server_stack,
@@ -146,55 +169,98 @@ impl Bench {
         self.client_stack.as_ref().map(Stack::offload)
     }
 
-    /// Runs one transfer of `pair` and measures it.
+    /// Runs one transfer of `pair` (over `connections` connections at once) and
+    /// measures it: the goodput is every byte received in the window, summed.
     pub fn measure(&self, pair: Pair) -> anyhow::Result<Sample> {
-        let (client, server) = self
-            .connect(pair)
-            .with_context(|| format!("connecting {}", pair.label()))?;
-        let (mut sender, mut receiver) = if self.settings.reverse {
-            (server, client)
-        } else {
-            (client, server)
-        };
-        let warmup = self.settings.warmup;
-        let until = Instant::now() + warmup + self.settings.duration;
-        sender.set_timeouts()?;
-        receiver.set_timeouts()?;
-        let (sample, subflows, reinjections) = std::thread::scope(|s| {
-            let rx = s.spawn(|| {
-                receive(&receiver, warmup).map_err(|e| stalled(e, "receiving", &receiver, &sender))
-            });
-            let sent =
-                send_until(&sender, until).map_err(|e| stalled(e, "sending", &sender, &receiver));
-            // Count the subflows while the connection is still whole.
-            let subflows = sender.subflows(sent.as_ref().map_or(0, |n| *n));
-            let reinjections = sender.reinjections();
-            let shut = sender.shutdown_write();
-            let received = rx
-                .join()
-                .map_err(|_| anyhow::anyhow!("the receiving thread panicked"))?;
-            let sent = sent?;
-            shut.context("closing the sending side")?;
-            let received = received?;
-            tracing::debug!(sent, received = received.bytes, "measurement done");
-            anyhow::Ok((received, subflows, reinjections))
+        let mut ends = Vec::with_capacity(self.settings.connections);
+        for _ in 0..self.settings.connections.max(1) {
+            let (client, server) = self
+                .connect(pair)
+                .with_context(|| format!("connecting {}", pair.label(false)))?;
+            let (mut sender, mut receiver) = if self.settings.reverse {
+                (server, client)
+            } else {
+                (client, server)
+            };
+            sender.set_timeouts()?;
+            receiver.set_timeouts()?;
+            ends.push((sender, receiver));
+        }
+        let window_start = Instant::now() + self.settings.warmup;
+        let until = window_start + self.settings.duration;
+        let outcomes = std::thread::scope(|s| {
+            let running: Vec<_> = ends
+                .iter()
+                .map(|(sender, receiver)| {
+                    let rx = s.spawn(move || {
+                        receive(receiver, window_start)
+                            .map_err(|e| stalled(e, "receiving", receiver, sender))
+                    });
+                    let tx = s.spawn(move || {
+                        let sent = send_until(sender, until)
+                            .map_err(|e| stalled(e, "sending", sender, receiver))?;
+                        // Count the subflows while the connection is still whole.
+                        let subflows = sender.subflows(sent);
+                        let reinjections = sender.reinjections();
+                        sender
+                            .shutdown_write()
+                            .context("closing the sending side")?;
+                        anyhow::Ok((subflows, reinjections))
+                    });
+                    (tx, rx)
+                })
+                .collect();
+            running
+                .into_iter()
+                .map(|(tx, rx)| {
+                    let sent = tx
+                        .join()
+                        .map_err(|_| anyhow::anyhow!("a sending thread panicked"))?;
+                    let received = rx
+                        .join()
+                        .map_err(|_| anyhow::anyhow!("a receiving thread panicked"))?;
+                    anyhow::Ok((sent?, received?))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()
         })?;
-        drop(sender);
-        drop(receiver);
+        drop(ends);
         self.settle();
+        let bytes: u64 = outcomes.iter().map(|(_, r)| r.bytes).sum();
+        let last = outcomes
+            .iter()
+            .map(|(_, r)| r.end)
+            .max()
+            .unwrap_or(window_start);
+        let seconds = last.saturating_duration_since(window_start).as_secs_f64();
+        let reinjections = outcomes
+            .iter()
+            .map(|((_, r), _)| *r)
+            .try_fold(0u64, |sum, r| r.map(|r| sum + r));
         Ok(Sample {
-            subflows,
+            mbit_per_sec: if seconds > 0.0 {
+                bytes as f64 * 8.0 / seconds / 1e6
+            } else {
+                0.0
+            },
+            bytes,
+            seconds,
+            subflows: outcomes.iter().map(|((n, _), _)| *n).max().unwrap_or(0),
             reinjections,
-            ..sample
         })
     }
 
     fn connect(&self, pair: Pair) -> anyhow::Result<(Conn, Conn)> {
         let client = match pair {
-            Pair::KernelKernel => {
-                let to = SocketAddr::new(KERNEL_SERVER, KERNEL_PORT);
+            Pair::KernelKernel | Pair::KernelTcp => {
+                let mptcp = pair == Pair::KernelKernel;
+                let port = if mptcp { KERNEL_PORT } else { TCP_PORT };
+                let to = SocketAddr::new(KERNEL_SERVER, port);
                 let s = topology::within(&self.topo.client, move || {
-                    let s = mptcp_socket()?;
+                    let s = if mptcp {
+                        mptcp_socket()?
+                    } else {
+                        Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?
+                    };
                     s.connect_timeout(&to.into(), Duration::from_secs(10))?;
                     Ok(TcpStream::from(s))
                 })?;
@@ -215,6 +281,7 @@ impl Bench {
         // The listeners' backlogs completed the handshakes; accept takes them.
         let server = match pair {
             Pair::KernelKernel | Pair::OursKernel => Conn::Kernel(self.kernel_listener.accept()?.0),
+            Pair::KernelTcp => Conn::Kernel(self.tcp_listener.accept()?.0),
             Pair::OursOurs => Conn::Ours(
                 self.our_listener
                     .as_ref()
@@ -326,7 +393,8 @@ impl Conn {
     /// Subflows in use after `sent` bytes (see [`Sample::subflows`]).
     fn subflows(&self, sent: u64) -> usize {
         match self {
-            Conn::Kernel(s) => kernel_subflows(s),
+            // Plain TCP (or a fallback) has no MPTCP_INFO: one path.
+            Conn::Kernel(s) => kernel_subflows(s).max(1),
             Conn::Ours(s) => s.mptcp_stats().map_or(1, |st| {
                 st.subflows
                     .iter()
@@ -348,8 +416,8 @@ fn mptcp_socket() -> io::Result<Socket> {
 }
 
 /// Established subflows of a kernel MPTCP socket: MPTCP_INFO's `mptcpi_subflows`
-/// counts the additional ones. 0 when the socket is not MPTCP (fell back) or the
-/// kernel does not answer.
+/// counts the additional ones. 0 when the socket is not MPTCP or the kernel does not
+/// answer.
 fn kernel_subflows(s: &TcpStream) -> usize {
     const SOL_MPTCP: libc::c_int = 284;
     const MPTCP_INFO: libc::c_int = 1;
@@ -385,36 +453,26 @@ fn send_until(conn: &Conn, until: Instant) -> io::Result<u64> {
     Ok(sent)
 }
 
-/// Reads to the end; the goodput window starts `warmup` after the first byte (or at
-/// the first byte if the transfer ends sooner).
-fn receive(conn: &Conn, warmup: Duration) -> io::Result<Sample> {
+/// What one receiver saw in the goodput window.
+struct Received {
+    /// Bytes that arrived from `window_start` on.
+    bytes: u64,
+    /// When the stream ended.
+    end: Instant,
+}
+
+/// Reads to the end, counting what arrives from `window_start` on.
+fn receive(conn: &Conn, window_start: Instant) -> io::Result<Received> {
     let mut buf = vec![0u8; 256 * 1024];
-    let mut total = 0u64;
-    let mut first: Option<Instant> = None;
-    let mut window_start: Option<(Instant, u64)> = None;
+    let mut bytes = 0u64;
     loop {
         let n = conn.read(&mut buf)?;
         let now = Instant::now();
         if n == 0 {
-            let (t0, b0) = window_start.unwrap_or((first.unwrap_or(now), 0));
-            let seconds = now.duration_since(t0).as_secs_f64();
-            let bytes = total - b0;
-            return Ok(Sample {
-                mbit_per_sec: if seconds > 0.0 {
-                    bytes as f64 * 8.0 / seconds / 1e6
-                } else {
-                    0.0
-                },
-                bytes,
-                seconds,
-                subflows: 0,
-                reinjections: None,
-            });
+            return Ok(Received { bytes, end: now });
         }
-        let t_first = *first.get_or_insert(now);
-        total += n as u64;
-        if window_start.is_none() && now.duration_since(t_first) >= warmup {
-            window_start = Some((now, total));
+        if now >= window_start {
+            bytes += n as u64;
         }
     }
 }

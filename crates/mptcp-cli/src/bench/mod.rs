@@ -29,6 +29,8 @@ pub struct BenchOptions {
     pub reverse: bool,
     /// TUN offload for our stacks.
     pub offload: bool,
+    /// Connections per measurement.
+    pub connections: usize,
     pub json: bool,
 }
 
@@ -40,6 +42,8 @@ struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     offload: Option<bool>,
     rounds: usize,
+    /// Connections per measurement, all sending at once.
+    connections: usize,
     warmup_seconds: f64,
     seconds: f64,
     /// Path rates (both directions), Mbit/s; absent when the paths are unlimited.
@@ -77,10 +81,13 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<bool> {
     if options.rounds == 0 || options.duration.is_zero() {
         bail!("--rounds and --seconds must be at least 1");
     }
+    if !(1..=256).contains(&options.connections) {
+        bail!("--connections must be between 1 and 256");
+    }
     let rates = options.rates.as_deref().map(parse_rates).transpose()?;
     let mut pairs = options.pairs.clone();
     if pairs.is_empty() {
-        pairs = Pair::ALL.to_vec();
+        pairs = Pair::DEFAULT.to_vec();
     }
     pairs.sort();
     pairs.dedup();
@@ -94,6 +101,7 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<bool> {
             duration: options.duration,
             reverse: options.reverse,
             offload: options.offload,
+            connections: options.connections,
         },
     )?;
     let offload = bench.offload();
@@ -112,8 +120,12 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<bool> {
             Some(false) => ", our stacks without TUN offload",
             None => "",
         };
+        let conns = match options.connections {
+            1 => String::new(),
+            n => format!(", {n} connections at once"),
+        };
         eprintln!(
-            "mptcp bench: {}, two paths ({paths}), {} rounds x ({:.1} s warm-up + {:.1} s){ours}",
+            "mptcp bench: {}, two paths ({paths}), {} rounds x ({:.1} s warm-up + {:.1} s){conns}{ours}",
             direction.replace('_', " "),
             options.rounds,
             options.warmup.as_secs_f64(),
@@ -132,7 +144,7 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<bool> {
                 eprintln!(
                     "  round {round}/{}  {:<18} {:>9.1} Mbit/s  ({} subflows{reinjected})",
                     options.rounds,
-                    pair.label(),
+                    pair.label(options.reverse),
                     sample.mbit_per_sec,
                     sample.subflows
                 );
@@ -193,7 +205,7 @@ fn summarize(
             });
             PairReport {
                 pair,
-                label: pair.label(),
+                label: pair.label(options.reverse),
                 median_mbit_per_sec: median_mbit,
                 min_mbit_per_sec: rates_of.iter().copied().fold(f64::INFINITY, f64::min),
                 max_mbit_per_sec: rates_of.iter().copied().fold(0.0, f64::max),
@@ -207,6 +219,7 @@ fn summarize(
         direction,
         offload: None,
         rounds: options.rounds,
+        connections: options.connections,
         warmup_seconds: options.warmup.as_secs_f64(),
         seconds: options.duration.as_secs_f64(),
         rates_mbit: rates.map(|[a, b]| [a.mbit(), b.mbit()]),
@@ -297,6 +310,7 @@ mod tests {
             pairs: Vec::new(),
             reverse: false,
             offload: true,
+            connections: 1,
             json: true,
         };
         let pairs = [Pair::KernelKernel, Pair::OursOurs];

@@ -465,7 +465,16 @@ impl ReceiveSink for RxOwner<'_> {
                         if stored.range_limit_bytes > 0 || stored.beyond_window_bytes > 0 {
                             // The subflow has taken these bytes; the connection-level
                             // retransmission timer at the sender recovers them.
-                            tracing::debug!(?dsn, "mptcp: reassembly refused mapped bytes");
+                            tracing::debug!(
+                                ?dsn,
+                                at,
+                                len = bytes.len(),
+                                beyond_window = stored.beyond_window_bytes,
+                                range_limit = stored.range_limit_bytes,
+                                right_edge = core.recv.right_edge(),
+                                ranges = core.recv.ranges().count(),
+                                "mptcp: reassembly refused mapped bytes"
+                            );
                         }
                     }
                     RxEvent::ChecksumOk { .. } => {}
