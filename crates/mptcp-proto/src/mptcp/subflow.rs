@@ -301,15 +301,19 @@ impl Subflow {
 
     /// When the no-progress limit `limit` declares the subflow failed, if it has data
     /// outstanding. The limit is never shorter than the subflow's own retransmission
-    /// timeout without backoff: within it a healthy path may legitimately show no
-    /// progress (a tail loss waits for its probe, a lost retransmission for RACK), and
-    /// a shorter limit declared healthy paths failed over and over (60 ms on an 80 ms
-    /// path reset it 30 times in one transfer). Backoff is left out so that the limit
-    /// still bounds detection on a dead path whose RTOs keep doubling.
+    /// timeout without backoff plus one round trip: within that a healthy path may
+    /// legitimately show no progress (a tail loss waits for its probe; a lost fast
+    /// retransmission waits for the RTO, and the retransmission's ACK one more RTT).
+    /// A limit of the bare RTO expired in the same instant as the RTO that would have
+    /// repaired the path, and shorter ones declared healthy paths failed over and over
+    /// (60 ms on an 80 ms path reset it 30 times in one transfer). Backoff is left out
+    /// so that the limit still bounds detection on a dead path whose RTOs keep doubling.
     pub fn no_progress_deadline(&self, limit: Option<Duration>) -> Option<Instant> {
         let limit = limit?;
+        let stats = self.tcp.stats();
+        let floor = self.tcp.base_rto() + stats.srtt.unwrap_or(Duration::ZERO);
         (self.mp.carries_data() && self.outstanding() > 0)
-            .then(|| self.mp.progress_at + limit.max(self.tcp.base_rto()))
+            .then(|| self.mp.progress_at + limit.max(floor))
     }
 
     /// Whether the subflow has failed by the path manager's limits: `rtos` consecutive
