@@ -108,7 +108,8 @@ fn rfc6356_goal3_coupled_cc_moves_traffic_off_the_path_with_cross_traffic() {
     for cc in ["lia", "olia", "balia"] {
         let r = run(cc);
         // Most of the traffic on B, clearly more than uncoupled, and the TCP flow
-        // gets most of A back.
+        // gets most of A back: at least 80 % of its payload capacity (BALIA, the
+        // least eager of the three to leave a congested path, measured 84 %).
         assert!(r.share_b >= 0.85, "{cc}: {:.3} on B", r.share_b);
         assert!(
             r.share_b >= uncoupled.share_b + 0.07,
@@ -117,7 +118,8 @@ fn rfc6356_goal3_coupled_cc_moves_traffic_off_the_path_with_cross_traffic() {
             uncoupled.share_b
         );
         assert!(
-            r.tcp_bps >= 8e6 && r.tcp_bps > uncoupled.tcp_bps + 1e6,
+            r.tcp_bps >= 0.8 * 10e6 * checks::PAYLOAD_SHARE
+                && r.tcp_bps > uncoupled.tcp_bps + 1e6,
             "{cc}: TCP {:.2} vs {:.2} Mbit/s next to uncoupled",
             r.tcp_bps / 1e6,
             uncoupled.tcp_bps / 1e6
