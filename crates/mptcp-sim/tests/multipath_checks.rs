@@ -118,8 +118,7 @@ fn rfc6356_goal3_coupled_cc_moves_traffic_off_the_path_with_cross_traffic() {
             uncoupled.share_b
         );
         assert!(
-            r.tcp_bps >= 0.8 * 10e6 * checks::PAYLOAD_SHARE
-                && r.tcp_bps > uncoupled.tcp_bps + 1e6,
+            r.tcp_bps >= 0.8 * 10e6 * checks::PAYLOAD_SHARE && r.tcp_bps > uncoupled.tcp_bps + 1e6,
             "{cc}: TCP {:.2} vs {:.2} Mbit/s next to uncoupled",
             r.tcp_bps / 1e6,
             uncoupled.tcp_bps / 1e6
