@@ -1,6 +1,6 @@
 //! Connection scale of the core: memory per idle connection and per connection with
-//! full windows, and connections per second for short transfers, plain TCP and MPTCP, between two endpoints over an
-//! ideal in-memory link in virtual time.
+//! full windows, and connections per second for short transfers, plain TCP and MPTCP,
+//! between two endpoints over an ideal in-memory link in virtual time.
 //!
 //! - Idle: `SCALE_CONNS` (default 10,000) connections are opened and accepted, then the
 //!   counting allocator's live bytes are divided by the connections held (each
