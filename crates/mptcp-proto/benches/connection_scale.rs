@@ -1,6 +1,6 @@
-//! Connection scale of the core: memory per idle connection and connections per
-//! second for short transfers, plain TCP and MPTCP, between two endpoints over an
-//! ideal in-memory link in virtual time.
+//! Connection scale of the core: memory per idle connection and per connection with
+//! full windows, and connections per second for short transfers, plain TCP and MPTCP,
+//! between two endpoints over an ideal in-memory link in virtual time.
 //!
 //! - Idle: `SCALE_CONNS` (default 10,000) connections are opened and accepted, then the
 //!   counting allocator's live bytes are divided by the connections held (each
@@ -11,6 +11,12 @@
 //!   1 KB each way, both sides close, until every connection is gone from both tables
 //!   (TIME-WAIT included, which virtual time lets expire). Connections per CPU-second
 //!   of the bench thread.
+//! - Full windows: `SCALE_FULL_CONNS` (default 1,000) connections with send and receive
+//!   buffers of `SCALE_FULL_BUFFER` bytes (default 256 KiB): every client writes until
+//!   its send buffer is full and no server reads, so each connection holds a full send
+//!   buffer on one side and a full receive buffer on the other. Live bytes of each side
+//!   per connection, and what is left after subtracting the full buffer: the memory a
+//!   connection costs beyond its configured buffers, which must stay bounded.
 //!
 //! Run with `cargo bench -p mptcp-proto --bench connection_scale`.
 
@@ -49,6 +55,23 @@ impl Kind {
         }
     }
 
+    /// The default config with the connection's send and receive buffers (for MPTCP
+    /// the connection-level ones, which hold the data; subflows keep no bytes).
+    fn config_with_buffers(self, buffer: usize) -> EndpointConfig {
+        let mut config = self.config();
+        match config.mptcp.as_mut() {
+            Some(m) => {
+                m.send_buffer = buffer;
+                m.recv_buffer = buffer;
+            }
+            None => {
+                config.tcp.send_buffer = buffer;
+                config.tcp.recv_buffer = buffer;
+            }
+        }
+        config
+    }
+
     /// Send plus receive buffer bytes one connection is configured with.
     fn configured_buffers(self) -> usize {
         let config = self.config();
@@ -71,13 +94,17 @@ struct Net {
 
 impl Net {
     fn new(kind: Kind) -> Net {
-        let mut server = Endpoint::new(kind.config(), [2; 32]);
+        Net::with_config(kind.config())
+    }
+
+    fn with_config(config: EndpointConfig) -> Net {
+        let mut server = Endpoint::new(config.clone(), [2; 32]);
         server
             .listen(SERVER.parse().expect("address"))
             .expect("listen");
         Net {
             now: Instant::from_millis(1),
-            client: Endpoint::new(kind.config(), [1; 32]),
+            client: Endpoint::new(config, [1; 32]),
             server,
             packet: vec![0u8; 65_536],
         }
@@ -165,6 +192,82 @@ fn idle(kind: Kind, n: usize) -> f64 {
     live as f64 / (2 * n) as f64
 }
 
+/// Memory of connections whose windows are full, per connection.
+struct Full {
+    /// Live bytes of the sending side (its send buffer full).
+    client: f64,
+    /// Live bytes of the receiving side (its receive buffer full).
+    server: f64,
+}
+
+/// Opens `n` connections with `buffer`-byte send and receive buffers; every client
+/// writes until its send buffer is full and no server reads, so each connection holds
+/// a full send buffer on one side and a full receive buffer on the other. Returns the
+/// live bytes of each side per connection (the client's endpoint is dropped first to
+/// tell them apart).
+fn full_windows(kind: Kind, n: usize, buffer: usize) -> Full {
+    let mut net = Net::with_config(kind.config_with_buffers(buffer));
+    let chunk = vec![0x33u8; 64 * 1024];
+    // The bench's own bookkeeping is allocated before the count starts.
+    let mut clients: Vec<(ConnHandle, usize)> = Vec::with_capacity(n);
+    let mut servers: Vec<ConnHandle> = Vec::with_capacity(n);
+    let before = alloc_snapshot().live_bytes;
+    for _ in 0..n {
+        clients.push((net.connect(kind), 0));
+    }
+    let target = n * 2 * buffer;
+    let mut settle_rounds = 0;
+    loop {
+        let mut moved = net.pump();
+        while let Some(event) = net.server.poll_event() {
+            if let Event::Incoming(l) = event {
+                while let Some(h) = net.server.accept(l) {
+                    servers.push(h);
+                }
+            }
+        }
+        while net.client.poll_event().is_some() {}
+        for (h, written) in clients.iter_mut() {
+            let w = net.client.write(*h, &chunk).unwrap_or(0);
+            *written += w;
+            moved |= w > 0;
+        }
+        let written: usize = clients.iter().map(|&(_, w)| w).sum();
+        if !moved {
+            if servers.len() == n && written == target {
+                // Full: let delayed ACKs, window probes and the joins' timers run a
+                // few times so the figure is the resting state, not a transient.
+                settle_rounds += 1;
+                if settle_rounds > 3 {
+                    break;
+                }
+            }
+            net.now += Duration::from_millis(500);
+            net.client.handle_timeout(net.now);
+            net.server.handle_timeout(net.now);
+        }
+        assert!(
+            written <= target,
+            "a connection took more than its send and the peer's receive buffer"
+        );
+    }
+    for &h in &servers {
+        let held = net.server.readable(h).expect("live");
+        assert_eq!(held, buffer, "every receive buffer is full");
+    }
+    assert_eq!(net.client.connection_count(), n);
+    assert_eq!(net.server.connection_count(), n);
+    let both = alloc_snapshot().live_bytes - before;
+    let Net { client, server, .. } = net;
+    drop(client);
+    let server_live = alloc_snapshot().live_bytes - before;
+    drop(server);
+    Full {
+        client: (both - server_live) as f64 / n as f64,
+        server: server_live as f64 / n as f64,
+    }
+}
+
 /// Runs `total` short transfers, `batch` at a time; returns connections per CPU-second.
 fn short(kind: Kind, total: usize, batch: usize) -> f64 {
     let mut net = Net::new(kind);
@@ -236,28 +339,61 @@ fn main() {
     };
     let n = env("SCALE_CONNS", 10_000);
     let short_total = env("SCALE_SHORT", 5_000);
-    println!(
-        "{n} idle connections between two endpoints (default configs); {short_total} short \
-         transfers (connect, 1 KB each way, close), 100 at a time, per CPU-second"
-    );
-    println!(
-        "{:<10} {:>18} {:>22} {:>12}",
-        "kind", "idle live B/conn", "configured buffers B", "conns/s"
-    );
-    for kind in [
+    let full_n = env("SCALE_FULL_CONNS", 1_000);
+    let full_buffer = env("SCALE_FULL_BUFFER", 256 * 1024);
+    let kinds = [
         Kind::Tcp,
         Kind::Mptcp { subflows: 1 },
         Kind::Mptcp { subflows: 2 },
-    ] {
+    ];
+    println!(
+        "{n} idle connections between two endpoints (default configs; a connection counts \
+         once per side; rings are allocated as data arrives, so all of it is beyond the \
+         configured buffers; target <= 16 KiB); {short_total} short transfers (connect, \
+         1 KB each way, close), 100 at a time, per CPU-second"
+    );
+    println!(
+        "{:<10} {:>16} {:>17} {:>22} {:>10}",
+        "kind", "idle B/conn", "idle KiB/conn", "configured buffers B", "conns/s"
+    );
+    for kind in kinds {
         let live = idle(kind, n);
         let buffers = kind.configured_buffers();
         let rate = short(kind, short_total, 100);
         println!(
-            "{:<10} {:>18.0} {:>22.0} {:>12.0}",
+            "{:<10} {:>16.0} {:>17.2} {:>22} {:>10.0}",
             kind.name(),
             live,
+            live / 1024.0,
             buffers,
             rate
+        );
+    }
+    println!();
+    println!(
+        "{full_n} connections with full windows: send and receive buffers of {full_buffer} B \
+         each, the client writes until its send buffer is full, the server never reads; \
+         bytes per connection, and beyond the full buffer on each side"
+    );
+    println!(
+        "{:<10} {:>16} {:>16} {:>16} {:>16} {:>16}",
+        "kind",
+        "sender B/conn",
+        "receiver B/conn",
+        "both B/conn",
+        "sender extra B",
+        "receiver extra B"
+    );
+    for kind in kinds {
+        let full = full_windows(kind, full_n, full_buffer);
+        println!(
+            "{:<10} {:>16.0} {:>16.0} {:>16.0} {:>16.0} {:>16.0}",
+            kind.name(),
+            full.client,
+            full.server,
+            full.client + full.server,
+            full.client - full_buffer as f64,
+            full.server - full_buffer as f64,
         );
     }
 }

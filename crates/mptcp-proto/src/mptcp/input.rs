@@ -26,7 +26,7 @@ use crate::seq::{Dsn, SeqNum};
 use crate::tcp::{ReceiveSink, TcpEvent, TcpState};
 use crate::time::{Duration, Instant};
 use crate::wire::mptcp::{
-    AddrId, CapableFlags, DsnWire, Dss, MpCapable, MpCapableKeys, MpJoin, MptcpOption, TcpRstReason,
+    CapableFlags, DsnWire, Dss, MpCapable, MpCapableKeys, MpJoin, MptcpOption, TcpRstReason,
 };
 use crate::wire::tcp::TcpRepr;
 
@@ -1056,29 +1056,31 @@ impl MptcpConnection {
                 && s.tcp.state() != TcpState::Closed
         };
         let usable = |s: &crate::mptcp::subflow::Subflow| s.schedulable() && !s.mp.stale;
-        let mut pairs: Vec<(AddrId, AddrId)> = self
-            .subflows
-            .iter()
-            .filter(|s| alive(s))
-            .filter_map(|s| s.mp.path.map(|k| (k.local, k.remote)))
-            .collect();
-        pairs.sort();
-        pairs.dedup();
-        for (local, remote) in pairs {
-            let budget = pm.budget(local, remote);
-            let mut members: Vec<usize> = (0..self.subflows.len())
-                .filter(|&i| {
-                    let s = &self.subflows[i];
-                    alive(s)
-                        && !s.mp.retiring
-                        && s.mp
-                            .path
-                            .is_some_and(|k| (k.local, k.remote) == (local, remote))
-                })
-                .collect();
-            if members.len() <= budget || !members.iter().any(|&i| usable(&self.subflows[i])) {
+        // Runs on every transmit, so the common case (no pair over budget) allocates
+        // nothing: each pair is visited once, at its first live subflow, and counted in
+        // place; subflows are few, so the quadratic scan is cheaper than a collection.
+        for first in 0..self.subflows.len() {
+            let s = &self.subflows[first];
+            let Some(pair) = s.mp.path.filter(|_| alive(s)).map(|k| (k.local, k.remote)) else {
+                continue;
+            };
+            let on_pair = |s: &crate::mptcp::subflow::Subflow| {
+                alive(s) && s.mp.path.is_some_and(|k| (k.local, k.remote) == pair)
+            };
+            if self.subflows[..first].iter().any(on_pair) {
                 continue;
             }
+            let budget = pm.budget(pair.0, pair.1);
+            let (count, any_usable) = self.subflows[first..]
+                .iter()
+                .filter(|s| on_pair(s) && !s.mp.retiring)
+                .fold((0, false), |(n, u), s| (n + 1, u || usable(s)));
+            if count <= budget || !any_usable {
+                continue;
+            }
+            let mut members: Vec<usize> = (first..self.subflows.len())
+                .filter(|&i| on_pair(&self.subflows[i]) && !self.subflows[i].mp.retiring)
+                .collect();
             members.sort_by_key(|&i| {
                 let s = &self.subflows[i];
                 (!usable(s), core::cmp::Reverse(s.tcp.stats().cwnd), s.id)
