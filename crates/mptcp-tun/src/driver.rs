@@ -22,6 +22,7 @@
 
 use std::io;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, mpsc};
 use std::task::Waker;
 use std::time::{Duration, Instant as StdInstant};
@@ -151,6 +152,9 @@ impl Driver {
                 for i in 0..n_rx {
                     let packet = &rx[i][headroom..headroom + rx_len[i]];
                     rx_mine[i] = forward(workers, packet, rx_meta[i]);
+                    if !rx_mine[i] {
+                        self.shared.forwarded.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 // After the reads (see the module comment).
                 inbound.extend(workers.inbox.try_iter());

@@ -477,6 +477,18 @@ impl Stack {
             .collect()
     }
 
+    /// Packets a worker read from its TUN queue that belonged to another worker's
+    /// connection and were handed over to it, over all workers. The kernel mostly
+    /// puts a flow's packets on the queue it was last written from, so this stays a
+    /// small share of [`EndpointStats::packets_in`]; always 0 with one worker.
+    pub fn packets_forwarded(&self) -> u64 {
+        self.inner
+            .shards
+            .iter()
+            .map(|s| s.forwarded.load(Ordering::Relaxed))
+            .sum()
+    }
+
     /// The number of worker threads (see [`StackBuilder::workers`]).
     pub fn workers(&self) -> usize {
         self.inner.shards.len()

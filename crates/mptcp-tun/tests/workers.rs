@@ -162,6 +162,16 @@ fn wait_for_joins<'a>(what: &str, streams: impl Iterator<Item = &'a MptcpStream>
     }
 }
 
+fn report(what: &str, stack: &Stack) {
+    let stats = stack.endpoint_stats();
+    eprintln!(
+        "{what}: {} packets in, {} handed to the other worker, drops {:?}",
+        stats.packets_in,
+        stack.packets_forwarded(),
+        stats.drops().collect::<Vec<_>>()
+    );
+}
+
 fn assert_spread(what: &str, stack: &Stack) {
     let per = stack.connections_per_worker();
     assert_eq!(per.len(), 2, "{what}: {per:?}");
@@ -253,8 +263,7 @@ fn wk1_two_workers_against_the_kernel() {
             );
         }
     }
-    let stats = stack.endpoint_stats();
-    eprintln!("endpoint stats (both workers): {stats:?}");
+    report("ours (vs kernel)", &stack);
 }
 
 /// 16 MPTCP connections between two two-worker stacks of ours: the client joins from
@@ -319,4 +328,6 @@ fn wk2_two_workers_on_both_ends() {
             .collect();
         assert!(all.contains(&(a2, b1)), "a join from a2: {all:?}");
     }
+    report("client", &client);
+    report("server", &server);
 }
