@@ -308,7 +308,10 @@ fn handle(
         && Shard::of_tuple(s.local, s.remote, workers.steering.shard.count()) != workers.me()
         && workers.steering.joins.get(s.local, s.remote).is_none()
     {
-        workers.steering.joins.insert(s.local, s.remote, workers.me());
+        workers
+            .steering
+            .joins
+            .insert(s.local, s.remote, workers.me());
         recorded = Some(s);
     }
     // Drops are counted in the endpoint's stats; nothing else to do.

@@ -132,10 +132,7 @@ impl JoinTable {
     /// Forgets the tuples of `worker` for which `keep` says no.
     pub(crate) fn retain(&self, worker: u16, mut keep: impl FnMut(SocketAddr, SocketAddr) -> bool) {
         let map = self.map.load();
-        if !map
-            .iter()
-            .any(|(&(l, r), &w)| w == worker && !keep(l, r))
-        {
+        if !map.iter().any(|(&(l, r), &w)| w == worker && !keep(l, r)) {
             return;
         }
         self.map.rcu(|m| {
@@ -195,7 +192,7 @@ mod tests {
         p[16..20].copy_from_slice(&d.octets());
         p[20..22].copy_from_slice(&src.port().to_be_bytes());
         p[22..24].copy_from_slice(&dst.port().to_be_bytes());
-        p[32] = ((20 + options.len()) / 4 << 4) as u8;
+        p[32] = (((20 + options.len()) / 4) << 4) as u8;
         p[33] = flags;
         p[40..].copy_from_slice(options);
         p
@@ -248,8 +245,13 @@ mod tests {
             shard: Shard::new(0, 2).expect("valid"),
             joins: Arc::clone(&joins),
         };
-        let join = parse(&v4("10.99.1.1:40000", "10.77.2.2:5201", 0x02, &join_option(7)))
-            .expect("TCP");
+        let join = parse(&v4(
+            "10.99.1.1:40000",
+            "10.77.2.2:5201",
+            0x02,
+            &join_option(7),
+        ))
+        .expect("TCP");
         assert_eq!(steering.owner(&join), 1);
         let data = Steer {
             join_token: None,

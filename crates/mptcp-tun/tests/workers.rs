@@ -50,7 +50,9 @@ fn receive(mut r: impl Read, seed: u64) -> Result<(), String> {
     let mut buf = vec![0u8; 64 * 1024];
     let mut pos = 0;
     loop {
-        let n = r.read(&mut buf).map_err(|e| format!("read at {pos}: {e}"))?;
+        let n = r
+            .read(&mut buf)
+            .map_err(|e| format!("read at {pos}: {e}"))?;
         if n == 0 {
             break;
         }
@@ -147,8 +149,9 @@ fn wait_for_joins<'a>(what: &str, streams: impl Iterator<Item = &'a MptcpStream>
         let counts: Vec<usize> = streams
             .clone()
             .map(|s| {
-                s.mptcp_stats()
-                    .map_or(0, |st| st.subflows.iter().filter(|sf| sf.established).count())
+                s.mptcp_stats().map_or(0, |st| {
+                    st.subflows.iter().filter(|sf| sf.established).count()
+                })
             })
             .collect();
         if counts.iter().all(|&c| c >= 2) {
@@ -257,7 +260,9 @@ fn wk1_two_workers_against_the_kernel() {
         {
             let seen: Vec<MptcpEvent> = events.try_iter().collect();
             assert!(
-                !seen.iter().any(|e| matches!(e, MptcpEvent::Fallback { .. }))
+                !seen
+                    .iter()
+                    .any(|e| matches!(e, MptcpEvent::Fallback { .. }))
                     || s.peer_addr().expect("peer").port() == 7002,
                 "only the TCP listener's connections fall back: {seen:?}"
             );

@@ -74,8 +74,8 @@ use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 pub use config::{EndpointConfig, SynCookies};
-pub use shard::Shard;
 pub use cookie::{COUNTER_PERIOD as SYN_COOKIE_PERIOD, MSS_TABLE as SYN_COOKIE_MSS_TABLE};
+pub use shard::Shard;
 pub use stats::{DropReason, EndpointStats};
 
 use crate::crypto::Token;
@@ -683,9 +683,10 @@ impl Endpoint {
                 // A port whose tuple another shard owns would steer the replies there.
                 shard.is_some_and(|s| !s.owns_tuple(candidate, remote))
                     || by_tuple.contains_key(&FourTuple {
-                    local: candidate,
-                    remote,
-                }) || listeners.contains_key(&candidate)
+                        local: candidate,
+                        remote,
+                    })
+                    || listeners.contains_key(&candidate)
                     || listeners.contains_key(&SocketAddr::new(unspecified(local.ip()), port))
             })
             .ok_or(EndpointError::NoPortAvailable(local.ip()))?;

@@ -189,7 +189,10 @@ mod tests {
                 }
                 .expect("connect");
                 let t = ep.addresses(h).expect("known");
-                assert!(shard.owns_tuple(t.local, t.remote), "{t:?} not owned by {shard:?}");
+                assert!(
+                    shard.owns_tuple(t.local, t.remote),
+                    "{t:?} not owned by {shard:?}"
+                );
                 if let Ok(c) = ep.mptcp(h) {
                     assert!(shard.owns_token(c.local_token()), "token of {shard:?}");
                 }
