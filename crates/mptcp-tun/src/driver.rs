@@ -82,8 +82,10 @@ impl Workers {
 }
 
 impl Driver {
-    /// Runs until shutdown completes or the device fails.
-    pub(crate) fn run(mut self) {
+    /// Runs until shutdown completes or the device fails. Returns the device (queue)
+    /// rather than closing it: the stack closes all queues once every worker is done,
+    /// since the first queue's routes must outlive workers still lingering.
+    pub(crate) fn run(mut self) -> TunDevice {
         let reason = match self.turns() {
             Ok(()) => "the stack was shut down".to_owned(),
             Err(e) => {
@@ -99,6 +101,7 @@ impl Driver {
         {
             tracing::warn!(error = %e, "pcap flush failed");
         }
+        self.device
     }
 
     fn turns(&mut self) -> io::Result<()> {

@@ -418,7 +418,7 @@ pub struct Stack {
 pub(crate) struct StackInner {
     /// By worker.
     pub(crate) shards: Vec<Arc<Shared>>,
-    threads: Vec<JoinHandle<()>>,
+    threads: Vec<JoinHandle<TunDevice>>,
     name: String,
     addresses: Vec<IpAddr>,
     offload: bool,
@@ -432,13 +432,21 @@ impl Drop for StackInner {
             shared.lock().shutting_down = true;
             shared.notifier.notify();
         }
+        // Every queue stays open until all workers are done (the first one holds the
+        // routes that lingering connections on the others still need).
+        let mut queues = Vec::new();
         for thread in self.threads.drain(..) {
             // Never join ourselves (a waker dropped on a loop thread could, in
             // principle, hold the last handle).
-            if thread.thread().id() != std::thread::current().id() && thread.join().is_err() {
-                tracing::error!(name = %self.name, "event loop thread panicked");
+            if thread.thread().id() == std::thread::current().id() {
+                continue;
+            }
+            match thread.join() {
+                Ok(queue) => queues.push(queue),
+                Err(_) => tracing::error!(name = %self.name, "event loop thread panicked"),
             }
         }
+        drop(queues);
     }
 }
 

@@ -84,6 +84,17 @@ impl End {
         }
     }
 
+    /// One byte each way, so that MPTCP is fully established at both ends (the
+    /// joins wait for that) before the transfer.
+    fn ping(a: &End, b: &End) {
+        for (from, to) in [(a, b), (b, a)] {
+            from.io().1.write_all(&[0x55]).expect("ping write");
+            let mut byte = [0u8];
+            to.io().0.read_exact(&mut byte).expect("ping read");
+            assert_eq!(byte, [0x55]);
+        }
+    }
+
     fn shutdown_write(&self) {
         match self {
             End::Ours(s) => s.shutdown(Shutdown::Write).expect("shutdown"),
@@ -248,12 +259,11 @@ fn wk1_two_workers_against_the_kernel() {
             (End::Ours(s), _) | (_, End::Ours(s)) => s,
             (End::Kernel(_), End::Kernel(_)) => unreachable!("one end is ours"),
         });
-    // The joins need MPTCP to be established (a first DSS from the server); the
-    // transfer provides it, so wait for them while it runs.
-    std::thread::scope(|s| {
-        s.spawn(|| transfer_all(&pairs));
-        wait_for_joins("two workers vs kernel", mptcp_ours.clone());
-    });
+    for (a, b) in &pairs {
+        End::ping(a, b);
+    }
+    wait_for_joins("two workers vs kernel", mptcp_ours);
+    transfer_all(&pairs);
     for (a, b) in &pairs {
         if let (End::Ours(s), End::Kernel(_)) | (End::Kernel(_), End::Ours(s)) = (a, b)
             && let Ok(events) = s.events()
@@ -315,10 +325,11 @@ fn wk2_two_workers_on_both_ends() {
         End::Ours(s) => s,
         End::Kernel(_) => unreachable!("ours on both ends"),
     });
-    std::thread::scope(|s| {
-        s.spawn(|| transfer_all(&pairs));
-        wait_for_joins("two workers on both ends", streams.clone());
-    });
+    for (a, b) in &pairs {
+        End::ping(a, b);
+    }
+    wait_for_joins("two workers on both ends", streams);
+    transfer_all(&pairs);
     // Joins of both origins: the client's from a2, and the client's to the announced
     // b2 (which the server's steering met on tuples its hash may give the other
     // worker).
