@@ -324,7 +324,7 @@ impl StackBuilder {
                     mptcp: mptcp.clone(),
                     checksum_offload: offload,
                     // u16: n is at most MAX_WORKERS.
-                    shard: (n > 1).then(|| Shard::new(i as u16, n as u16)).flatten(),
+                    shard: Shard::new(i as u16, n as u16).filter(|_| n > 1),
                     ..EngineConfig::default()
                 },
                 secret,
@@ -343,9 +343,11 @@ impl StackBuilder {
         let mut threads = Vec::with_capacity(n);
         for (i, device) in queues.into_iter().enumerate() {
             let inbox = receivers.remove(0);
-            let workers = (n > 1).then(|| Workers {
+            // Shard::new only fails for i >= n, which the loop rules out.
+            let shard = Shard::new(i as u16, n as u16).filter(|_| n > 1);
+            let workers = shard.map(|shard| Workers {
                 steering: Steering {
-                    shard: Shard::new(i as u16, n as u16).unwrap_or_else(|| unreachable!()),
+                    shard,
                     joins: Arc::clone(&joins),
                 },
                 peers: senders

@@ -10,12 +10,14 @@
 //! whatever queue it lands on.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use mptcp_proto::crypto::Token;
 use mptcp_proto::endpoint::Shard;
+use mptcp_proto::wire::Ipv6Packet;
+use mptcp_proto::wire::ipv6::IPV6_HEADER_LEN;
 
 /// What steering needs from a packet: its tuple from our side, and the token of an
 /// MP_JOIN SYN.
@@ -36,8 +38,7 @@ const MP_JOIN: u8 = 1;
 const MP_JOIN_SYN_LEN: u8 = 12;
 
 /// Parses the IP and TCP headers far enough to steer; `None` for anything that is not
-/// TCP over IPv4 or IPv6 without extension headers (the receiving worker's endpoint
-/// drops and counts those).
+/// TCP over IPv4 or IPv6 (the receiving worker's endpoint drops and counts those).
 pub(crate) fn parse(packet: &[u8]) -> Option<Steer> {
     let (src, dst, tcp) = match packet.first()? >> 4 {
         4 => {
@@ -50,12 +51,16 @@ pub(crate) fn parse(packet: &[u8]) -> Option<Steer> {
             (IpAddr::V4(src), IpAddr::V4(dst), &packet[ihl..])
         }
         6 => {
-            if packet.len() < 40 || packet[6] != 6 {
+            // Extension headers are skipped as the endpoint skips them, so both agree
+            // on which packets are TCP.
+            let ip = Ipv6Packet::new_checked(packet).ok()?;
+            let upper = ip.upper_layer().ok()?;
+            if upper.protocol != 6 {
                 return None;
             }
-            let src = Ipv6Addr::from(<[u8; 16]>::try_from(&packet[8..24]).ok()?);
-            let dst = Ipv6Addr::from(<[u8; 16]>::try_from(&packet[24..40]).ok()?);
-            (IpAddr::V6(src), IpAddr::V6(dst), &packet[40..])
+            let (src, dst) = (ip.src_addr(), ip.dst_addr());
+            let start = IPV6_HEADER_LEN + upper.offset;
+            (IpAddr::V6(src), IpAddr::V6(dst), packet.get(start..)?)
         }
         _ => return None,
     };
@@ -236,6 +241,37 @@ mod tests {
         let bad = v4("10.99.1.1:1", "10.77.1.2:2", 0x02, &[30, 40, 0, 0]);
         assert_eq!(parse(&bad).expect("TCP").join_token, None);
         assert_eq!(parse(&[]), None);
+    }
+
+    #[test]
+    fn ipv6_extension_headers_are_skipped() {
+        let v4p = v4("10.99.1.1:40000", "10.77.2.2:5201", 0x02, &join_option(9));
+        let tcp = &v4p[20..];
+        let mut p = vec![0u8; 40 + 8];
+        p[0] = 0x60;
+        p[4..6].copy_from_slice(&((8 + tcp.len()) as u16).to_be_bytes());
+        p[6] = 60; // Destination Options, 8 bytes, then TCP
+        p[8..24].copy_from_slice(
+            &"fd00:99:1::1"
+                .parse::<std::net::Ipv6Addr>()
+                .expect("literal")
+                .octets(),
+        );
+        p[24..40].copy_from_slice(
+            &"fd00:77:1::2"
+                .parse::<std::net::Ipv6Addr>()
+                .expect("literal")
+                .octets(),
+        );
+        p[40] = 6;
+        p.extend_from_slice(tcp);
+        let s = parse(&p).expect("TCP behind an extension header");
+        assert_eq!(s.local, "[fd00:77:1::2]:5201".parse().expect("literal"));
+        assert_eq!(s.remote, "[fd00:99:1::1]:40000".parse().expect("literal"));
+        assert_eq!(s.join_token, Some(Token(9)));
+        // A fragment header: not for steering.
+        p[6] = 44;
+        assert_eq!(parse(&p), None);
     }
 
     #[test]
