@@ -133,6 +133,9 @@ enum Command {
         /// Connections per measurement, all sending at once; the goodput is their sum.
         #[arg(long, default_value_t = 1, value_name = "N")]
         connections: usize,
+        /// Worker threads of each of our stacks (connections are spread over them).
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        workers: usize,
         /// Print the results as one JSON object on stdout (progress is not shown).
         #[arg(long)]
         json: bool,
@@ -352,6 +355,7 @@ fn main() -> ExitCode {
             reverse,
             no_offload,
             connections,
+            workers,
             json,
         } => secs(seconds, "--seconds").and_then(|duration| {
             bench::run(&bench::BenchOptions {
@@ -363,6 +367,7 @@ fn main() -> ExitCode {
                 reverse,
                 offload: !no_offload,
                 connections,
+                workers,
                 json,
             })
         }),

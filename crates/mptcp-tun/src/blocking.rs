@@ -5,6 +5,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::task::{Poll, Wake, Waker};
 use std::thread::Thread;
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 use mptcp_proto::mptcp::{ConnStats, MptcpEvent};
 use mptcp_proto::tcp::{TcpState, TcpStats};
 
+use crate::core::Shared;
 use crate::engine::{ConnHandle, ListenerHandle};
 use crate::stack::Stack;
 
@@ -56,16 +58,19 @@ pub(crate) fn block_on<T>(
     }
 }
 
-/// One connection handle, released (closed gracefully) on drop.
+/// One connection handle, released (closed gracefully) on drop. It talks only to the
+/// worker that owns the connection.
 #[derive(Debug)]
 pub(crate) struct ConnRef {
     pub(crate) stack: Stack,
+    /// The worker (endpoint shard) that owns the connection.
+    pub(crate) w: usize,
     pub(crate) h: ConnHandle,
 }
 
 impl Drop for ConnRef {
     fn drop(&mut self) {
-        self.stack.inner.shared.release(self.h);
+        self.shared().release(self.h);
     }
 }
 
@@ -76,15 +81,21 @@ impl ConnRef {
         remote: SocketAddr,
         extra_locals: &[IpAddr],
     ) -> io::Result<ConnRef> {
-        let h = stack.inner.shared.connect(local, remote, extra_locals)?;
+        let w = stack.worker_for(local, remote);
+        let h = stack.inner.shards[w].connect(local, remote, extra_locals)?;
         Ok(ConnRef {
             stack: stack.clone(),
+            w,
             h,
         })
     }
 
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.stack.inner.shards[self.w]
+    }
+
     pub(crate) fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        let shared = &self.stack.inner.shared;
+        let shared = self.shared();
         match how {
             Shutdown::Write => shared.shutdown_write(self.h),
             Shutdown::Read => shared.shutdown_read(self.h),
@@ -161,7 +172,7 @@ impl MptcpStream {
         timeout: Option<Duration>,
     ) -> io::Result<MptcpStream> {
         let conn = ConnRef::open(stack, local, remote, extra_locals)?;
-        let shared = &stack.inner.shared;
+        let shared = conn.shared();
         match block_on(timeout.map(|t| Instant::now() + t), |w| {
             shared.poll_connected(conn.h, w)
         }) {
@@ -183,11 +194,11 @@ impl MptcpStream {
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.conn.stack.inner.shared.addrs(self.conn.h)?.0)
+        Ok(self.conn.shared().addrs(self.conn.h)?.0)
     }
 
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.conn.stack.inner.shared.addrs(self.conn.h)?.1)
+        Ok(self.conn.shared().addrs(self.conn.h)?.1)
     }
 
     /// `Write`: sends our FIN after the data written so far; reads keep working.
@@ -198,7 +209,7 @@ impl MptcpStream {
 
     /// Resets the connection (RST) instead of closing it gracefully.
     pub fn abort(self) {
-        self.conn.stack.inner.shared.abort(self.conn.h);
+        self.conn.shared().abort(self.conn.h);
     }
 
     /// `None`: reads block until data arrives. An expired timeout is `WouldBlock`.
@@ -213,18 +224,18 @@ impl MptcpStream {
 
     /// The TCP engine's counters, while the connection exists.
     pub fn stats(&self) -> Option<TcpStats> {
-        self.conn.stack.inner.shared.stats(self.conn.h)
+        self.conn.shared().stats(self.conn.h)
     }
 
     /// The TCP state, while the connection exists.
     pub fn state(&self) -> Option<TcpState> {
-        self.conn.stack.inner.shared.state(self.conn.h)
+        self.conn.shared().state(self.conn.h)
     }
 
     /// Connection-level and per-subflow figures (bytes, RTT, cwnd per subflow),
     /// while the connection exists; `None` for a plain TCP connection.
     pub fn mptcp_stats(&self) -> Option<ConnStats> {
-        self.conn.stack.inner.shared.mptcp_stats(self.conn.h)
+        self.conn.shared().mptcp_stats(self.conn.h)
     }
 
     /// The connection's multipath events (subflow up and down with the reason,
@@ -233,17 +244,17 @@ impl MptcpStream {
     /// new call replaces the previous receiver. The channel ends when the stream is
     /// dropped.
     pub fn events(&self) -> io::Result<mpsc::Receiver<MptcpEvent>> {
-        self.conn.stack.inner.shared.subscribe(self.conn.h)
+        self.conn.shared().subscribe(self.conn.h)
     }
 
     fn read_inner(&self, buf: &mut [u8]) -> io::Result<usize> {
-        let shared = &self.conn.stack.inner.shared;
+        let shared = &self.conn.shared();
         let deadline = self.read_timeout.map(|t| Instant::now() + t);
         block_on(deadline, |w| shared.poll_read(self.conn.h, buf, w))
     }
 
     fn write_inner(&self, data: &[u8]) -> io::Result<usize> {
-        let shared = &self.conn.stack.inner.shared;
+        let shared = &self.conn.shared();
         let deadline = self.write_timeout.map(|t| Instant::now() + t);
         block_on(deadline, |w| shared.poll_write(self.conn.h, data, w))
     }
@@ -282,26 +293,61 @@ impl Write for &MptcpStream {
     }
 }
 
-/// One listener handle, closed on drop.
+/// One listener handle, closed on drop: a listener in every worker's endpoint, since
+/// a SYN may hash to any of them.
 #[derive(Debug)]
 pub(crate) struct ListenerRef {
     pub(crate) stack: Stack,
-    pub(crate) l: ListenerHandle,
+    /// By worker.
+    ls: Vec<ListenerHandle>,
+    /// The worker whose queue `poll_accept` looks at first, rotated so that no
+    /// worker's connections wait behind another's.
+    next: AtomicUsize,
 }
 
 impl Drop for ListenerRef {
     fn drop(&mut self) {
-        self.stack.inner.shared.unlisten(self.l);
+        for (shared, &l) in self.stack.inner.shards.iter().zip(&self.ls) {
+            shared.unlisten(l);
+        }
     }
 }
 
 impl ListenerRef {
     pub(crate) fn bind(stack: &Stack, local: SocketAddr) -> io::Result<ListenerRef> {
-        let l = stack.inner.shared.listen(local)?;
-        Ok(ListenerRef {
+        let mut listener = ListenerRef {
             stack: stack.clone(),
-            l,
-        })
+            ls: Vec::with_capacity(stack.inner.shards.len()),
+            next: AtomicUsize::new(0),
+        };
+        for shared in &stack.inner.shards {
+            // On an error, dropping `listener` closes the ones made so far.
+            listener.ls.push(shared.listen(local)?);
+        }
+        Ok(listener)
+    }
+
+    /// The next accepted connection of any worker, as a handle to it.
+    pub(crate) fn poll_accept(&self, waker: &Waker) -> Poll<io::Result<ConnRef>> {
+        let shards = &self.stack.inner.shards;
+        let first = self.next.fetch_add(1, Ordering::Relaxed);
+        for i in 0..shards.len() {
+            let w = (first + i) % shards.len();
+            // Pending registers the waker with that worker, so a connection arriving
+            // at any of them wakes us.
+            if let Poll::Ready(r) = shards[w].poll_accept(self.ls[w], waker) {
+                return Poll::Ready(r.map(|h| ConnRef {
+                    stack: self.stack.clone(),
+                    w,
+                    h,
+                }));
+            }
+        }
+        Poll::Pending
+    }
+
+    pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.stack.inner.shards[0].listener_addr(self.ls[0])
     }
 }
 
@@ -322,13 +368,8 @@ impl MptcpListener {
 
     /// Waits for the next connection whose handshake completed.
     pub fn accept(&self) -> io::Result<(MptcpStream, SocketAddr)> {
-        let shared = &self.listener.stack.inner.shared;
-        let h = block_on(None, |w| shared.poll_accept(self.listener.l, w))?;
-        let conn = ConnRef {
-            stack: self.listener.stack.clone(),
-            h,
-        };
-        let peer = shared.addrs(h)?.1;
+        let conn = block_on(None, |w| self.listener.poll_accept(w))?;
+        let peer = conn.shared().addrs(conn.h)?.1;
         Ok((
             MptcpStream {
                 conn,
@@ -345,11 +386,7 @@ impl MptcpListener {
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.listener
-            .stack
-            .inner
-            .shared
-            .listener_addr(self.listener.l)
+        self.listener.local_addr()
     }
 }
 

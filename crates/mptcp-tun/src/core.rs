@@ -11,6 +11,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::AtomicU64;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
@@ -133,6 +134,8 @@ pub(crate) struct Shared {
     core: Mutex<Core>,
     pub(crate) notifier: Notifier,
     pub(crate) clock: Clock,
+    /// Packets this worker read from its TUN queue for another worker's connection.
+    pub(crate) forwarded: AtomicU64,
 }
 
 fn stopped_error(reason: &str) -> io::Error {
@@ -161,6 +164,7 @@ impl Shared {
             }),
             notifier,
             clock,
+            forwarded: AtomicU64::new(0),
         })
     }
 

@@ -40,6 +40,8 @@ pub struct DeviceConfig {
     pub addresses: Vec<IpAddr>,
     /// Ask for virtio_net_hdr offload (checksum, TSO/GSO both ways).
     pub offload: bool,
+    /// Queues (`IFF_MULTI_QUEUE` when more than one): one per worker thread.
+    pub queues: usize,
 }
 
 impl Default for DeviceConfig {
@@ -50,6 +52,7 @@ impl Default for DeviceConfig {
             tx_queue_len: 5000,
             addresses: Vec::new(),
             offload: true,
+            queues: 1,
         }
     }
 }
@@ -105,6 +108,7 @@ impl TunDevice {
                 .mtu(config.mtu)
                 .tx_queue_len(config.tx_queue_len)
                 .offload(offload)
+                .multi_queue(config.queues > 1)
                 .enable(true)
                 .build_sync()
         };
@@ -148,6 +152,26 @@ impl TunDevice {
             "TUN device up"
         );
         Ok(device)
+    }
+
+    /// Another queue of the same multi-queue device (the kernel spreads the packets
+    /// it sends over the queues, and prefers the queue a flow was last written from).
+    /// The clone carries the same framing and offload, and owns no routes.
+    pub(crate) fn clone_queue(&self) -> io::Result<TunDevice> {
+        let dev = self.dev.try_clone().map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot open another queue of TUN device {}: {e}", self.name),
+            )
+        })?;
+        dev.set_nonblocking(true)?;
+        Ok(TunDevice {
+            dev,
+            name: self.name.clone(),
+            mtu: self.mtu,
+            offload: self.offload,
+            routes: Vec::new(),
+        })
     }
 
     pub(crate) fn name(&self) -> &str {
@@ -232,7 +256,9 @@ impl Drop for TunDevice {
                 tracing::debug!(name = %self.name, %addr, error = %e, "route removal failed");
             }
         }
-        tracing::info!(name = %self.name, "TUN device closed");
+        if !self.routes.is_empty() {
+            tracing::info!(name = %self.name, "TUN device closed");
+        }
     }
 }
 

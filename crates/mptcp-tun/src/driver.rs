@@ -12,34 +12,80 @@
 //! checksums trusted as the virtio_net_hdr says) and a write may be one (the endpoint
 //! says where the kernel cuts it): one syscall, one endpoint call and one ACK per up
 //! to 64 KiB instead of per MSS.
+//!
+//! With several workers (`StackBuilder::workers`), each runs this loop on its own
+//! endpoint shard and its own queue of a multi-queue TUN. A packet read on one queue
+//! may belong to another worker's connection (the kernel picks the queue); it goes to
+//! that worker through its inbox (a lock-free channel) and an eventfd wake-up. A
+//! worker takes its inbox after reading its queue, so a packet that the owner
+//! provoked with a write always finds whatever the owner posted before that write.
 
 use std::io;
 use std::os::fd::AsRawFd;
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, mpsc};
 use std::task::Waker;
-use std::time::Instant as StdInstant;
+use std::time::{Duration, Instant as StdInstant};
+
+use mptcp_proto::endpoint::Shard;
 
 use crate::core::Shared;
 use crate::device::TunDevice;
 use crate::notify::wait_readable;
 use crate::offload::{RxInfo, VNET_HDR_LEN, rx_info, tx_header};
 use crate::pcap::PcapSink;
+use crate::steer::{self, Steering};
 
 /// Packets read or written per turn before the loop looks at the other direction.
 const BATCH: usize = 64;
 
+/// How often a worker forgets the join-table entries of subflows its endpoint no
+/// longer has.
+const JOIN_SWEEP: Duration = Duration::from_secs(1);
+
+/// A packet read by one worker for another: the bytes after the virtio_net_hdr, and
+/// what the header said.
+pub(crate) struct Forwarded {
+    packet: Vec<u8>,
+    meta: RxInfo,
+}
+
+/// Another worker, as seen by this one.
+pub(crate) struct Peer {
+    pub(crate) inbox: mpsc::Sender<Forwarded>,
+    pub(crate) shared: Arc<Shared>,
+}
+
 pub(crate) struct Driver {
     pub(crate) shared: Arc<Shared>,
     pub(crate) device: TunDevice,
-    pub(crate) pcap: Option<PcapSink>,
+    /// Shared by the workers (a debugging aid; its lock is off the path without it).
+    pub(crate) pcap: Option<Arc<Mutex<PcapSink>>>,
+    /// Steering and the other workers, by index (this one's entry is unused); `None`
+    /// with a single worker.
+    pub(crate) workers: Option<Workers>,
     /// After shutdown is requested, how long released connections may take to deliver
     /// their last data and FIN.
     pub(crate) linger: std::time::Duration,
 }
 
+pub(crate) struct Workers {
+    pub(crate) steering: Steering,
+    pub(crate) peers: Vec<Peer>,
+    pub(crate) inbox: mpsc::Receiver<Forwarded>,
+}
+
+impl Workers {
+    fn me(&self) -> u16 {
+        self.steering.shard.index()
+    }
+}
+
 impl Driver {
-    /// Runs until shutdown completes or the device fails.
-    pub(crate) fn run(mut self) {
+    /// Runs until shutdown completes or the device fails. Returns the device (queue)
+    /// rather than closing it: the stack closes all queues once every worker is done,
+    /// since the first queue's routes must outlive workers still lingering.
+    pub(crate) fn run(mut self) -> TunDevice {
         let reason = match self.turns() {
             Ok(()) => "the stack was shut down".to_owned(),
             Err(e) => {
@@ -50,11 +96,12 @@ impl Driver {
         let mut wake = Vec::new();
         self.shared.lock().stop(reason, &mut wake);
         wake.into_iter().for_each(Waker::wake);
-        if let Some(pcap) = &mut self.pcap
-            && let Err(e) = pcap.flush()
+        if let Some(pcap) = &self.pcap
+            && let Err(e) = lock(pcap).flush()
         {
             tracing::warn!(error = %e, "pcap flush failed");
         }
+        self.device
     }
 
     fn turns(&mut self) -> io::Result<()> {
@@ -71,6 +118,10 @@ impl Driver {
         let mut wake: Vec<Waker> = Vec::new();
         let mut linger_deadline: Option<StdInstant> = None;
         let mut tx_dropped: u64 = 0;
+        // Per packet read: handled here (false: forwarded to its owner).
+        let mut rx_mine = [true; BATCH];
+        let mut inbound: Vec<Forwarded> = Vec::new();
+        let mut next_sweep = StdInstant::now() + JOIN_SWEEP;
 
         loop {
             // Clear before looking at the shared state, so a later notify() re-arms.
@@ -93,24 +144,41 @@ impl Driver {
                     None => break,
                 }
             }
-            if let Some(pcap) = &mut self.pcap {
+            if let Some(pcap) = &self.pcap {
+                let mut pcap = lock(pcap);
                 for i in 0..n_rx {
                     let packet = &rx[i][headroom..headroom + rx_len[i]];
                     pcap.record(packet, rx_meta[i].partial_checksum)?;
                 }
             }
+            if let Some(workers) = &self.workers {
+                for i in 0..n_rx {
+                    let packet = &rx[i][headroom..headroom + rx_len[i]];
+                    rx_mine[i] = forward(workers, packet, rx_meta[i]);
+                    if !rx_mine[i] {
+                        self.shared.forwarded.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                // After the reads (see the module comment).
+                inbound.extend(workers.inbox.try_iter());
+            }
 
             let (n_tx, deadline, finished) = {
                 let mut core = self.shared.lock();
                 let now = self.shared.clock.now();
-                for i in 0..n_rx {
+                let workers = self.workers.as_ref();
+                for i in (0..n_rx).filter(|&i| rx_mine[i]) {
                     let packet = &rx[i][headroom..headroom + rx_len[i]];
-                    // Drops are counted in the endpoint's stats; nothing to do here.
-                    let _ = if rx_meta[i].trusted {
-                        core.engine.handle_packet_trusted(now, packet)
-                    } else {
-                        core.engine.handle_packet(now, packet)
-                    };
+                    handle(&mut core.engine, workers, now, packet, rx_meta[i]);
+                }
+                for f in inbound.drain(..) {
+                    handle(&mut core.engine, workers, now, &f.packet, f.meta);
+                }
+                if let Some(workers) = workers
+                    && StdInstant::now() >= next_sweep
+                {
+                    next_sweep = StdInstant::now() + JOIN_SWEEP;
+                    sweep_joins(&core.engine, workers);
                 }
                 if core.engine.poll_timeout().is_some_and(|t| t <= now) {
                     core.engine.handle_timeout(now);
@@ -148,8 +216,8 @@ impl Driver {
 
             for i in 0..n_tx {
                 let (head, packet) = tx[i][..headroom + tx_len[i]].split_at_mut(headroom);
-                if let Some(pcap) = &mut self.pcap {
-                    pcap.record(packet, offload)?;
+                if let Some(pcap) = &self.pcap {
+                    lock(pcap).record(packet, offload)?;
                 }
                 if offload {
                     let Some(hdr) = tx_header(packet, tx_gso[i], mtu) else {
@@ -170,8 +238,8 @@ impl Driver {
             if n_rx == BATCH || n_tx == BATCH {
                 continue;
             }
-            if let Some(pcap) = &mut self.pcap {
-                pcap.flush()?;
+            if let Some(pcap) = &self.pcap {
+                lock(pcap).flush()?;
             }
             let mut timeout = deadline.map(|t| {
                 self.shared
@@ -183,6 +251,14 @@ impl Driver {
                 let left = linger.saturating_duration_since(StdInstant::now());
                 timeout = Some(timeout.map_or(left, |t| t.min(left)));
             }
+            if self
+                .workers
+                .as_ref()
+                .is_some_and(|w| !w.steering.joins.of_worker(w.me()).is_empty())
+            {
+                let left = next_sweep.saturating_duration_since(StdInstant::now());
+                timeout = Some(timeout.map_or(left, |t| t.min(left)));
+            }
             wait_readable(
                 self.device.as_raw_fd(),
                 self.shared.notifier.as_raw_fd(),
@@ -190,4 +266,84 @@ impl Driver {
             )?;
         }
     }
+}
+
+fn lock(pcap: &Mutex<PcapSink>) -> std::sync::MutexGuard<'_, PcapSink> {
+    pcap.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Sends `packet` to its owner unless that is this worker; returns whether it is ours.
+fn forward(workers: &Workers, packet: &[u8], meta: RxInfo) -> bool {
+    let Some(s) = steer::parse(packet) else {
+        // Not TCP: our endpoint drops and counts it.
+        return true;
+    };
+    let owner = workers.steering.owner(&s);
+    if owner == workers.me() {
+        return true;
+    }
+    let peer = &workers.peers[usize::from(owner)];
+    let f = Forwarded {
+        packet: packet.to_vec(),
+        meta,
+    };
+    // A worker that already stopped takes nothing: the packet is lost, as on a link.
+    if peer.inbox.send(f).is_ok() {
+        peer.shared.notifier.notify();
+    }
+    false
+}
+
+/// Hands one packet to the endpoint. An MP_JOIN SYN whose tuple hashes to another
+/// worker gets a join-table entry first, so that the peer's answer to ours comes
+/// here; a refused join loses it again.
+fn handle(
+    engine: &mut crate::engine::Engine,
+    workers: Option<&Workers>,
+    now: mptcp_proto::Instant,
+    packet: &[u8],
+    meta: RxInfo,
+) {
+    let mut recorded = None;
+    if let Some(workers) = workers
+        && let Some(s) = steer::parse(packet)
+        && s.join_token.is_some()
+        && Shard::of_tuple(s.local, s.remote, workers.steering.shard.count()) != workers.me()
+        && workers.steering.joins.get(s.local, s.remote).is_none()
+    {
+        workers
+            .steering
+            .joins
+            .insert(s.local, s.remote, workers.me());
+        recorded = Some(s);
+    }
+    // Drops are counted in the endpoint's stats; nothing else to do.
+    let result = if meta.trusted {
+        engine.handle_packet_trusted(now, packet)
+    } else {
+        engine.handle_packet(now, packet)
+    };
+    if let (Err(_), Some(s), Some(workers)) = (result, recorded, workers) {
+        workers
+            .steering
+            .joins
+            .retain(workers.me(), |l, r| (l, r) != (s.local, s.remote));
+    }
+}
+
+/// Forgets this worker's join-table entries whose subflows its endpoint no longer has.
+fn sweep_joins(engine: &crate::engine::Engine, workers: &Workers) {
+    let mine = workers.steering.joins.of_worker(workers.me());
+    if mine.is_empty() {
+        return;
+    }
+    let live: std::collections::HashSet<_> = engine
+        .connection_handles()
+        .filter_map(|h| engine.mptcp_stats(h).ok())
+        .flat_map(|st| st.subflows.into_iter().map(|sf| (sf.local, sf.remote)))
+        .collect();
+    workers
+        .steering
+        .joins
+        .retain(workers.me(), |l, r| live.contains(&(l, r)));
 }

@@ -2,8 +2,8 @@
 //! TUN device.
 //!
 //! [`Stack::builder`] opens a TUN device, routes the stack's own addresses into it and
-//! starts one event-loop thread that owns the device and drives the sans-IO
-//! `mptcp-proto` endpoint. The stack hands out blocking streams ([`MptcpStream`],
+//! starts event-loop threads (one by default, see [`StackBuilder::workers`]), each
+//! owning a queue of the device and a shard of the sans-IO `mptcp-proto` endpoint. The stack hands out blocking streams ([`MptcpStream`],
 //! [`MptcpListener`], shaped like std's) and tokio ones ([`AsyncMptcpStream`],
 //! [`AsyncMptcpListener`]). See README.md for the network topology.
 //!
@@ -19,10 +19,11 @@ mod notify;
 mod offload;
 mod pcap;
 mod stack;
+mod steer;
 mod tokio_io;
 
 pub use blocking::{MptcpListener, MptcpStream};
-pub use stack::{Stack, StackBuilder};
+pub use stack::{MAX_WORKERS, Stack, StackBuilder};
 pub use tokio_io::{AsyncMptcpListener, AsyncMptcpStream};
 
 pub use mptcp_proto::endpoint::{DropReason, EndpointStats};

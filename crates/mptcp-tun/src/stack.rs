@@ -4,12 +4,13 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use mptcp_proto::cc::CcAlgorithm;
-use mptcp_proto::endpoint::EndpointStats;
+use mptcp_proto::endpoint::{EndpointStats, Shard};
 use mptcp_proto::mptcp::MptcpConfig;
 use mptcp_proto::pm::PathPolicy;
 use mptcp_proto::sched::SchedulerKind;
@@ -18,10 +19,11 @@ use mptcp_proto::tcp::TcpConfig;
 use crate::clock::Clock;
 use crate::core::Shared;
 use crate::device::{DeviceConfig, TunDevice};
-use crate::driver::Driver;
+use crate::driver::{Driver, Peer, Workers};
 use crate::engine::{Engine, EngineConfig};
 use crate::notify::Notifier;
 use crate::pcap::PcapSink;
+use crate::steer::{JoinTable, Steering};
 
 /// Payload of the largest super-segment: an IPv4 packet is at most 65535 bytes, and
 /// its headers at most 20 + 60.
@@ -52,7 +54,15 @@ pub struct StackBuilder {
     mptcp: Option<MptcpConfig>,
     /// Addresses announced (ADD_ADDR) on every accepted MPTCP connection.
     announce: Vec<IpAddr>,
+    /// Worker threads, each with its own endpoint shard and TUN queue.
+    workers: usize,
 }
+
+/// Most worker threads. Each MPTCP key is drawn until its token names the worker
+/// (up to 64 draws, `mptcp_proto::crypto::MAX_KEY_ATTEMPTS`); with 8 workers a
+/// draw fails to find one with probability (7/8)^64 = 2e-4, beyond that it grows
+/// quickly.
+pub const MAX_WORKERS: usize = 8;
 
 impl Default for StackBuilder {
     fn default() -> Self {
@@ -77,6 +87,7 @@ impl Default for StackBuilder {
                 ..MptcpConfig::default()
             }),
             announce: Vec::new(),
+            workers: 1,
         }
     }
 }
@@ -211,6 +222,17 @@ impl StackBuilder {
         self
     }
 
+    /// Worker threads (default 1, at most [`MAX_WORKERS`]). Each owns an endpoint
+    /// shard and a queue of a multi-queue TUN device; connections are spread over
+    /// them (by the hash of their 4-tuple, MP_JOINs by token), and each
+    /// connection's packets, timers and application calls are handled by its worker
+    /// alone, so workers share no lock. More than one pays off with many
+    /// connections; one connection uses one worker.
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n;
+        self
+    }
+
     /// Writes every packet sent and received to this pcap file (linktype RAW).
     pub fn pcap_path(mut self, path: impl Into<PathBuf>) -> Self {
         self.pcap_path = Some(path.into());
@@ -247,12 +269,29 @@ impl StackBuilder {
                 "the stack needs at least one address (StackBuilder::address)",
             ));
         }
-        let device = TunDevice::open(&self.device)?;
+        if self.workers == 0 || self.workers > MAX_WORKERS {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} workers asked for: the stack runs 1 to {MAX_WORKERS}",
+                    self.workers
+                ),
+            ));
+        }
+        let n = self.workers;
+        let mut device_config = self.device.clone();
+        device_config.queues = n;
+        let device = TunDevice::open(&device_config)?;
+        let mut queues = vec![device];
+        for _ in 1..n {
+            queues.push(queues[0].clone_queue()?);
+        }
         let pcap = self
             .pcap_path
             .as_deref()
             .map(PcapSink::create)
-            .transpose()?;
+            .transpose()?
+            .map(|p| Arc::new(Mutex::new(p)));
         let mut tcp = self.tcp;
         // RFC 9293 §3.7.1: MSS = MTU minus the fixed IP and TCP headers; IPv6's header
         // is 20 bytes longer.
@@ -262,47 +301,104 @@ impl StackBuilder {
             20
         };
         tcp.mss = self.device.mtu.saturating_sub(ip_header + 20);
-        let offload = device.offload();
+        let offload = queues[0].offload();
         if offload {
             tcp.max_segment_payload = Some(MAX_SUPER_PAYLOAD);
         }
-        let mut secret = [0u8; 32];
-        getrandom::fill(&mut secret)
-            .map_err(|e| io::Error::other(format!("no OS randomness for the ISN secret: {e}")))?;
         let mptcp = self.mptcp.map(|mut config| {
             config.tcp = tcp.clone();
             config
         });
-        let engine = Engine::new(
-            EngineConfig {
-                tcp,
-                local_addrs: self.device.addresses.clone(),
-                listen_backlog: self.listen_backlog,
-                mptcp,
-                checksum_offload: offload,
-                ..EngineConfig::default()
-            },
-            secret,
-        );
         let clock = Clock::new();
-        let shared = Shared::new(engine, Notifier::new()?, clock, self.announce);
-        let name = device.name().to_owned();
-        let driver = Driver {
-            shared: Arc::clone(&shared),
-            device,
-            pcap,
-            linger: self.linger,
-        };
-        let thread = std::thread::Builder::new()
-            .name(format!("mptcp-tun {name}"))
-            .spawn(move || driver.run())?;
+        let mut shards = Vec::with_capacity(n);
+        for i in 0..n {
+            let mut secret = [0u8; 32];
+            getrandom::fill(&mut secret).map_err(|e| {
+                io::Error::other(format!("no OS randomness for the ISN secret: {e}"))
+            })?;
+            let engine = Engine::new(
+                EngineConfig {
+                    tcp: tcp.clone(),
+                    local_addrs: self.device.addresses.clone(),
+                    listen_backlog: self.listen_backlog,
+                    mptcp: mptcp.clone(),
+                    checksum_offload: offload,
+                    // u16: n is at most MAX_WORKERS.
+                    shard: Shard::new(i as u16, n as u16).filter(|_| n > 1),
+                    ..EngineConfig::default()
+                },
+                secret,
+            );
+            shards.push(Shared::new(
+                engine,
+                Notifier::new()?,
+                clock,
+                self.announce.clone(),
+            ));
+        }
+        let name = queues[0].name().to_owned();
+        let joins = Arc::new(JoinTable::default());
+        let (senders, mut receivers): (Vec<_>, Vec<_>) =
+            (0..n).map(|_| std::sync::mpsc::channel()).unzip();
+        let mut threads = Vec::with_capacity(n);
+        for (i, device) in queues.into_iter().enumerate() {
+            let inbox = receivers.remove(0);
+            // Shard::new only fails for i >= n, which the loop rules out.
+            let shard = Shard::new(i as u16, n as u16).filter(|_| n > 1);
+            let workers = shard.map(|shard| Workers {
+                steering: Steering {
+                    shard,
+                    joins: Arc::clone(&joins),
+                },
+                peers: senders
+                    .iter()
+                    .zip(&shards)
+                    .map(|(tx, shared)| Peer {
+                        inbox: tx.clone(),
+                        shared: Arc::clone(shared),
+                    })
+                    .collect(),
+                inbox,
+            });
+            let driver = Driver {
+                shared: Arc::clone(&shards[i]),
+                device,
+                pcap: pcap.clone(),
+                workers,
+                linger: self.linger,
+            };
+            let thread_name = if n > 1 {
+                format!("mptcp-tun {name} {i}")
+            } else {
+                format!("mptcp-tun {name}")
+            };
+            let spawned = std::thread::Builder::new()
+                .name(thread_name)
+                .spawn(move || driver.run());
+            match spawned {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    // Stop the workers already running before reporting.
+                    drop(StackInner {
+                        shards,
+                        threads,
+                        name,
+                        addresses: self.device.addresses,
+                        offload,
+                        next_worker: AtomicUsize::new(0),
+                    });
+                    return Err(e);
+                }
+            }
+        }
         Ok(Stack {
             inner: Arc::new(StackInner {
-                shared,
-                thread: Some(thread),
+                shards,
+                threads,
                 name,
                 addresses: self.device.addresses,
                 offload,
+                next_worker: AtomicUsize::new(0),
             }),
         })
     }
@@ -322,25 +418,37 @@ pub struct Stack {
 
 #[derive(Debug)]
 pub(crate) struct StackInner {
-    pub(crate) shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
+    /// By worker.
+    pub(crate) shards: Vec<Arc<Shared>>,
+    threads: Vec<JoinHandle<TunDevice>>,
     name: String,
     addresses: Vec<IpAddr>,
     offload: bool,
+    /// Round robin over the workers for connections with an ephemeral port.
+    next_worker: AtomicUsize,
 }
 
 impl Drop for StackInner {
     fn drop(&mut self) {
-        self.shared.lock().shutting_down = true;
-        self.shared.notifier.notify();
-        let Some(thread) = self.thread.take() else {
-            return;
-        };
-        // Never join ourselves (a waker dropped on the loop thread could, in principle,
-        // hold the last handle).
-        if thread.thread().id() != std::thread::current().id() && thread.join().is_err() {
-            tracing::error!(name = %self.name, "event loop thread panicked");
+        for shared in &self.shards {
+            shared.lock().shutting_down = true;
+            shared.notifier.notify();
         }
+        // Every queue stays open until all workers are done (the first one holds the
+        // routes that lingering connections on the others still need).
+        let mut queues = Vec::new();
+        for thread in self.threads.drain(..) {
+            // Never join ourselves (a waker dropped on a loop thread could, in
+            // principle, hold the last handle).
+            if thread.thread().id() == std::thread::current().id() {
+                continue;
+            }
+            match thread.join() {
+                Ok(queue) => queues.push(queue),
+                Err(_) => tracing::error!(name = %self.name, "event loop thread panicked"),
+            }
+        }
+        drop(queues);
     }
 }
 
@@ -367,17 +475,47 @@ impl Stack {
     /// Connections the endpoint holds, in any state (released ones that are still
     /// closing, and not yet accepted ones, included).
     pub fn connection_count(&self) -> usize {
-        self.inner.shared.lock().engine.connection_count()
+        self.connections_per_worker().iter().sum()
     }
 
-    /// The endpoint's packet and drop counters.
+    /// [`Stack::connection_count`] of each worker.
+    pub fn connections_per_worker(&self) -> Vec<usize> {
+        self.inner
+            .shards
+            .iter()
+            .map(|s| s.lock().engine.connection_count())
+            .collect()
+    }
+
+    /// Packets a worker read from its TUN queue that belonged to another worker's
+    /// connection and were handed over to it, over all workers. The kernel mostly
+    /// puts a flow's packets on the queue it was last written from, so this stays a
+    /// small share of [`EndpointStats::packets_in`]; always 0 with one worker.
+    pub fn packets_forwarded(&self) -> u64 {
+        self.inner
+            .shards
+            .iter()
+            .map(|s| s.forwarded.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// The number of worker threads (see [`StackBuilder::workers`]).
+    pub fn workers(&self) -> usize {
+        self.inner.shards.len()
+    }
+
+    /// The endpoint's packet and drop counters, summed over the workers.
     pub fn endpoint_stats(&self) -> EndpointStats {
-        self.inner.shared.lock().engine.stats().clone()
+        let mut sum = EndpointStats::default();
+        for s in &self.inner.shards {
+            sum.merge(s.lock().engine.stats());
+        }
+        sum
     }
 
     /// Whether connections are MPTCP (see [`StackBuilder::mptcp`]).
     pub fn is_mptcp(&self) -> bool {
-        self.inner.shared.lock().engine.config().mptcp.is_some()
+        self.inner.shards[0].lock().engine.config().mptcp.is_some()
     }
 
     /// A path event: `addr` (one of the stack's addresses) is usable again, e.g. its
@@ -385,7 +523,9 @@ impl Stack {
     /// announce it), including pairs that failed before.
     pub fn address_up(&self, addr: IpAddr) -> io::Result<()> {
         self.owned(addr)?;
-        self.inner.shared.address_event(addr, true);
+        for s in &self.inner.shards {
+            s.address_event(addr, true);
+        }
         Ok(())
     }
 
@@ -393,7 +533,9 @@ impl Stack {
     /// their data goes to the other subflows, and the peer gets REMOVE_ADDR.
     pub fn address_down(&self, addr: IpAddr) -> io::Result<()> {
         self.owned(addr)?;
-        self.inner.shared.address_event(addr, false);
+        for s in &self.inner.shards {
+            s.address_event(addr, false);
+        }
         Ok(())
     }
 
@@ -408,6 +550,20 @@ impl Stack {
                     self.inner.addresses
                 ),
             ))
+        }
+    }
+
+    /// The worker that opens a connection from `local` to `remote`: the one its tuple
+    /// hashes to when the port is given, else the next in turn (whose endpoint then
+    /// picks a port that hashes to itself).
+    pub(crate) fn worker_for(&self, local: SocketAddr, remote: SocketAddr) -> usize {
+        let n = self.inner.shards.len();
+        if n == 1 {
+            0
+        } else if local.port() != 0 {
+            usize::from(Shard::of_tuple(local, remote, n as u16))
+        } else {
+            self.inner.next_worker.fetch_add(1, Ordering::Relaxed) % n
         }
     }
 

@@ -36,17 +36,17 @@ impl AsyncMptcpStream {
         remote: SocketAddr,
     ) -> io::Result<AsyncMptcpStream> {
         let conn = ConnRef::open(stack, local, remote, &[])?;
-        let shared = &stack.inner.shared;
+        let shared = conn.shared();
         poll_fn(|cx| shared.poll_connected(conn.h, cx.waker())).await?;
         Ok(AsyncMptcpStream { conn })
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.conn.stack.inner.shared.addrs(self.conn.h)?.0)
+        Ok(self.conn.shared().addrs(self.conn.h)?.0)
     }
 
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.conn.stack.inner.shared.addrs(self.conn.h)?.1)
+        Ok(self.conn.shared().addrs(self.conn.h)?.1)
     }
 
     /// As [`crate::MptcpStream::shutdown`].
@@ -56,7 +56,7 @@ impl AsyncMptcpStream {
 
     /// Resets the connection (RST).
     pub fn abort(self) {
-        self.conn.stack.inner.shared.abort(self.conn.h);
+        self.conn.shared().abort(self.conn.h);
     }
 
     /// As [`crate::MptcpStream::connect_multipath`].
@@ -72,27 +72,27 @@ impl AsyncMptcpStream {
             ));
         };
         let conn = ConnRef::open(stack, SocketAddr::new(first, 0), remote, extra)?;
-        let shared = &stack.inner.shared;
+        let shared = conn.shared();
         poll_fn(|cx| shared.poll_connected(conn.h, cx.waker())).await?;
         Ok(AsyncMptcpStream { conn })
     }
 
     /// As [`crate::MptcpStream::mptcp_stats`].
     pub fn mptcp_stats(&self) -> Option<mptcp_proto::mptcp::ConnStats> {
-        self.conn.stack.inner.shared.mptcp_stats(self.conn.h)
+        self.conn.shared().mptcp_stats(self.conn.h)
     }
 
     /// As [`crate::MptcpStream::events`].
     pub fn events(&self) -> io::Result<std::sync::mpsc::Receiver<mptcp_proto::mptcp::MptcpEvent>> {
-        self.conn.stack.inner.shared.subscribe(self.conn.h)
+        self.conn.shared().subscribe(self.conn.h)
     }
 
     pub fn stats(&self) -> Option<TcpStats> {
-        self.conn.stack.inner.shared.stats(self.conn.h)
+        self.conn.shared().stats(self.conn.h)
     }
 
     pub fn state(&self) -> Option<TcpState> {
-        self.conn.stack.inner.shared.state(self.conn.h)
+        self.conn.shared().state(self.conn.h)
     }
 }
 
@@ -102,7 +102,7 @@ impl AsyncRead for AsyncMptcpStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let shared = &self.conn.stack.inner.shared;
+        let shared = &self.conn.shared();
         let n = std::task::ready!(shared.poll_read(
             self.conn.h,
             buf.initialize_unfilled(),
@@ -119,11 +119,7 @@ impl AsyncWrite for AsyncMptcpStream {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.conn
-            .stack
-            .inner
-            .shared
-            .poll_write(self.conn.h, data, cx.waker())
+        self.conn.shared().poll_write(self.conn.h, data, cx.waker())
     }
 
     /// Data is with the stack once `poll_write` returns; there is nothing to flush.
@@ -153,22 +149,13 @@ impl AsyncMptcpListener {
 
     /// Waits for the next connection whose handshake completed.
     pub async fn accept(&self) -> io::Result<(AsyncMptcpStream, SocketAddr)> {
-        let shared = &self.listener.stack.inner.shared;
-        let h = poll_fn(|cx| shared.poll_accept(self.listener.l, cx.waker())).await?;
-        let conn = ConnRef {
-            stack: self.listener.stack.clone(),
-            h,
-        };
-        let peer = shared.addrs(h)?.1;
+        let conn = poll_fn(|cx| self.listener.poll_accept(cx.waker())).await?;
+        let peer = conn.shared().addrs(conn.h)?.1;
         Ok((AsyncMptcpStream { conn }, peer))
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.listener
-            .stack
-            .inner
-            .shared
-            .listener_addr(self.listener.l)
+        self.listener.local_addr()
     }
 }
 

@@ -65,6 +65,8 @@ pub struct Settings {
     pub connections: usize,
     /// TUN offload (virtio_net_hdr, TSO/GRO) for our stacks.
     pub offload: bool,
+    /// Worker threads of each of our stacks.
+    pub workers: usize,
 }
 
 /// What one measurement found.
@@ -105,6 +107,7 @@ pub struct Bench {
 impl Bench {
     pub fn new(topo: Topology, pairs: &[Pair], settings: Settings) -> anyhow::Result<Bench> {
         let offload = settings.offload;
+        let workers = settings.workers;
         let needs_ours = pairs.iter().any(|p| p.uses_ours());
         let client_stack = if needs_ours {
             Some(topology::within(&topo.client, move || {
@@ -112,6 +115,7 @@ impl Bench {
                     .tun_name(TUN_NAME)
                     .addresses(OUR_CLIENT)
                     .offload(offload)
+                    .workers(workers)
                     .build()
                     .context("starting our client stack")
             })?)
@@ -124,6 +128,7 @@ impl Bench {
                     .tun_name(TUN_NAME)
                     .address(OUR_SERVER)
                     .offload(offload)
+                    .workers(workers)
                     .build()
                     .context("starting our server stack")
             })?;

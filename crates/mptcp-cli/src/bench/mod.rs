@@ -31,6 +31,8 @@ pub struct BenchOptions {
     pub offload: bool,
     /// Connections per measurement.
     pub connections: usize,
+    /// Worker threads of each of our stacks.
+    pub workers: usize,
     pub json: bool,
 }
 
@@ -44,6 +46,8 @@ struct Report {
     rounds: usize,
     /// Connections per measurement, all sending at once.
     connections: usize,
+    /// Worker threads of each of our stacks.
+    workers: usize,
     warmup_seconds: f64,
     seconds: f64,
     /// Path rates (both directions), Mbit/s; absent when the paths are unlimited.
@@ -84,6 +88,9 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<bool> {
     if !(1..=256).contains(&options.connections) {
         bail!("--connections must be between 1 and 256");
     }
+    if !(1..=mptcp_tun::MAX_WORKERS).contains(&options.workers) {
+        bail!("--workers must be between 1 and {}", mptcp_tun::MAX_WORKERS);
+    }
     let rates = options.rates.as_deref().map(parse_rates).transpose()?;
     let mut pairs = options.pairs.clone();
     if pairs.is_empty() {
@@ -102,6 +109,7 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<bool> {
             reverse: options.reverse,
             offload: options.offload,
             connections: options.connections,
+            workers: options.workers,
         },
     )?;
     let offload = bench.offload();
@@ -120,10 +128,13 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<bool> {
             Some(false) => ", our stacks without TUN offload",
             None => "",
         };
-        let conns = match options.connections {
+        let mut conns = match options.connections {
             1 => String::new(),
             n => format!(", {n} connections at once"),
         };
+        if options.workers > 1 && offload.is_some() {
+            conns += &format!(", {} workers per stack of ours", options.workers);
+        }
         eprintln!(
             "mptcp bench: {}, two paths ({paths}), {} rounds x ({:.1} s warm-up + {:.1} s){conns}{ours}",
             direction.replace('_', " "),
@@ -220,6 +231,7 @@ fn summarize(
         offload: None,
         rounds: options.rounds,
         connections: options.connections,
+        workers: options.workers,
         warmup_seconds: options.warmup.as_secs_f64(),
         seconds: options.duration.as_secs_f64(),
         rates_mbit: rates.map(|[a, b]| [a.mbit(), b.mbit()]),
@@ -311,6 +323,7 @@ mod tests {
             reverse: false,
             offload: true,
             connections: 1,
+            workers: 1,
             json: true,
         };
         let pairs = [Pair::KernelKernel, Pair::OursOurs];

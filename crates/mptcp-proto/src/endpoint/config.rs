@@ -5,6 +5,8 @@ use core::net::IpAddr;
 use crate::mptcp::MptcpConfig;
 use crate::tcp::TcpConfig;
 
+use super::shard::Shard;
+
 /// When a listener answers a SYN with a SYN cookie (RFC 4987 §3.6) instead of creating
 /// the connection at once. See `endpoint/cookie.rs` for what a cookie carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -63,6 +65,10 @@ pub struct EndpointConfig {
     /// a device that completes it (virtio_net_hdr `NEEDS_CSUM`; the IPv4 header
     /// checksum is always computed). Off by default: full checksums.
     pub checksum_offload: bool,
+    /// This endpoint is one shard of several over one device (see `shard.rs`): its
+    /// ephemeral ports and MPTCP tokens are chosen so that packets for its connections
+    /// are steered to it. `None` (the default): the only endpoint.
+    pub shard: Option<Shard>,
 }
 
 impl Default for EndpointConfig {
@@ -80,6 +86,7 @@ impl Default for EndpointConfig {
             syn_cookies: SynCookies::default(),
             max_pending_syn_acks: 256,
             checksum_offload: false,
+            shard: None,
         }
     }
 }

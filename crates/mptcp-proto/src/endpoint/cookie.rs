@@ -315,10 +315,11 @@ impl Endpoint {
         let segment = match (mptcp_config, params.mptcp) {
             (Some(config), CookieMptcp::Capable { .. }) => {
                 let key = self.cookies.mptcp_key(&tuple, client_isn, iss);
-                if self.tokens.contains_key(&key.token()) {
+                if self.token_unavailable(key.token()) {
                     // RFC 8684 §3.1: our token must be unique, and a derived key cannot
                     // be drawn again: answer with plain TCP, as Linux falls back when
-                    // it finds no free token.
+                    // it finds no free token. Sharded, a token another shard owns is
+                    // unavailable too (a join naming it would be steered there).
                     tracing::debug!(local = %tuple.local, remote = %tuple.remote, "cookie key's token in use: plain TCP");
                     self.stats.syn_cookie_token_fallbacks += 1;
                     params.mptcp = CookieMptcp::Plain;
@@ -418,7 +419,7 @@ impl Endpoint {
             (CookieMptcp::Capable { checksums }, Some(config)) => {
                 let key = self.cookies.mptcp_key(&tuple, client_isn, iss);
                 let (token, idsn) = key.token_and_idsn();
-                if self.tokens.contains_key(&token) {
+                if self.token_unavailable(token) {
                     // Another connection took the token since the SYN/ACK. The client
                     // holds our key, so no other can be chosen: reset with MP_TCPRST,
                     // transient (a new SYN gets a new key), as Linux refuses the ACK.

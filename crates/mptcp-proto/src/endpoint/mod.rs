@@ -65,6 +65,7 @@ pub mod fuzzing;
 mod mptcp;
 mod ports;
 mod rng;
+mod shard;
 mod slab;
 mod stats;
 
@@ -74,6 +75,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 pub use config::{EndpointConfig, SynCookies};
 pub use cookie::{COUNTER_PERIOD as SYN_COOKIE_PERIOD, MSS_TABLE as SYN_COOKIE_MSS_TABLE};
+pub use shard::Shard;
 pub use stats::{DropReason, EndpointStats};
 
 use crate::crypto::Token;
@@ -673,18 +675,28 @@ impl Endpoint {
             return Ok(local);
         }
         let (by_tuple, listeners) = (&self.by_tuple, &self.listener_by_addr);
+        let shard = self.config.shard;
         let port = self
             .ports
             .pick(local.ip(), remote, |port| {
                 let candidate = SocketAddr::new(local.ip(), port);
-                by_tuple.contains_key(&FourTuple {
-                    local: candidate,
-                    remote,
-                }) || listeners.contains_key(&candidate)
+                // A port whose tuple another shard owns would steer the replies there.
+                shard.is_some_and(|s| !s.owns_tuple(candidate, remote))
+                    || by_tuple.contains_key(&FourTuple {
+                        local: candidate,
+                        remote,
+                    })
+                    || listeners.contains_key(&candidate)
                     || listeners.contains_key(&SocketAddr::new(unspecified(local.ip()), port))
             })
             .ok_or(EndpointError::NoPortAvailable(local.ip()))?;
         Ok(SocketAddr::new(local.ip(), port))
+    }
+
+    /// A token we may not take: another connection has it, or (sharded) it would
+    /// steer MP_JOINs to another shard.
+    pub(super) fn token_unavailable(&self, token: Token) -> bool {
+        self.tokens.contains_key(&token) || self.config.shard.is_some_and(|s| !s.owns_token(token))
     }
 
     fn entry(&self, conn: ConnHandle) -> Result<&ConnEntry, EndpointError> {

@@ -54,7 +54,7 @@ impl Endpoint {
         }
         let iss = self.isn.isn(local, remote, now);
         let config = self.config.mptcp.clone().unwrap_or_default();
-        let tokens = &self.tokens;
+        let (tokens, shard) = (&self.tokens, self.config.shard);
         let conn = MptcpConnection::connect(
             config,
             now,
@@ -63,7 +63,7 @@ impl Endpoint {
             extra_locals,
             iss,
             &mut self.rng,
-            |t| tokens.contains_key(&t),
+            |t| tokens.contains_key(&t) || shard.is_some_and(|s| !s.owns_token(t)),
         )
         .map_err(|_| EndpointError::TooManyConnections { limit })?;
         let key = self
@@ -352,7 +352,7 @@ impl Endpoint {
         listener: Key,
     ) -> Result<Option<Key>, DropReason> {
         let iss = self.isn.isn(tuple.local, tuple.remote, now);
-        let tokens = &self.tokens;
+        let (tokens, shard) = (&self.tokens, self.config.shard);
         let mut conn = match MptcpConnection::accept(
             config,
             now,
@@ -361,7 +361,7 @@ impl Endpoint {
             &packet.tcp,
             iss,
             &mut self.rng,
-            |t| tokens.contains_key(&t),
+            |t| tokens.contains_key(&t) || shard.is_some_and(|s| !s.owns_token(t)),
         ) {
             Ok(conn) => conn,
             Err(crate::mptcp::AcceptError::NotMpCapable) => return Ok(None),

@@ -171,6 +171,39 @@ impl EndpointStats {
             .filter(|&(_, n)| n > 0)
     }
 
+    /// Adds `other`'s counters to these: the figures of several endpoints (shards of
+    /// one runtime) as one.
+    pub fn merge(&mut self, other: &EndpointStats) {
+        let EndpointStats {
+            packets_in,
+            bytes_in,
+            packets_out,
+            bytes_out,
+            resets_sent,
+            connections_opened,
+            connections_accepted,
+            connections_removed,
+            syn_cookies_sent,
+            syn_cookies_accepted,
+            syn_cookie_token_fallbacks,
+            drops,
+        } = other;
+        self.packets_in += packets_in;
+        self.bytes_in += bytes_in;
+        self.packets_out += packets_out;
+        self.bytes_out += bytes_out;
+        self.resets_sent += resets_sent;
+        self.connections_opened += connections_opened;
+        self.connections_accepted += connections_accepted;
+        self.connections_removed += connections_removed;
+        self.syn_cookies_sent += syn_cookies_sent;
+        self.syn_cookies_accepted += syn_cookies_accepted;
+        self.syn_cookie_token_fallbacks += syn_cookie_token_fallbacks;
+        for (mine, theirs) in self.drops.iter_mut().zip(drops) {
+            *mine = mine.saturating_add(*theirs);
+        }
+    }
+
     pub(crate) fn count_drop(&mut self, reason: DropReason) {
         let slot = &mut self.drops[reason.index()];
         *slot = slot.saturating_add(1);
@@ -180,6 +213,22 @@ impl EndpointStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn merge_adds_every_counter() {
+        let mut a = EndpointStats {
+            packets_in: 1,
+            ..EndpointStats::default()
+        };
+        a.count_drop(DropReason::ALL[0]);
+        let mut b = a.clone();
+        b.resets_sent = 3;
+        b.count_drop(DropReason::ALL[1]);
+        a.merge(&b);
+        assert_eq!((a.packets_in, a.resets_sent), (2, 3));
+        assert_eq!(a.dropped(DropReason::ALL[0]), 2);
+        assert_eq!(a.dropped(DropReason::ALL[1]), 1);
+    }
 
     #[test]
     fn every_reason_has_its_own_counter() {
