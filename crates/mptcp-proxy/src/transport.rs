@@ -124,13 +124,15 @@ impl Acceptor for StackAcceptor {
 }
 
 /// Per-subflow payload bytes of an MPTCP connection of our stack (none for a plain
-/// TCP or fallen-back connection without MPTCP stats).
+/// TCP or fallen-back connection without MPTCP stats), subflows closed on the way
+/// included: a path's total must not lose what a failed or replaced subflow carried.
 fn stack_paths(s: &AsyncMptcpStream) -> Vec<PathShare> {
     s.mptcp_stats()
         .map(|stats| {
             stats
-                .subflows
+                .closed_subflows
                 .iter()
+                .chain(&stats.subflows)
                 .map(|f| PathShare {
                     local: f.local,
                     remote: f.remote,
