@@ -15,6 +15,7 @@ mod cubic;
 mod lia;
 mod newreno;
 mod olia;
+mod reno_window;
 
 #[cfg(test)]
 mod fairness_tests;
