@@ -19,6 +19,8 @@ mod reno_window;
 
 #[cfg(test)]
 mod fairness_tests;
+#[cfg(test)]
+mod test_util;
 
 pub use balia::Balia;
 pub use cubic::Cubic;

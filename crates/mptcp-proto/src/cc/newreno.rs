@@ -98,22 +98,7 @@ impl CongestionControl for NewReno {
 mod tests {
     use super::*;
     use crate::cc::SubflowSnapshot;
-
-    const MSS: u32 = 1_000;
-
-    fn ack(bytes: u64) -> AckEvent {
-        AckEvent {
-            bytes_acked: bytes,
-            prior_in_flight: 0,
-            rtt_sample: None,
-            srtt: None,
-            min_rtt: None,
-            mss: MSS,
-            in_recovery: false,
-            app_limited: false,
-            slow_start_limit: 2 * u64::from(MSS),
-        }
-    }
+    use crate::cc::test_util::{MSS, ack};
 
     fn on_ack(cc: &mut NewReno, a: AckEvent) {
         let own = SubflowSnapshot::default();

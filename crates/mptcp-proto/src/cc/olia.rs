@@ -136,7 +136,7 @@ impl Coupling for Olia {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cc::coupled::test_util::{
+    use crate::cc::test_util::{
         MSS, ack, assert_follows_newreno, in_congestion_avoidance, sf, snap,
     };
     use crate::cc::{CongestionControl, CongestionEvent, SubflowSnapshot};
