@@ -75,6 +75,31 @@ fn kernel_socket() -> Socket {
     Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::MPTCP)).expect("MPTCP socket")
 }
 
+/// A kernel MPTCP listener on `port` of every address of the peer namespace.
+fn kernel_listener(ns: &Netns, port: u16) -> TcpListener {
+    ns.in_peer(move || {
+        let s = kernel_socket();
+        s.set_reuse_address(true).expect("SO_REUSEADDR");
+        let any = SocketAddr::from(([0, 0, 0, 0], port));
+        s.bind(&any.into()).expect("bind");
+        s.listen(4).expect("listen");
+        s.into()
+    })
+}
+
+/// Sends `data` in 1 MiB chunks 30 ms apart (slowly enough for a join to carry some of
+/// it), half-closes, and returns what the other side sent until it closed.
+fn send_slowly_then_read_rest(s: &mut TcpStream, data: &[u8]) -> Vec<u8> {
+    for chunk in data.chunks(1 << 20) {
+        s.write_all(chunk).expect("write");
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    s.shutdown(Shutdown::Write).expect("shutdown");
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).expect("read to end");
+    rest
+}
+
 fn from_ip(v: &Value, ip: std::net::IpAddr) -> bool {
     v["local"]
         .as_str()
@@ -115,14 +140,7 @@ fn listen_announce_sink_json_with_a_kernel_client() {
         s.connect_timeout(&to.into(), Duration::from_secs(10))
             .expect("connect");
         let mut s = TcpStream::from(s);
-        // Slowly enough for the join to the announced address to carry some of it.
-        for chunk in sent.chunks(1 << 20) {
-            s.write_all(chunk).expect("write");
-            std::thread::sleep(Duration::from_millis(30));
-        }
-        s.shutdown(Shutdown::Write).expect("shutdown");
-        let mut rest = Vec::new();
-        s.read_to_end(&mut rest).expect("read to end");
+        let rest = send_slowly_then_read_rest(&mut s, &sent);
         assert!(rest.is_empty(), "the sink sends nothing");
     });
     let seen = events_until(&mut lines, "closed");
@@ -152,26 +170,12 @@ fn connect_two_locals_sink_json_with_a_kernel_server() {
     }
     let ns = Netns::with_paths("cc", 2);
     let a2 = our_addr(2, false);
-    let listener: TcpListener = ns.in_peer(|| {
-        let s = kernel_socket();
-        s.set_reuse_address(true).expect("SO_REUSEADDR");
-        let any: SocketAddr = "0.0.0.0:7001".parse().expect("addr");
-        s.bind(&any.into()).expect("bind");
-        s.listen(4).expect("listen");
-        s.into()
-    });
+    let listener = kernel_listener(&ns, 7001);
     let data = payload(8 << 20);
     let sent = data.clone();
     let server = std::thread::spawn(move || {
         let (mut s, _) = listener.accept().expect("accept");
-        for chunk in sent.chunks(1 << 20) {
-            s.write_all(chunk).expect("write");
-            std::thread::sleep(Duration::from_millis(30));
-        }
-        s.shutdown(Shutdown::Write).expect("shutdown");
-        let mut rest = Vec::new();
-        s.read_to_end(&mut rest).expect("read");
-        rest.len()
+        send_slowly_then_read_rest(&mut s, &sent).len()
     });
     let peer = format!("{}:7001", peer_addr(1, false));
     let mut cli = Cli::start(
@@ -214,26 +218,12 @@ fn connect_with_backup_and_algorithm_flags_joins_b_as_backup() {
     }
     let ns = Netns::with_paths("cb", 2);
     let a2 = our_addr(2, false);
-    let listener: TcpListener = ns.in_peer(|| {
-        let s = kernel_socket();
-        s.set_reuse_address(true).expect("SO_REUSEADDR");
-        let any: SocketAddr = "0.0.0.0:7002".parse().expect("addr");
-        s.bind(&any.into()).expect("bind");
-        s.listen(4).expect("listen");
-        s.into()
-    });
+    let listener = kernel_listener(&ns, 7002);
     let data = payload(4 << 20);
     let sent = data.clone();
     let server = std::thread::spawn(move || {
         let (mut s, _) = listener.accept().expect("accept");
-        for chunk in sent.chunks(1 << 20) {
-            s.write_all(chunk).expect("write");
-            std::thread::sleep(Duration::from_millis(30));
-        }
-        s.shutdown(Shutdown::Write).expect("shutdown");
-        let mut rest = Vec::new();
-        s.read_to_end(&mut rest).expect("read");
-        rest.len()
+        send_slowly_then_read_rest(&mut s, &sent).len()
     });
     let peer = format!("{}:7002", peer_addr(1, false));
     let mut cli = Cli::start(

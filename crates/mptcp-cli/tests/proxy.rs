@@ -12,6 +12,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use mptcp_testnet::stream::send_stream;
 use sha2::{Digest, Sha256};
 use topo::{Events, TARGET_IP, TARGET_NAME, Topology, mptcp_bin, require_root};
 
@@ -21,24 +22,19 @@ const SERVER: &str = "10.88.1.1:7000";
 /// Writes `size` seeded pseudo-random bytes to `path`; returns their SHA-256 (hex).
 fn make_file(path: &Path, size: usize, seed: u64) -> String {
     let mut f = std::io::BufWriter::new(std::fs::File::create(path).expect("create file"));
-    let mut state = seed | 1;
-    let mut hash = Sha256::new();
-    let mut chunk = vec![0u8; 64 * 1024];
-    let mut left = size;
-    while left > 0 {
-        let n = left.min(chunk.len());
-        for word in chunk[..n].chunks_mut(8) {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            word.copy_from_slice(&state.to_le_bytes()[..word.len()]);
-        }
-        f.write_all(&chunk[..n]).expect("write file");
-        hash.update(&chunk[..n]);
-        left -= n;
-    }
+    let written = send_stream(&mut f, size, seed, || ());
     f.flush().expect("flush");
-    hex(&hash.finalize())
+    written.sha_hex()
+}
+
+/// Serves `size` seeded bytes as `/<name>` from the target's HTTP server; returns
+/// their SHA-256 (hex).
+fn serve_file(topo: &mut Topology, name: &str, size: usize, seed: u64) -> String {
+    let www = topo.dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    let sha = make_file(&www.join(name), size, seed);
+    http_server(topo, &www);
+    sha
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -222,10 +218,7 @@ fn curl_socks5_hostname_downloads_100_mb() {
     }
     const SIZE: usize = 100 * MB;
     let mut topo = Topology::new("s");
-    let www = topo.dir.join("www");
-    std::fs::create_dir_all(&www).unwrap();
-    let sha = make_file(&www.join("big.bin"), SIZE, 0x5eed);
-    http_server(&mut topo, &www);
+    let sha = serve_file(&mut topo, "big.bin", SIZE, 0x5eed);
     let mut server = server_on_stack(&mut topo, &[]);
     let mut client = client_on_stack(&mut topo, &["--socks", "127.0.0.1:1080"], SERVER);
     let before = path_rx(&topo);
@@ -287,10 +280,7 @@ fn curl_through_a_port_forward() {
     }
     const SIZE: usize = 20 * MB;
     let mut topo = Topology::new("f");
-    let www = topo.dir.join("www");
-    std::fs::create_dir_all(&www).unwrap();
-    let sha = make_file(&www.join("f.bin"), SIZE, 0xf0f0);
-    http_server(&mut topo, &www);
+    let sha = serve_file(&mut topo, "f.bin", SIZE, 0xf0f0);
     let mut server = server_on_stack(&mut topo, &[]);
     let mut client = client_on_stack(
         &mut topo,
@@ -319,10 +309,7 @@ fn kernel_mptcp_server_side() {
     }
     const SIZE: usize = 20 * MB;
     let mut topo = Topology::new("k");
-    let www = topo.dir.join("www");
-    std::fs::create_dir_all(&www).unwrap();
-    let sha = make_file(&www.join("k.bin"), SIZE, 0x6b6b);
-    http_server(&mut topo, &www);
+    let sha = serve_file(&mut topo, "k.bin", SIZE, 0x6b6b);
     let s = topo.s.clone();
     topo.exec(
         &s,
@@ -371,10 +358,7 @@ fn a_path_dies_during_a_download() {
     }
     const SIZE: usize = 100 * MB;
     let mut topo = Topology::new("d");
-    let www = topo.dir.join("www");
-    std::fs::create_dir_all(&www).unwrap();
-    let sha = make_file(&www.join("d.bin"), SIZE, 0xdead);
-    http_server(&mut topo, &www);
+    let sha = serve_file(&mut topo, "d.bin", SIZE, 0xdead);
     let mut server = server_on_stack(&mut topo, &[]);
     let mut client = client_on_stack(&mut topo, &["--socks", "127.0.0.1:1080"], SERVER);
     let out = topo.dir.join("out.bin");
@@ -437,10 +421,7 @@ fn a_slow_reader_is_backpressured_end_to_end() {
     }
     const SIZE: usize = 40 * MB;
     let mut topo = Topology::new("r");
-    let www = topo.dir.join("www");
-    std::fs::create_dir_all(&www).unwrap();
-    let sha = make_file(&www.join("r.bin"), SIZE, 0x5105);
-    http_server(&mut topo, &www);
+    let sha = serve_file(&mut topo, "r.bin", SIZE, 0x5105);
     let mut server = server_on_stack(&mut topo, &[]);
     let mut client = client_on_stack(&mut topo, &["--socks", "127.0.0.1:1080"], SERVER);
     let out = topo.dir.join("out.bin");

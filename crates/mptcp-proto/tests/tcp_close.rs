@@ -90,13 +90,7 @@ fn retransmitted_fin_in_time_wait_is_acked_and_restarts_the_timer() {
     p.server_mut().close();
     // The client's ACK of the server's FIN is lost: the server retransmits its FIN.
     let drop_from = p.sent_by(Side::Client).count();
-    p.filter = Box::new(move |s| {
-        if s.from == Side::Client && s.index == drop_from {
-            Action::Drop
-        } else {
-            Action::Deliver
-        }
-    });
+    p.filter = on_client_segment(drop_from, Action::Drop);
     assert!(p.run_until(Instant::from_secs(1), |p| p.client.state()
         == TcpState::TimeWait));
     let entered = p.now;

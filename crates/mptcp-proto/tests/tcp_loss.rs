@@ -33,20 +33,9 @@ fn one_loss_in_a_window_recovers_by_fast_retransmit_without_rto() {
         let mut p = Pair::new(cfg.clone(), cfg, DELAY);
         p.handshake();
         let lost = nth_data_index(3);
-        p.filter = Box::new(move |s| {
-            if s.from == Side::Client && s.index == lost {
-                Action::Drop
-            } else {
-                Action::Deliver
-            }
-        });
+        p.filter = on_client_segment(lost, Action::Drop);
         let data = pattern(10 * 1448, 7);
-        p.client_app.outbox = data.clone();
-        assert!(
-            p.run_until(Instant::from_secs(10), |p| p.server_app.inbox.len()
-                == data.len())
-        );
-        assert_eq!(p.server_app.inbox, data);
+        p.client_sends_intact(&data, Instant::from_secs(10));
         let st = p.client.stats();
         assert_eq!(st.retransmits, 1, "{cc:?}: exactly one retransmission");
         assert_eq!(st.rto_count, 0, "{cc:?}: no RTO");
@@ -77,20 +66,9 @@ fn one_loss_without_sack_recovers_on_the_third_duplicate_ack() {
     let mut p = Pair::new(cfg.clone(), cfg, DELAY);
     p.handshake();
     let lost = nth_data_index(2);
-    p.filter = Box::new(move |s| {
-        if s.from == Side::Client && s.index == lost {
-            Action::Drop
-        } else {
-            Action::Deliver
-        }
-    });
+    p.filter = on_client_segment(lost, Action::Drop);
     let data = pattern(10 * 1448, 8);
-    p.client_app.outbox = data.clone();
-    assert!(
-        p.run_until(Instant::from_secs(10), |p| p.server_app.inbox.len()
-            == data.len())
-    );
-    assert_eq!(p.server_app.inbox, data);
+    p.client_sends_intact(&data, Instant::from_secs(10));
     let st = p.client.stats();
     assert_eq!(
         (st.retransmits, st.rto_count, st.fast_recoveries),
@@ -124,13 +102,8 @@ fn tail_loss_is_recovered_by_a_probe_not_an_rto() {
         }
     });
     let data = pattern(5 * 1448, 9);
-    p.client_app.outbox = data.clone();
     let sent_at = Instant::from_millis(60);
-    assert!(
-        p.run_until(Instant::from_secs(10), |p| p.server_app.inbox.len()
-            == data.len())
-    );
-    assert_eq!(p.server_app.inbox, data);
+    p.client_sends_intact(&data, Instant::from_secs(10));
     let st = p.client.stats();
     assert_eq!(st.tlp_count, 1);
     assert_eq!(st.retransmits, 2);
@@ -229,13 +202,7 @@ fn duplicate_segment_is_reported_with_a_dsack_block() {
     let mut p = Pair::new(config(), config(), DELAY);
     p.handshake();
     let dup = nth_data_index(0);
-    p.filter = Box::new(move |s| {
-        if s.from == Side::Client && s.index == dup {
-            Action::Duplicate
-        } else {
-            Action::Deliver
-        }
-    });
+    p.filter = on_client_segment(dup, Action::Duplicate);
     p.client_app.outbox = pattern(1000, 4);
     assert!(p.run_until(Instant::from_secs(2), |p| p.server_app.inbox.len() == 1000));
     p.run_idle(Instant::from_secs(2));
@@ -257,13 +224,7 @@ fn reordered_segment_does_not_cause_a_retransmission() {
     let mut p = Pair::new(config(), config(), DELAY);
     p.handshake();
     let late = nth_data_index(1);
-    p.filter = Box::new(move |s| {
-        if s.from == Side::Client && s.index == late {
-            Action::Delay(Duration::from_millis(2))
-        } else {
-            Action::Deliver
-        }
-    });
+    p.filter = on_client_segment(late, Action::Delay(Duration::from_millis(2)));
     let data = pattern(4 * 1448, 5);
     p.client_app.outbox = data.clone();
     assert!(
@@ -302,12 +263,7 @@ fn the_window_regrows_by_slow_start_after_an_rto() {
         }
     });
     let data = pattern(10 * 1448, 11);
-    p.client_app.outbox = data.clone();
-    assert!(
-        p.run_until(Instant::from_secs(10), |p| p.server_app.inbox.len()
-            == data.len())
-    );
-    assert_eq!(p.server_app.inbox, data);
+    p.client_sends_intact(&data, Instant::from_secs(10));
     let st = p.client.stats();
     assert_eq!(st.rto_count, 1);
     let retransmitted: Vec<Duration> = client_data(&p)

@@ -12,9 +12,10 @@
 //! `MPTCP_SEEDS=<n>` changes how many seeds run and `MPTCP_FIRST_SEED=<k>` where they
 //! start; they are spread over the cores.
 
+mod sweep;
+
 use std::fmt::Write as _;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use mptcp_proto::mptcp::ConnMode;
 use mptcp_proto::{Duration, Instant};
@@ -23,6 +24,7 @@ use mptcp_sim::Scenario;
 use mptcp_sim::traffic::{RunOptions, TrafficRun};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
+use sweep::SeedSweep;
 
 /// Seeds run by default: about 14 s in the test profile on two cores (30,000 took 21 s
 /// there; the margin is for CI, where other tests run beside it). Seeds 0..30,000
@@ -233,60 +235,10 @@ fn check_seed(seed: u64) -> Result<(), String> {
 
 #[test]
 fn mptcp_transfers_are_byte_exact_over_one_to_eight_impaired_paths() {
-    if let Ok(seed) = std::env::var("MPTCP_SEED") {
-        let seed: u64 = seed
-            .parse()
-            .unwrap_or_else(|_| panic!("MPTCP_SEED={seed:?} is not a number"));
-        match check_seed(seed) {
-            Ok(()) => println!("seed {seed} ok:\n{}", random_network(seed).text),
-            Err(report) => panic!("seed {seed} failed: {report}"),
-        }
-        return;
+    SeedSweep {
+        default_seeds: DEFAULT_SEEDS,
+        reports_printed: 3,
+        describe_passing_replay: Some(|seed| random_network(seed).text),
     }
-    let seeds: u64 = env_number("MPTCP_SEEDS").unwrap_or(DEFAULT_SEEDS);
-    let first: u64 = env_number("MPTCP_FIRST_SEED").unwrap_or(0);
-    let next = AtomicU64::new(first);
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut failures: Vec<(u64, String)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut failed = Vec::new();
-                    loop {
-                        let seed = next.fetch_add(1, Ordering::Relaxed);
-                        if seed >= first + seeds {
-                            return failed;
-                        }
-                        if let Err(report) = check_seed(seed) {
-                            failed.push((seed, report));
-                        }
-                    }
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("a sweep worker panicked"))
-            .collect()
-    });
-    failures.sort_by_key(|(seed, _)| *seed);
-    for (seed, report) in failures.iter().take(3) {
-        eprintln!("seed {seed} FAILED: {report}");
-    }
-    let failed: Vec<u64> = failures.iter().map(|(seed, _)| *seed).collect();
-    assert!(
-        failed.is_empty(),
-        "{} of seeds {first}..{} failed: {failed:?} (replay one with MPTCP_SEED=<seed>)",
-        failed.len(),
-        first + seeds
-    );
-}
-
-fn env_number(name: &str) -> Option<u64> {
-    let value = std::env::var(name).ok()?;
-    Some(
-        value
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={value:?} is not a number")),
-    )
+    .run(check_seed);
 }

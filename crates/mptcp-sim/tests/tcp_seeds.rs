@@ -7,13 +7,15 @@
 //! --test tcp_seeds -- --nocapture`. `MPTCP_SEEDS=<n>` changes how many seeds run and
 //! `MPTCP_FIRST_SEED=<k>` where they start; they are spread over the cores.
 
+mod sweep;
+
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use mptcp_sim::Scenario;
 use mptcp_sim::traffic::{RunOptions, run_scenario};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
+use sweep::SeedSweep;
 
 /// About 30 s in the test profile on two busy cores; `--release` runs 100,000 in ~15 s.
 const DEFAULT_SEEDS: u64 = 100_000;
@@ -111,60 +113,10 @@ fn check_seed(seed: u64) -> Result<(), String> {
 
 #[test]
 fn transfers_are_byte_exact_on_random_impaired_paths() {
-    if let Ok(seed) = std::env::var("MPTCP_SEED") {
-        let seed: u64 = seed
-            .parse()
-            .unwrap_or_else(|_| panic!("MPTCP_SEED={seed:?} is not a number"));
-        if let Err(report) = check_seed(seed) {
-            panic!("seed {seed} failed:\n{report}");
-        }
-        return;
+    SeedSweep {
+        default_seeds: DEFAULT_SEEDS,
+        reports_printed: usize::MAX,
+        describe_passing_replay: None,
     }
-    let seeds: u64 = env_number("MPTCP_SEEDS").unwrap_or(DEFAULT_SEEDS);
-    let first: u64 = env_number("MPTCP_FIRST_SEED").unwrap_or(0);
-    // Seeds are independent: spread them over the cores, handing them out one by one.
-    let next = AtomicU64::new(first);
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut failures: Vec<(u64, String)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut failed = Vec::new();
-                    loop {
-                        let seed = next.fetch_add(1, Ordering::Relaxed);
-                        if seed >= first + seeds {
-                            return failed;
-                        }
-                        if let Err(report) = check_seed(seed) {
-                            failed.push((seed, report));
-                        }
-                    }
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("a sweep worker panicked"))
-            .collect()
-    });
-    failures.sort_by_key(|(seed, _)| *seed);
-    for (seed, report) in &failures {
-        eprintln!("seed {seed} FAILED:\n{report}");
-    }
-    let failed: Vec<u64> = failures.iter().map(|(seed, _)| *seed).collect();
-    assert!(
-        failed.is_empty(),
-        "{} of seeds {first}..{} failed: {failed:?} (replay one with MPTCP_SEED=<seed>)",
-        failed.len(),
-        first + seeds
-    );
-}
-
-fn env_number(name: &str) -> Option<u64> {
-    let value = std::env::var(name).ok()?;
-    Some(
-        value
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={value:?} is not a number")),
-    )
+    .run(check_seed);
 }

@@ -16,65 +16,13 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
+use mptcp_testnet::stream::{Digest32, recv_stream, send_stream};
 use mptcp_tun::{AsyncMptcpStream, MptcpStream, Stack};
 use netns::{Netns, OUR_ADDR, PEER_ADDR, require_root};
 use sha2::{Digest, Sha256};
 use socket2::{Domain, Protocol, Socket, Type};
 
 const MB: usize = 1 << 20;
-
-/// What one direction of a transfer saw.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Digest32 {
-    len: usize,
-    sha: [u8; 32],
-}
-
-/// Writes `total` bytes of a seeded pseudo-random stream, then half-closes.
-fn send_stream(mut w: impl Write, total: usize, seed: u64, shutdown: impl FnOnce()) -> Digest32 {
-    let mut state = seed | 1;
-    let mut chunk = vec![0u8; 64 * 1024];
-    let mut hash = Sha256::new();
-    let mut left = total;
-    while left > 0 {
-        let n = left.min(chunk.len());
-        for word in chunk[..n].chunks_mut(8) {
-            // xorshift64: cheap, and every byte differs between seeds.
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let bytes = state.to_le_bytes();
-            word.copy_from_slice(&bytes[..word.len()]);
-        }
-        w.write_all(&chunk[..n]).expect("write");
-        hash.update(&chunk[..n]);
-        left -= n;
-    }
-    shutdown();
-    Digest32 {
-        len: total,
-        sha: hash.finalize().into(),
-    }
-}
-
-/// Reads to end of stream.
-fn recv_stream(mut r: impl Read) -> Digest32 {
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut hash = Sha256::new();
-    let mut len = 0;
-    loop {
-        let n = r.read(&mut buf).expect("read");
-        if n == 0 {
-            break;
-        }
-        hash.update(&buf[..n]);
-        len += n;
-    }
-    Digest32 {
-        len,
-        sha: hash.finalize().into(),
-    }
-}
 
 fn goodput(label: &str, bytes: usize, elapsed: Duration) {
     let mbit = bytes as f64 * 8.0 / elapsed.as_secs_f64() / 1e6;

@@ -21,42 +21,20 @@
 
 #![allow(dead_code)]
 
-use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::{Once, mpsc};
 use std::time::{Duration, Instant};
 
-use nix::sched::{CloneFlags, setns};
+use mptcp_testnet::netns::{delete_stale_namespaces, run};
 
 pub const TARGET_NAME: &str = "target.test";
 pub const TARGET_IP: &str = "10.66.0.2";
 
 /// Root is needed. Without it the test is skipped with a message, except under CI.
 pub fn require_root(test: &str) -> bool {
-    if
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("{test}: needs root (network namespaces and TUN devices), and CI is set");
-    }
-    eprintln!("SKIPPED {test}: needs root (network namespaces and TUN devices)");
-    false
-}
-
-pub fn run(args: &[&str]) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
+    mptcp_testnet::netns::require_root(test, "network namespaces and TUN devices")
 }
 
 /// What every namespace name of these tests starts with, before the process id.
@@ -64,35 +42,13 @@ const PREFIX: &str = "px";
 
 /// Deletes what runs killed before they could clean up left behind: namespaces
 /// `PREFIX<pid><tag><c|s|t>` whose process no longer exists (tests of processes
-/// running now keep theirs) and their /etc/netns entries. Processes such a run started
-/// inside are left alone. Once per process.
+/// running now keep theirs) and their /etc/netns entries. Once per process.
 fn sweep_stale() {
     static SWEEP: Once = Once::new();
     SWEEP.call_once(|| {
-        let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
-            return;
-        };
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            let Some(name) = line.split_whitespace().next() else {
-                continue;
-            };
-            let Some(rest) = name.strip_prefix(PREFIX) else {
-                continue;
-            };
-            let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
-            if digits == 0 || digits == rest.len() {
-                continue;
-            }
-            let Ok(pid) = rest[..digits].parse::<u32>() else {
-                continue;
-            };
-            if pid == std::process::id() || PathBuf::from(format!("/proc/{pid}")).exists() {
-                continue;
-            }
-            eprintln!("deleting namespace {name} left by a killed run (pid {pid})");
-            let _ = Command::new("ip").args(["netns", "del", name]).output();
+        delete_stale_namespaces(PREFIX, |name| {
             let _ = std::fs::remove_dir_all(PathBuf::from("/etc/netns").join(name));
-        }
+        });
     });
 }
 
@@ -247,14 +203,7 @@ impl Topology {
 
     /// Runs `f` on a thread inside `ns`; threads it spawns stay there.
     pub fn within<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let path = format!("/run/netns/{ns}");
-        std::thread::spawn(move || {
-            let file = File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
-            setns(&file, CloneFlags::CLONE_NEWNET).unwrap_or_else(|e| panic!("setns {path}: {e}"));
-            f()
-        })
-        .join()
-        .expect("namespace thread panicked")
+        mptcp_testnet::netns::within(ns, f)
     }
 
     /// Bytes sent on interface `dev` of namespace `ns`.

@@ -12,14 +12,14 @@
 //! carrying much less than the best one (large alpha_r) both grows faster and backs off
 //! harder. With one path alpha = 1 and both rules are Reno's.
 
-use super::coupled::{RenoWindow, coupled_paths};
-use super::{AckEvent, CongestionControl, CongestionEvent, SubflowsSnapshot};
-use crate::time::Instant;
+use super::SubflowsSnapshot;
+use super::coupled::{Coupling, coupled_paths};
+use super::reno_window::RenoWindow;
 
 /// BALIA for one subflow.
 #[derive(Clone, Debug)]
 pub struct Balia {
-    win: RenoWindow,
+    win: RenoWindow<f64>,
 }
 
 /// Largest `min(alpha, ..)` the decrease uses (the paper's 1.5).
@@ -74,68 +74,37 @@ impl Balia {
     }
 }
 
-impl CongestionControl for Balia {
-    fn window(&self) -> u64 {
-        self.win.cwnd
+impl Coupling for Balia {
+    const NAME: &'static str = "balia";
+
+    fn reno_window(&self) -> &RenoWindow<f64> {
+        &self.win
     }
 
-    fn ssthresh(&self) -> u64 {
-        self.win.ssthresh
+    fn reno_window_mut(&mut self) -> &mut RenoWindow<f64> {
+        &mut self.win
     }
 
-    fn on_ack(&mut self, _now: Instant, ack: &AckEvent, subflows: &SubflowsSnapshot<'_>) {
-        self.win.on_ack(ack, |_| Self::factor(subflows));
+    fn increase_factor(_cwnd: u64, subflows: &SubflowsSnapshot<'_>) -> f64 {
+        Self::factor(subflows)
     }
 
-    fn on_congestion_event(
-        &mut self,
-        _now: Instant,
-        event: CongestionEvent,
-        prior_in_flight: u64,
-        subflows: &SubflowsSnapshot<'_>,
-    ) {
-        let keep = Self::keep(subflows);
-        self.win.on_congestion_event(event, prior_in_flight, keep);
-        tracing::trace!(?event, keep, cwnd = self.win.cwnd, "balia: reduced");
-    }
-
-    fn on_penalty(&mut self, _now: Instant) {
-        self.win.penalize();
-    }
-
-    fn on_spurious_congestion(&mut self, _now: Instant) {
-        self.win.on_spurious_congestion();
-    }
-
-    fn set_mss(&mut self, mss: u32) {
-        self.win.set_mss(mss);
-    }
-
-    fn name(&self) -> &'static str {
-        "balia"
+    fn kept_fraction(subflows: &SubflowsSnapshot<'_>) -> f64 {
+        Self::keep(subflows)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cc::coupled::test_util::{MSS, ack, sf};
-    use crate::cc::{NewReno, SubflowSnapshot};
-
-    fn snap(own: usize, subflows: &[SubflowSnapshot]) -> SubflowsSnapshot<'_> {
-        SubflowsSnapshot { own, subflows }
-    }
+    use crate::cc::test_util::{
+        MSS, ack, assert_follows_newreno, in_congestion_avoidance, sf, snap,
+    };
+    use crate::cc::{CongestionControl, CongestionEvent};
+    use crate::time::Instant;
 
     fn in_ca(cwnd: u64) -> Balia {
-        let mut cc = Balia::new(MSS, Some(cwnd));
-        let one = sf(1, 10);
-        cc.on_congestion_event(
-            Instant::ZERO,
-            CongestionEvent::Loss,
-            2 * cwnd,
-            &SubflowsSnapshot::single(&one),
-        );
-        cc
+        in_congestion_avoidance(Balia::new, cwnd)
     }
 
     #[test]
@@ -197,22 +166,11 @@ mod tests {
     #[test]
     fn one_path_reduces_to_reno() {
         let mut balia = Balia::new(MSS, None);
-        let mut reno = NewReno::new(MSS, None);
-        let own = sf(10, 30);
-        let s = SubflowsSnapshot::single(&own);
-        for round in 0..300u64 {
-            let bytes = 300 + (round * 71) % 1_700;
-            if round % 83 == 82 {
-                let flight = balia.window();
-                balia.on_congestion_event(Instant::ZERO, CongestionEvent::Loss, flight, &s);
-                reno.on_congestion_event(Instant::ZERO, CongestionEvent::Loss, flight, &s);
-            }
-            balia.on_ack(Instant::ZERO, &ack(bytes), &s);
-            reno.on_ack(Instant::ZERO, &ack(bytes), &s);
-            assert_eq!(
-                (balia.window(), balia.ssthresh()),
-                (reno.window(), reno.ssthresh())
-            );
-        }
+        assert_follows_newreno(
+            &mut balia,
+            &sf(10, 30),
+            |round| 300 + (round * 71) % 1_700,
+            83,
+        );
     }
 }

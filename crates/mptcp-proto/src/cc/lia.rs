@@ -14,9 +14,9 @@
 //! any subflow from growing faster than a single TCP flow would on it (goal 1). Slow
 //! start, fast retransmit and the halving on loss are unchanged from TCP.
 
-use super::coupled::{RenoWindow, coupled_paths};
-use super::{AckEvent, CongestionControl, CongestionEvent, SubflowsSnapshot};
-use crate::time::Instant;
+use super::SubflowsSnapshot;
+use super::coupled::{Coupling, coupled_paths};
+use super::reno_window::RenoWindow;
 
 /// LIA for one subflow.
 ///
@@ -31,7 +31,7 @@ use crate::time::Instant;
 /// ```
 #[derive(Clone, Debug)]
 pub struct Lia {
-    win: RenoWindow,
+    win: RenoWindow<f64>,
 }
 
 impl Lia {
@@ -77,70 +77,36 @@ impl Lia {
     }
 }
 
-impl CongestionControl for Lia {
-    fn window(&self) -> u64 {
-        self.win.cwnd
+impl Coupling for Lia {
+    const NAME: &'static str = "lia";
+
+    fn reno_window(&self) -> &RenoWindow<f64> {
+        &self.win
     }
 
-    fn ssthresh(&self) -> u64 {
-        self.win.ssthresh
+    fn reno_window_mut(&mut self) -> &mut RenoWindow<f64> {
+        &mut self.win
     }
 
-    fn on_ack(&mut self, _now: Instant, ack: &AckEvent, subflows: &SubflowsSnapshot<'_>) {
-        self.win.on_ack(ack, |w| Self::factor(w.cwnd, subflows));
+    fn increase_factor(cwnd: u64, subflows: &SubflowsSnapshot<'_>) -> f64 {
+        Self::factor(cwnd, subflows)
     }
 
-    fn on_congestion_event(
-        &mut self,
-        _now: Instant,
-        event: CongestionEvent,
-        prior_in_flight: u64,
-        _subflows: &SubflowsSnapshot<'_>,
-    ) {
-        // RFC 6356 §3: "the algorithm ... uses the same decrease as TCP".
-        self.win.on_congestion_event(event, prior_in_flight, 0.5);
-        tracing::trace!(?event, cwnd = self.win.cwnd, "lia: reduced");
-    }
-
-    fn on_penalty(&mut self, _now: Instant) {
-        self.win.penalize();
-    }
-
-    fn on_spurious_congestion(&mut self, _now: Instant) {
-        self.win.on_spurious_congestion();
-    }
-
-    fn set_mss(&mut self, mss: u32) {
-        self.win.set_mss(mss);
-    }
-
-    fn name(&self) -> &'static str {
-        "lia"
-    }
+    // RFC 6356 §3: "the algorithm ... uses the same decrease as TCP": the default.
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cc::coupled::test_util::{MSS, ack, sf};
-    use crate::cc::{NewReno, SubflowSnapshot};
-
-    fn snap(own: usize, subflows: &[SubflowSnapshot]) -> SubflowsSnapshot<'_> {
-        SubflowsSnapshot { own, subflows }
-    }
+    use crate::cc::test_util::{
+        MSS, ack, assert_follows_newreno, in_congestion_avoidance, sf, snap,
+    };
+    use crate::cc::{CongestionControl, CongestionEvent};
+    use crate::time::Instant;
 
     /// Puts the controller in congestion avoidance at `cwnd` bytes.
     fn in_ca(cwnd: u64) -> Lia {
-        let mut cc = Lia::new(MSS, Some(cwnd));
-        let one = sf(1, 10);
-        cc.on_congestion_event(
-            Instant::ZERO,
-            CongestionEvent::Loss,
-            2 * cwnd,
-            &SubflowsSnapshot::single(&one),
-        );
-        assert_eq!((cc.window(), cc.ssthresh()), (cwnd, cwnd));
-        cc
+        in_congestion_avoidance(Lia::new, cwnd)
     }
 
     #[test]
@@ -220,24 +186,12 @@ mod tests {
     #[test]
     fn a_single_subflow_behaves_exactly_like_newreno() {
         let mut lia = Lia::new(MSS, None);
-        let mut reno = NewReno::new(MSS, None);
-        let own = sf(10, 30);
-        let s = SubflowsSnapshot::single(&own);
-        for round in 0..300u64 {
-            let bytes = 500 + (round * 37) % 1_500;
-            if round % 97 == 96 {
-                let flight = lia.window();
-                lia.on_congestion_event(Instant::ZERO, CongestionEvent::Loss, flight, &s);
-                reno.on_congestion_event(Instant::ZERO, CongestionEvent::Loss, flight, &s);
-            }
-            lia.on_ack(Instant::ZERO, &ack(bytes), &s);
-            reno.on_ack(Instant::ZERO, &ack(bytes), &s);
-            assert_eq!(
-                (lia.window(), lia.ssthresh()),
-                (reno.window(), reno.ssthresh()),
-                "round {round}"
-            );
-        }
+        assert_follows_newreno(
+            &mut lia,
+            &sf(10, 30),
+            |round| 500 + (round * 37) % 1_500,
+            97,
+        );
         assert!(lia.window() > 10_000);
     }
 

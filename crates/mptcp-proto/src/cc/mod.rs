@@ -15,9 +15,12 @@ mod cubic;
 mod lia;
 mod newreno;
 mod olia;
+mod reno_window;
 
 #[cfg(test)]
 mod fairness_tests;
+#[cfg(test)]
+mod test_util;
 
 pub use balia::Balia;
 pub use cubic::Cubic;

@@ -5,7 +5,8 @@
 //! partial ACKs, the recovery point) belongs to the TCP engine, which tells the
 //! controller about ACKs, loss events and the end of recovery.
 
-use super::{AckEvent, CongestionControl, CongestionEvent, SubflowsSnapshot, initial_window};
+use super::reno_window::RenoWindow;
+use super::{AckEvent, CongestionControl, CongestionEvent, SubflowsSnapshot};
 use crate::time::Instant;
 
 /// Uncoupled NewReno congestion control for one subflow.
@@ -23,72 +24,40 @@ use crate::time::Instant;
 /// ```
 #[derive(Clone, Debug)]
 pub struct NewReno {
-    mss: u32,
-    cwnd: u64,
-    ssthresh: u64,
-    /// Bytes acknowledged in congestion avoidance since `cwnd` last grew (RFC 3465 §2.1).
-    ca_bytes_acked: u64,
-    /// The configured initial window, if it overrides RFC 6928.
-    configured_iw: Option<u64>,
-    /// Nothing has happened yet, so an MSS change may still recompute the initial window.
-    pristine: bool,
-    /// The retransmission timer fired and no new data has been acknowledged since.
-    in_timeout: bool,
-    /// `(cwnd, ssthresh)` before the last congestion event, for undoing it.
-    undo: Option<(u64, u64)>,
+    /// The window; NewReno counts whole acknowledged bytes in congestion avoidance.
+    win: RenoWindow<u64>,
 }
 
 impl NewReno {
     /// `initial_window` in bytes overrides the RFC 6928 initial window.
     pub fn new(mss: u32, initial_window_bytes: Option<u64>) -> Self {
-        let mss = mss.max(1);
         NewReno {
-            mss,
-            cwnd: initial_window_bytes.unwrap_or_else(|| initial_window(mss)),
-            ssthresh: u64::MAX,
-            ca_bytes_acked: 0,
-            configured_iw: initial_window_bytes,
-            pristine: true,
-            in_timeout: false,
-            undo: None,
+            win: RenoWindow::new(mss, initial_window_bytes),
         }
-    }
-
-    fn mss(&self) -> u64 {
-        u64::from(self.mss)
     }
 }
 
 impl CongestionControl for NewReno {
     fn window(&self) -> u64 {
-        self.cwnd
+        self.win.cwnd
     }
 
     fn ssthresh(&self) -> u64 {
-        self.ssthresh
+        self.win.ssthresh
     }
 
     fn on_ack(&mut self, _now: Instant, ack: &AckEvent, _subflows: &SubflowsSnapshot<'_>) {
-        self.pristine = false;
-        self.in_timeout = false;
-        // RFC 6675 / RFC 6582: the window does not grow during recovery; RFC 7661: nor
-        // on ACKs for a flight the application did not fill.
-        if ack.in_recovery || ack.app_limited || ack.bytes_acked == 0 {
+        let acked = self.win.slow_start_on_ack(ack);
+        if acked == 0 {
             return;
-        }
-        let mut acked = ack.bytes_acked;
-        if self.cwnd < self.ssthresh {
-            acked = super::slow_start(&mut self.cwnd, self.ssthresh, acked, ack.slow_start_limit);
-            if acked == 0 {
-                return;
-            }
         }
         // RFC 5681 §3.1 / RFC 3465 §2.1: once a window's worth of bytes has been
         // acknowledged, grow by one MSS, i.e. one MSS per RTT.
-        self.ca_bytes_acked += acked;
-        if self.ca_bytes_acked >= self.cwnd {
-            self.ca_bytes_acked -= self.cwnd;
-            self.cwnd += self.mss();
+        let win = &mut self.win;
+        win.ca_acked += acked;
+        if win.ca_acked >= win.cwnd {
+            win.ca_acked -= win.cwnd;
+            win.cwnd += win.mss();
         }
     }
 
@@ -99,62 +68,25 @@ impl CongestionControl for NewReno {
         prior_in_flight: u64,
         _subflows: &SubflowsSnapshot<'_>,
     ) {
-        self.pristine = false;
-        self.ca_bytes_acked = 0;
-        let mss = self.mss();
-        if event == CongestionEvent::Timeout && self.in_timeout {
-            // RFC 5681 §3.1: ssthresh is set only when a segment first times out; a
-            // backed-off retransmission timing out again leaves it alone.
-            self.cwnd = mss;
-            return;
-        }
-        self.undo = Some((self.cwnd, self.ssthresh));
-        // RFC 5681 §3.1 equation (4); RFC 3168 §6.1.2 reacts to ECN the same way.
-        self.ssthresh = (prior_in_flight / 2).max(2 * mss);
-        match event {
-            CongestionEvent::Loss | CongestionEvent::Ecn => self.cwnd = self.ssthresh,
-            CongestionEvent::Timeout => {
-                // RFC 5681 §3.1: the loss window is one full-sized segment.
-                self.cwnd = mss;
-                self.in_timeout = true;
-            }
-        }
+        self.win.reduce(event, prior_in_flight / 2);
         tracing::trace!(
             ?event,
-            cwnd = self.cwnd,
-            ssthresh = self.ssthresh,
+            cwnd = self.win.cwnd,
+            ssthresh = self.win.ssthresh,
             "newreno: reduced"
         );
     }
 
     fn on_penalty(&mut self, _now: Instant) {
-        self.pristine = false;
-        self.ca_bytes_acked = 0;
-        self.cwnd = (self.cwnd / 2).max(self.mss());
-        if self.ssthresh != u64::MAX {
-            self.ssthresh = (self.ssthresh / 2).max(2 * self.mss());
-        }
+        self.win.penalize();
     }
 
     fn on_spurious_congestion(&mut self, _now: Instant) {
-        // RFC 4015 §3 / RFC 5682: restore the window from before the false alarm; any
-        // growth since then is kept.
-        if let Some((cwnd, ssthresh)) = self.undo.take() {
-            self.cwnd = self.cwnd.max(cwnd);
-            self.ssthresh = self.ssthresh.max(ssthresh);
-            self.in_timeout = false;
-        }
+        self.win.undo_spurious_reduction();
     }
 
     fn set_mss(&mut self, mss: u32) {
-        self.mss = mss.max(1);
-        // Before any ACK the initial window still follows the (negotiated) MSS.
-        if self.pristine {
-            self.cwnd = self
-                .configured_iw
-                .unwrap_or_else(|| initial_window(self.mss));
-        }
-        self.cwnd = self.cwnd.max(self.mss());
+        self.win.set_mss(mss);
     }
 
     fn name(&self) -> &'static str {
@@ -166,22 +98,7 @@ impl CongestionControl for NewReno {
 mod tests {
     use super::*;
     use crate::cc::SubflowSnapshot;
-
-    const MSS: u32 = 1_000;
-
-    fn ack(bytes: u64) -> AckEvent {
-        AckEvent {
-            bytes_acked: bytes,
-            prior_in_flight: 0,
-            rtt_sample: None,
-            srtt: None,
-            min_rtt: None,
-            mss: MSS,
-            in_recovery: false,
-            app_limited: false,
-            slow_start_limit: 2 * u64::from(MSS),
-        }
-    }
+    use crate::cc::test_util::{MSS, ack};
 
     fn on_ack(cc: &mut NewReno, a: AckEvent) {
         let own = SubflowSnapshot::default();
@@ -249,9 +166,9 @@ mod tests {
     fn slow_start_hands_the_bytes_past_ssthresh_to_congestion_avoidance() {
         let mut cc = NewReno::new(MSS, Some(19_000));
         event(&mut cc, CongestionEvent::Loss, 40_000); // ssthresh 20_000
-        cc.cwnd = 19_500;
+        cc.win.cwnd = 19_500;
         on_ack(&mut cc, ack(2_000));
-        assert_eq!((cc.window(), cc.ca_bytes_acked), (20_000, 1_500));
+        assert_eq!((cc.window(), cc.win.ca_acked), (20_000, 1_500));
     }
 
     #[test]
@@ -313,7 +230,7 @@ mod tests {
                 },
             );
         }
-        assert_eq!((cc.window(), cc.ca_bytes_acked), (10_000, 0));
+        assert_eq!((cc.window(), cc.win.ca_acked), (10_000, 0));
     }
 
     #[test]

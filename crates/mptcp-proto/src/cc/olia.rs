@@ -28,14 +28,14 @@
 //! [`SubflowSnapshot::bytes_between_last_losses`]: super::SubflowSnapshot::bytes_between_last_losses
 //! [`SubflowSnapshot::bytes_since_last_loss`]: super::SubflowSnapshot::bytes_since_last_loss
 
-use super::coupled::{Path, RenoWindow, coupled_paths};
-use super::{AckEvent, CongestionControl, CongestionEvent, SubflowsSnapshot};
-use crate::time::Instant;
+use super::SubflowsSnapshot;
+use super::coupled::{Coupling, Path, coupled_paths};
+use super::reno_window::RenoWindow;
 
 /// OLIA for one subflow.
 #[derive(Clone, Debug)]
 pub struct Olia {
-    win: RenoWindow,
+    win: RenoWindow<f64>,
 }
 
 /// `a.inter_loss / a.rtt^2` compared with `b`'s, exactly (integers).
@@ -117,56 +117,30 @@ impl Olia {
     }
 }
 
-impl CongestionControl for Olia {
-    fn window(&self) -> u64 {
-        self.win.cwnd
+impl Coupling for Olia {
+    const NAME: &'static str = "olia";
+
+    fn reno_window(&self) -> &RenoWindow<f64> {
+        &self.win
     }
 
-    fn ssthresh(&self) -> u64 {
-        self.win.ssthresh
+    fn reno_window_mut(&mut self) -> &mut RenoWindow<f64> {
+        &mut self.win
     }
 
-    fn on_ack(&mut self, _now: Instant, ack: &AckEvent, subflows: &SubflowsSnapshot<'_>) {
-        self.win.on_ack(ack, |_| Self::factor(subflows));
-    }
-
-    fn on_congestion_event(
-        &mut self,
-        _now: Instant,
-        event: CongestionEvent,
-        prior_in_flight: u64,
-        _subflows: &SubflowsSnapshot<'_>,
-    ) {
-        self.win.on_congestion_event(event, prior_in_flight, 0.5);
-        tracing::trace!(?event, cwnd = self.win.cwnd, "olia: reduced");
-    }
-
-    fn on_penalty(&mut self, _now: Instant) {
-        self.win.penalize();
-    }
-
-    fn on_spurious_congestion(&mut self, _now: Instant) {
-        self.win.on_spurious_congestion();
-    }
-
-    fn set_mss(&mut self, mss: u32) {
-        self.win.set_mss(mss);
-    }
-
-    fn name(&self) -> &'static str {
-        "olia"
+    fn increase_factor(_cwnd: u64, subflows: &SubflowsSnapshot<'_>) -> f64 {
+        Self::factor(subflows)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cc::coupled::test_util::{MSS, ack, sf};
-    use crate::cc::{NewReno, SubflowSnapshot};
-
-    fn snap(own: usize, subflows: &[SubflowSnapshot]) -> SubflowsSnapshot<'_> {
-        SubflowsSnapshot { own, subflows }
-    }
+    use crate::cc::test_util::{
+        MSS, ack, assert_follows_newreno, in_congestion_avoidance, sf, snap,
+    };
+    use crate::cc::{CongestionControl, CongestionEvent, SubflowSnapshot};
+    use crate::time::Instant;
 
     fn with_loss(mut s: SubflowSnapshot, since: u64, between: u64) -> SubflowSnapshot {
         s.bytes_since_last_loss = since;
@@ -175,15 +149,7 @@ mod tests {
     }
 
     fn in_ca(cwnd: u64) -> Olia {
-        let mut cc = Olia::new(MSS, Some(cwnd));
-        let one = sf(1, 10);
-        cc.on_congestion_event(
-            Instant::ZERO,
-            CongestionEvent::Loss,
-            2 * cwnd,
-            &SubflowsSnapshot::single(&one),
-        );
-        cc
+        in_congestion_avoidance(Olia::new, cwnd)
     }
 
     /// A: 10 packets over 100 ms, l = max(50_000, 20_000); B: 20 packets over 200 ms,
@@ -266,23 +232,8 @@ mod tests {
     #[test]
     fn one_path_reduces_to_reno() {
         let mut olia = Olia::new(MSS, None);
-        let mut reno = NewReno::new(MSS, None);
         let own = with_loss(sf(10, 30), 5_000, 7_000);
-        let s = SubflowsSnapshot::single(&own);
-        for round in 0..300u64 {
-            let bytes = 400 + (round * 53) % 1_600;
-            if round % 89 == 88 {
-                let flight = olia.window();
-                olia.on_congestion_event(Instant::ZERO, CongestionEvent::Loss, flight, &s);
-                reno.on_congestion_event(Instant::ZERO, CongestionEvent::Loss, flight, &s);
-            }
-            olia.on_ack(Instant::ZERO, &ack(bytes), &s);
-            reno.on_ack(Instant::ZERO, &ack(bytes), &s);
-            assert_eq!(
-                (olia.window(), olia.ssthresh()),
-                (reno.window(), reno.ssthresh())
-            );
-        }
+        assert_follows_newreno(&mut olia, &own, |round| 400 + (round * 53) % 1_600, 89);
     }
 
     #[test]

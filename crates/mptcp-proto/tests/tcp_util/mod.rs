@@ -117,6 +117,18 @@ pub enum Action {
     Delay(Duration),
 }
 
+/// A filter that does `action` to the client's segment number `index` (counting every
+/// segment the client sent, from its SYN) and delivers all others.
+pub fn on_client_segment(index: usize, action: Action) -> Filter {
+    Box::new(move |s| {
+        if s.from == Side::Client && s.index == index {
+            action
+        } else {
+            Action::Deliver
+        }
+    })
+}
+
 /// One segment put on the wire.
 #[derive(Clone, Debug)]
 pub struct Sent {
@@ -422,6 +434,19 @@ impl Pair {
                 return done(self);
             }
         }
+    }
+
+    /// The client application sends `data`: runs until the server application has
+    /// received as much (asserting that it does by `limit`) and checks it is `data`.
+    pub fn client_sends_intact(&mut self, data: &[u8], limit: Instant) {
+        self.client_app.outbox = data.to_vec();
+        assert!(
+            self.run_until(limit, |p| p.server_app.inbox.len() == data.len()),
+            "the server received {} of {} bytes by {limit:?}",
+            self.server_app.inbox.len(),
+            data.len()
+        );
+        assert_eq!(self.server_app.inbox, data);
     }
 
     /// Steps until nothing is left to happen or `limit` passes.

@@ -25,12 +25,11 @@
 
 #![allow(dead_code)]
 
-use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::Command;
 use std::sync::Once;
 
-use nix::sched::{CloneFlags, setns};
+use mptcp_testnet::netns::{delete_stale_namespaces, run};
 
 pub const OUR_ADDR: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 77, 1, 2));
 pub const PEER_ADDR: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 99, 1, 1));
@@ -40,66 +39,17 @@ pub const PEER_ADDR6: IpAddr = IpAddr::V6(Ipv6Addr::new(0xfd00, 0x99, 1, 0, 0, 0
 /// Whether the test may run: root is needed. Without root the test is skipped with a
 /// message, except under CI (`CI` set), where skipping would hide a broken setup.
 pub fn require_root(test: &str) -> bool {
-    if
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("{test}: needs root (network namespaces and a TUN device), and CI is set");
-    }
-    eprintln!("SKIPPED {test}: needs root (network namespaces and a TUN device)");
-    false
-}
-
-fn run(args: &[&str]) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
+    mptcp_testnet::netns::require_root(test, "network namespaces and a TUN device")
 }
 
 /// What every namespace name of these tests starts with, before the process id.
 const PREFIX: &str = "mt";
 
-/// Deletes the namespaces that runs killed before they could clean up left behind:
-/// names `PREFIX<pid><tag>` whose process no longer exists (tests of other
-/// processes running now keep theirs). Processes such a run started inside are left
-/// alone; without its name the namespace is out of the way. Once per process.
+/// Deletes the namespaces that runs killed before they could clean up left behind
+/// (names `PREFIX<pid><tag>` whose process no longer exists). Once per process.
 pub fn sweep_stale() {
     static SWEEP: Once = Once::new();
-    SWEEP.call_once(|| {
-        let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
-            return;
-        };
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            let Some(name) = line.split_whitespace().next() else {
-                continue;
-            };
-            let Some(pid) = stale_owner(name, PREFIX) else {
-                continue;
-            };
-            eprintln!("deleting namespace {name} left by a killed run (pid {pid})");
-            let _ = Command::new("ip").args(["netns", "del", name]).output();
-        }
-    });
-}
-
-/// The process id in `name` (`prefix`, digits, then a tag) when that process is gone.
-fn stale_owner(name: &str, prefix: &str) -> Option<u32> {
-    let rest = name.strip_prefix(prefix)?;
-    let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
-    if digits == 0 || digits == rest.len() {
-        return None;
-    }
-    let pid: u32 = rest[..digits].parse().ok()?;
-    let alive = pid == std::process::id() || std::path::Path::new(&format!("/proc/{pid}")).exists();
-    (!alive).then_some(pid)
+    SWEEP.call_once(|| delete_stale_namespaces(PREFIX, |_| ()));
 }
 
 /// Two namespaces joined by veth pairs (paths), deleted on drop.
@@ -147,7 +97,7 @@ impl Netns {
     /// announcements; tests add `ip mptcp endpoint`s as they need.
     pub fn with_paths(tag: &str, paths: u8) -> Netns {
         assert!((1..=2).contains(&paths), "1 or 2 paths, not {paths}");
-        let base = format!("mt{}{tag}", std::process::id());
+        let base = format!("{PREFIX}{}{tag}", std::process::id());
         let ns = Netns {
             ours: format!("{base}o"),
             peer: format!("{base}p"),
@@ -360,14 +310,7 @@ impl Netns {
     /// devices, sockets and child processes created there belong to that namespace, and
     /// so do threads that `f` spawns (the stack's event loop).
     pub fn within<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let path = format!("/run/netns/{name}");
-        std::thread::spawn(move || {
-            let file = File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
-            setns(&file, CloneFlags::CLONE_NEWNET).unwrap_or_else(|e| panic!("setns {path}: {e}"));
-            f()
-        })
-        .join()
-        .expect("namespace thread panicked")
+        mptcp_testnet::netns::within(name, f)
     }
 
     pub fn in_ours<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {

@@ -237,15 +237,7 @@ fn options_stripped_after_the_handshake_fall_back_with_data_intact() {
 pub fn strip_mptcp(w: &Wire) -> Vec<u8> {
     let mut repr = w.repr();
     repr.options.mptcp.clear();
-    let mut buf = vec![0u8; repr.buffer_len()];
-    repr.emit(
-        &mut TcpPacket::new_unchecked(&mut buf[..]),
-        w.src.ip(),
-        w.dst.ip(),
-        true,
-    )
-    .expect("fits");
-    buf
+    Pair::emit(&repr, w.src, w.dst)
 }
 
 #[test]

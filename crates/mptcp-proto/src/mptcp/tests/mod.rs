@@ -68,6 +68,26 @@ pub enum Verdict {
 
 pub type Filter = Box<dyn FnMut(&Wire) -> Verdict>;
 
+/// A middlebox's rewrite of `w` into `repr`: re-emitted between the same addresses,
+/// checksum fixed.
+pub fn rewrite(w: &Wire, repr: &TcpRepr<'_>) -> Verdict {
+    Verdict::Rewrite(Pair::emit(repr, w.src, w.dst))
+}
+
+/// A middlebox that edits MPTCP options: `edit` sees each option of `w` and says
+/// whether it changed it. A segment with a changed option is rewritten; others pass.
+pub fn edit_mptcp_options(w: &Wire, mut edit: impl FnMut(&mut MptcpOption) -> bool) -> Verdict {
+    let mut repr = w.repr();
+    let mut changed = false;
+    for o in repr.options.mptcp.iter_mut() {
+        changed |= edit(o);
+    }
+    if !changed {
+        return Verdict::Pass;
+    }
+    rewrite(w, &repr)
+}
+
 /// Decides when a segment sent at the given time arrives (`None`: dropped), in place
 /// of the pair's fixed delay, loss, duplication and reordering: a network of links
 /// with rates and queues (see `multipath.rs`).
@@ -208,7 +228,8 @@ impl Pair {
         }
     }
 
-    fn emit(seg: &TcpRepr<'_>, src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
+    /// `seg` as sent from `src` to `dst`, checksum included.
+    pub fn emit(seg: &TcpRepr<'_>, src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
         let mut buf = vec![0u8; seg.buffer_len()];
         seg.emit(
             &mut TcpPacket::new_unchecked(&mut buf[..]),

@@ -178,26 +178,13 @@ fn join_with_bad_hmac_is_reset_and_connection_survives() {
     let mut p = Pair::new(small_config(), small_config(), &[ip("10.0.1.1")]);
     // A middlebox corrupts the initiator's full HMAC in the third ACK.
     p.filter = Some(Box::new(|w| {
-        let mut repr = w.repr();
-        let mut changed = false;
-        for o in repr.options.mptcp.iter_mut() {
-            if let MptcpOption::MpJoin(MpJoin::Ack { hmac }) = o {
-                *hmac = JoinHmac([0x55; 20]);
-                changed = true;
-            }
-        }
-        if !changed {
-            return Verdict::Pass;
-        }
-        let mut buf = vec![0u8; repr.buffer_len()];
-        repr.emit(
-            &mut TcpPacket::new_unchecked(&mut buf[..]),
-            w.src.ip(),
-            w.dst.ip(),
-            true,
-        )
-        .expect("fits");
-        Verdict::Rewrite(buf)
+        edit_mptcp_options(w, |o| {
+            let MptcpOption::MpJoin(MpJoin::Ack { hmac }) = o else {
+                return false;
+            };
+            *hmac = JoinHmac([0x55; 20]);
+            true
+        })
     }));
     p.connect();
     assert_bytes(&p.transfer(true, b"go", Duration::from_secs(1)), b"go");
@@ -228,26 +215,13 @@ fn join_with_unknown_token_is_refused_with_mp_tcprst() {
     let mut p = Pair::new(small_config(), small_config(), &[ip("10.0.1.1")]);
     // Rewrite the join SYN's token.
     p.filter = Some(Box::new(|w| {
-        let mut repr = w.repr();
-        let mut changed = false;
-        for o in repr.options.mptcp.iter_mut() {
-            if let MptcpOption::MpJoin(MpJoin::Syn { token, .. }) = o {
-                token.0 ^= 1;
-                changed = true;
-            }
-        }
-        if !changed {
-            return Verdict::Pass;
-        }
-        let mut buf = vec![0u8; repr.buffer_len()];
-        repr.emit(
-            &mut TcpPacket::new_unchecked(&mut buf[..]),
-            w.src.ip(),
-            w.dst.ip(),
-            true,
-        )
-        .expect("fits");
-        Verdict::Rewrite(buf)
+        edit_mptcp_options(w, |o| {
+            let MptcpOption::MpJoin(MpJoin::Syn { token, .. }) = o else {
+                return false;
+            };
+            token.0 ^= 1;
+            true
+        })
     }));
     p.connect();
     assert_bytes(&p.transfer(true, b"go", Duration::from_secs(1)), b"go");
@@ -460,28 +434,13 @@ fn add_addr_with_a_bad_hmac_is_ignored() {
     p.connect();
     assert_bytes(&p.transfer(true, b"go", Duration::from_secs(1)), b"go");
     p.filter = Some(Box::new(|w| {
-        let mut repr = w.repr();
-        let mut changed = false;
-        for o in repr.options.mptcp.iter_mut() {
-            if let MptcpOption::AddAddr(a) = o
-                && let Some(h) = a.hmac.as_mut()
-            {
-                h.0[0] ^= 0xff;
-                changed = true;
-            }
-        }
-        if !changed {
-            return Verdict::Pass;
-        }
-        let mut buf = vec![0u8; repr.buffer_len()];
-        repr.emit(
-            &mut TcpPacket::new_unchecked(&mut buf[..]),
-            w.src.ip(),
-            w.dst.ip(),
-            true,
-        )
-        .expect("fits");
-        Verdict::Rewrite(buf)
+        edit_mptcp_options(w, |o| {
+            let MptcpOption::AddAddr(AddAddr { hmac: Some(h), .. }) = o else {
+                return false;
+            };
+            h.0[0] ^= 0xff;
+            true
+        })
     }));
     let now = p.now;
     p.server()
@@ -792,16 +751,7 @@ fn corrupt_nth(nth: usize, only_from: Option<IpAddr>) -> Filter {
             payload: &payload,
             ..repr.clone()
         };
-        let mut buf = vec![0u8; corrupted.buffer_len()];
-        corrupted
-            .emit(
-                &mut TcpPacket::new_unchecked(&mut buf[..]),
-                w.src.ip(),
-                w.dst.ip(),
-                true,
-            )
-            .expect("fits");
-        Verdict::Rewrite(buf)
+        rewrite(w, &corrupted)
     })
 }
 
@@ -883,16 +833,7 @@ fn add_addr_before_full_establishment_opens_a_subflow_once_established() {
             .options
             .mptcp
             .retain(|o| matches!(o, MptcpOption::AddAddr(_)));
-        let mut buf = vec![0u8; stripped.buffer_len()];
-        stripped
-            .emit(
-                &mut TcpPacket::new_unchecked(&mut buf[..]),
-                w.src.ip(),
-                w.dst.ip(),
-                true,
-            )
-            .expect("fits");
-        Verdict::Rewrite(buf)
+        rewrite(w, &stripped)
     }));
     p.run_for(Duration::from_millis(15));
     let now = p.now;
@@ -1026,32 +967,19 @@ fn data_acked_only_at_the_subflow_level_is_reinjected_when_every_subflow_is_idle
         if w.dir != Dir::ToClient || !f.get() {
             return Verdict::Pass;
         }
-        let mut repr = w.repr();
-        let mut changed = false;
-        for o in repr.options.mptcp.iter_mut() {
-            if let MptcpOption::Dss(crate::wire::mptcp::Dss {
+        edit_mptcp_options(w, |o| {
+            let MptcpOption::Dss(crate::wire::mptcp::Dss {
                 data_ack: Some(crate::wire::mptcp::DsnWire::Long(ack)),
                 ..
             }) = o
-            {
-                let keep = *z.get().get_or_insert(ack.0);
-                z.set(Some(keep));
-                *ack = crate::seq::Dsn(keep);
-                changed = true;
-            }
-        }
-        if !changed {
-            return Verdict::Pass;
-        }
-        let mut buf = vec![0u8; repr.buffer_len()];
-        repr.emit(
-            &mut TcpPacket::new_unchecked(&mut buf[..]),
-            w.src.ip(),
-            w.dst.ip(),
-            true,
-        )
-        .expect("fits");
-        Verdict::Rewrite(buf)
+            else {
+                return false;
+            };
+            let keep = *z.get().get_or_insert(ack.0);
+            z.set(Some(keep));
+            *ack = crate::seq::Dsn(keep);
+            true
+        })
     }));
     let data = pattern(20_000, 9);
     assert_bytes(&p.transfer(true, &data, Duration::from_secs(2)), &data);

@@ -150,15 +150,7 @@ fn a_32_bit_data_ack_is_expanded_against_the_highest_seen() {
                 d.data_ack = Some(DsnWire::Short(a.low32()));
             }
         }
-        let mut buf = vec![0u8; repr.buffer_len()];
-        repr.emit(
-            &mut TcpPacket::new_unchecked(&mut buf[..]),
-            w.src.ip(),
-            w.dst.ip(),
-            true,
-        )
-        .expect("fits");
-        Verdict::Rewrite(buf)
+        rewrite(w, &repr)
     }));
     assert_bytes(&p.transfer(true, &data, Duration::from_secs(2)), &data);
     p.run_for(Duration::from_millis(100));
@@ -314,15 +306,7 @@ fn bytes_the_subflow_delivered_but_the_data_ack_never_covered_are_sent_again_whe
         repr.options
             .mptcp
             .retain(|o| !matches!(o, MptcpOption::Dss(_)));
-        let mut buf = vec![0u8; repr.buffer_len()];
-        repr.emit(
-            &mut TcpPacket::new_unchecked(&mut buf[..]),
-            w.src.ip(),
-            w.dst.ip(),
-            true,
-        )
-        .expect("fits");
-        Verdict::Rewrite(buf)
+        rewrite(w, &repr)
     }));
     let data = pattern(3000, 17);
     assert_eq!(p.client.write(&data), data.len());
