@@ -534,7 +534,7 @@ impl MptcpConnection {
             rcv_offset: sub.tcp.received_offset(),
             iss: sub.tcp.iss(),
             snd_shift: sub.tcp.window_shifts().1,
-            rto: sub.tcp.stats().rto,
+            rto: sub.tcp.rto(),
             refuse: false,
             failures: ArrayVec::new(),
         };
@@ -1083,7 +1083,7 @@ impl MptcpConnection {
                 .collect();
             members.sort_by_key(|&i| {
                 let s = &self.subflows[i];
-                (!usable(s), core::cmp::Reverse(s.tcp.stats().cwnd), s.id)
+                (!usable(s), core::cmp::Reverse(s.tcp.cwnd()), s.id)
             });
             for &i in &members[budget..] {
                 let s = &mut self.subflows[i];
