@@ -331,8 +331,9 @@ impl MptcpConnection {
             self.catch_up(now);
         }
         for _ in 0..64 {
-            let views = self.views();
-            if views.is_empty() {
+            // The views are built only once there is something to schedule: most
+            // transmissions find nothing new (the window is full or the data is out).
+            if !self.subflows.iter().any(|s| s.schedulable()) {
                 return;
             }
             // Reinjection first: it is the oldest data the peer waits for.
@@ -356,6 +357,7 @@ impl MptcpConnection {
             if pending == 0 {
                 return;
             }
+            let views = self.views();
             let conn_in_flight = self
                 .core
                 .seq
