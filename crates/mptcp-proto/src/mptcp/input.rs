@@ -1056,6 +1056,22 @@ impl MptcpConnection {
                 && s.tcp.state() != TcpState::Closed
         };
         let usable = |s: &crate::mptcp::subflow::Subflow| s.schedulable() && !s.mp.stale;
+        // The common case, checked without the path manager's maps: nothing retiring
+        // and no two live subflows on one pair. Every budget is at least one, so then
+        // no pair is over its budget and nothing below would act.
+        let lone = |i: usize| {
+            let s = &self.subflows[i];
+            !alive(s)
+                || (!s.mp.retiring
+                    && self.subflows[i + 1..].iter().all(|o| {
+                        !alive(o)
+                            || o.mp.path.map(|k| (k.local, k.remote))
+                                != s.mp.path.map(|k| (k.local, k.remote))
+                    }))
+        };
+        if (0..self.subflows.len()).all(lone) {
+            return;
+        }
         // Runs on every transmit, so the common case (no pair over budget) allocates
         // nothing: each pair is visited once, at its first live subflow, and counted in
         // place; subflows are few, so the quadratic scan is cheaper than a collection.

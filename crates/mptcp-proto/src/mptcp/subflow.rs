@@ -248,8 +248,8 @@ impl Subflow {
             self.mp.stale = false;
             return false;
         }
-        let became = !self.mp.stale
-            && rtos.saturating_sub(self.mp.rto_at_progress) >= stale_after.max(1);
+        let became =
+            !self.mp.stale && rtos.saturating_sub(self.mp.rto_at_progress) >= stale_after.max(1);
         if became {
             self.mp.stale = true;
         }

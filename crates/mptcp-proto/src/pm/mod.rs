@@ -287,9 +287,13 @@ impl PathManager {
             .values()
             .map(|a| a.last_sent + self.echo_timeout(a.sent))
             .min();
-        let retry = if self.live_subflows() < self.config.max_subflows && self.config.open_subflows
-        {
-            self.pending_retries().map(|(_, at)| at).min()
+        // The subflow count only when a retry waits: it walks every path, on each
+        // poll, and most of the time nothing is waiting.
+        let retry = if self.config.open_subflows {
+            self.pending_retries()
+                .map(|(_, at)| at)
+                .min()
+                .filter(|_| self.live_subflows() < self.config.max_subflows)
         } else {
             None
         };
