@@ -472,7 +472,13 @@ impl<'a> TcpOptions<'a> {
     /// duplicated options).
     pub fn parse(area: &'a [u8]) -> Result<TcpOptions<'a>, TcpError> {
         let mut options = TcpOptions::default();
-        for option in OptionIter::new(area) {
+        let mut iter = OptionIter::new(area);
+        loop {
+            // NOPs carry nothing (they are ignored below too).
+            iter.skip_nops();
+            let Some(option) = iter.next() else {
+                break;
+            };
             match option? {
                 TcpOption::EndOfList | TcpOption::NoOperation | TcpOption::Unknown { .. } => {}
                 TcpOption::MaxSegmentSize(mss) => {
