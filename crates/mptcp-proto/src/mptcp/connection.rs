@@ -1037,10 +1037,10 @@ impl MptcpConnection {
         };
         // Every subflow offers the same window; the widest scale bounds it.
         let (mss, shift) = carrying.fold(
-            (first.tcp.stats().send_mss, first.tcp.window_shifts().0),
+            (first.tcp.send_mss(), first.tcp.window_shifts().0),
             |(mss, shift), s| {
                 (
-                    mss.max(s.tcp.stats().send_mss),
+                    mss.max(s.tcp.send_mss()),
                     shift.max(s.tcp.window_shifts().0),
                 )
             },
@@ -1058,7 +1058,7 @@ impl MptcpConnection {
             .subflows
             .iter_mut()
             .filter(|s| s.mp.carries_data())
-            .min_by_key(|s| (s.mp.stale, s.tcp.stats().srtt, s.id));
+            .min_by_key(|s| (s.mp.stale, s.tcp.srtt(), s.id));
         if let Some(s) = best {
             s.tcp.request_ack();
         }

@@ -534,7 +534,7 @@ impl MptcpConnection {
             rcv_offset: sub.tcp.received_offset(),
             iss: sub.tcp.iss(),
             snd_shift: sub.tcp.window_shifts().1,
-            rto: sub.tcp.stats().rto,
+            rto: sub.tcp.rto(),
             refuse: false,
             failures: ArrayVec::new(),
         };
@@ -1056,6 +1056,22 @@ impl MptcpConnection {
                 && s.tcp.state() != TcpState::Closed
         };
         let usable = |s: &crate::mptcp::subflow::Subflow| s.schedulable() && !s.mp.stale;
+        // The common case, checked without the path manager's maps: nothing retiring
+        // and no two live subflows on one pair. Every budget is at least one, so then
+        // no pair is over its budget and nothing below would act.
+        let lone = |i: usize| {
+            let s = &self.subflows[i];
+            !alive(s)
+                || (!s.mp.retiring
+                    && self.subflows[i + 1..].iter().all(|o| {
+                        !alive(o)
+                            || o.mp.path.map(|k| (k.local, k.remote))
+                                != s.mp.path.map(|k| (k.local, k.remote))
+                    }))
+        };
+        if (0..self.subflows.len()).all(lone) {
+            return;
+        }
         // Runs on every transmit, so the common case (no pair over budget) allocates
         // nothing: each pair is visited once, at its first live subflow, and counted in
         // place; subflows are few, so the quadratic scan is cheaper than a collection.
@@ -1083,7 +1099,7 @@ impl MptcpConnection {
                 .collect();
             members.sort_by_key(|&i| {
                 let s = &self.subflows[i];
-                (!usable(s), core::cmp::Reverse(s.tcp.stats().cwnd), s.id)
+                (!usable(s), core::cmp::Reverse(s.tcp.cwnd()), s.id)
             });
             for &i in &members[budget..] {
                 let s = &mut self.subflows[i];

@@ -32,7 +32,7 @@ impl MptcpConnection {
             .subflows
             .iter()
             .filter(|s| s.schedulable())
-            .map(|s| u64::from(s.tcp.stats().send_mss))
+            .map(|s| u64::from(s.tcp.send_mss()))
             .max()
             .unwrap_or(1);
         if seq.send_window() >= pending.min(mss) {
@@ -57,7 +57,7 @@ impl MptcpConnection {
         let Some((slow, held_end)) = holder else {
             return;
         };
-        let Some(slow_rtt) = self.subflows[slow].tcp.stats().srtt else {
+        let Some(slow_rtt) = self.subflows[slow].tcp.srtt() else {
             return;
         };
         let slow_backup = self.subflows[slow].is_backup();

@@ -303,7 +303,6 @@ impl MptcpConnection {
         // they are all the connection has.
         let healthy = self.subflows.iter().any(|s| s.schedulable() && !s.mp.stale);
         for s in self.subflows.iter().filter(|s| s.schedulable()) {
-            let t = s.tcp.stats();
             let unsent = s.unsent();
             let outstanding = s.tcp.sent_offset().saturating_sub(s.tcp.acked_offset()) + unsent;
             let view = SubflowView {
@@ -311,12 +310,12 @@ impl MptcpConnection {
                 established: true,
                 backup: s.is_backup(),
                 potentially_failed: s.mp.stale && healthy,
-                srtt: t.srtt,
-                rttvar: t.rttvar,
-                cwnd: t.cwnd,
-                in_flight: t.bytes_in_flight + unsent,
+                srtt: s.tcp.srtt(),
+                rttvar: s.tcp.rttvar(),
+                cwnd: s.tcp.cwnd(),
+                in_flight: s.tcp.bytes_in_flight() + unsent,
                 send_window: s.tcp.send_window().saturating_sub(outstanding),
-                mss: t.send_mss,
+                mss: s.tcp.send_mss(),
             };
             if views.try_push(view).is_err() {
                 break;
@@ -332,8 +331,9 @@ impl MptcpConnection {
             self.catch_up(now);
         }
         for _ in 0..64 {
-            let views = self.views();
-            if views.is_empty() {
+            // The views are built only once there is something to schedule: most
+            // transmissions find nothing new (the window is full or the data is out).
+            if !self.subflows.iter().any(|s| s.schedulable()) {
                 return;
             }
             // Reinjection first: it is the oldest data the peer waits for.
@@ -357,6 +357,7 @@ impl MptcpConnection {
             if pending == 0 {
                 return;
             }
+            let views = self.views();
             let conn_in_flight = self
                 .core
                 .seq

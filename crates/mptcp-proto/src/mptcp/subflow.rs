@@ -225,7 +225,7 @@ impl Subflow {
     /// "potentially failed" heuristic to the implementation), and the no-progress
     /// clock. Returns true when it just became stale.
     pub fn refresh_stale(&mut self, now: Instant, stale_after: u64) -> bool {
-        let stats = self.tcp.stats();
+        let (delivered, rtos) = (self.tcp.bytes_delivered(), self.tcp.rto_count());
         if self.outstanding() == 0 {
             // Nothing waits for an ACK, so nothing is failing: RTOs counted so far are
             // not evidence against the path. Above all the handshake's: a join whose
@@ -234,22 +234,22 @@ impl Subflow {
             // another can take it, so it never makes the progress that clears the
             // mark (lossy-path, seed 11: a join idle for the whole run).
             self.mp.progress_at = now;
-            self.mp.delivered_at_progress = stats.bytes_delivered;
-            self.mp.rto_at_progress = stats.rto_count;
+            self.mp.delivered_at_progress = delivered;
+            self.mp.rto_at_progress = rtos;
             self.mp.stale = false;
             return false;
         }
         // SACKed data counts: in loss recovery the cumulative ACK stands still while the
         // path keeps delivering, and such a path is not failing.
-        if stats.bytes_delivered > self.mp.delivered_at_progress {
-            self.mp.delivered_at_progress = stats.bytes_delivered;
-            self.mp.rto_at_progress = stats.rto_count;
+        if delivered > self.mp.delivered_at_progress {
+            self.mp.delivered_at_progress = delivered;
+            self.mp.rto_at_progress = rtos;
             self.mp.progress_at = now;
             self.mp.stale = false;
             return false;
         }
-        let became = !self.mp.stale
-            && stats.rto_count.saturating_sub(self.mp.rto_at_progress) >= stale_after.max(1);
+        let became =
+            !self.mp.stale && rtos.saturating_sub(self.mp.rto_at_progress) >= stale_after.max(1);
         if became {
             self.mp.stale = true;
         }
@@ -310,8 +310,7 @@ impl Subflow {
     /// so that the limit still bounds detection on a dead path whose RTOs keep doubling.
     pub fn no_progress_deadline(&self, limit: Option<Duration>) -> Option<Instant> {
         let limit = limit?;
-        let stats = self.tcp.stats();
-        let floor = self.tcp.base_rto() + stats.srtt.unwrap_or(Duration::ZERO);
+        let floor = self.tcp.base_rto() + self.tcp.srtt().unwrap_or(Duration::ZERO);
         (self.mp.carries_data() && self.outstanding() > 0)
             .then(|| self.mp.progress_at + limit.max(floor))
     }
@@ -328,11 +327,7 @@ impl Subflow {
         if !self.mp.carries_data() {
             return None;
         }
-        let since = self
-            .tcp
-            .stats()
-            .rto_count
-            .saturating_sub(self.mp.rto_at_progress);
+        let since = self.tcp.rto_count().saturating_sub(self.mp.rto_at_progress);
         if let Some(k) = rtos
             && since >= u64::from(k.max(1))
         {
@@ -348,7 +343,7 @@ impl Subflow {
 
     /// The retransmission timeout the engine would use now (for connection timers).
     pub fn rto(&self) -> Duration {
-        self.tcp.stats().rto
+        self.tcp.rto()
     }
 }
 

@@ -205,7 +205,14 @@ pub struct PathManager {
     /// The connection's retransmission timeout, the first wait for an echo.
     rto: Option<Duration>,
     actions: VecDeque<PmAction>,
+    /// Nothing falls due (no echo wait ends, no retry) before this instant; `None`
+    /// when not known. [`PathManager::handle_timeout`] runs after every segment and
+    /// returns at once before it; whatever may bring a deadline earlier forgets it.
+    quiet_until: Option<Instant>,
 }
+
+/// [`PathManager::quiet_until`] when nothing is scheduled at all.
+const NEVER: Instant = Instant::from_micros(u64::MAX);
 
 impl PathManager {
     /// A connection whose initial subflow runs from `local` to `remote` (address id 0 on
@@ -242,6 +249,7 @@ impl PathManager {
             peer_denies_initial: peer_c_flag,
             rto: None,
             actions: VecDeque::new(),
+            quiet_until: None,
             config,
         };
         pm.fill();
@@ -287,9 +295,13 @@ impl PathManager {
             .values()
             .map(|a| a.last_sent + self.echo_timeout(a.sent))
             .min();
-        let retry = if self.live_subflows() < self.config.max_subflows && self.config.open_subflows
-        {
-            self.pending_retries().map(|(_, at)| at).min()
+        // The subflow count only when a retry waits: it walks every path, on each
+        // poll, and most of the time nothing is waiting.
+        let retry = if self.config.open_subflows {
+            self.pending_retries()
+                .map(|(_, at)| at)
+                .min()
+                .filter(|_| self.live_subflows() < self.config.max_subflows)
         } else {
             None
         };
@@ -332,6 +344,7 @@ impl PathManager {
         if self.config.announce {
             self.actions
                 .push_back(PmAction::SendAddAddr { id, addr, port });
+            self.quiet_until = None;
             self.announcements.insert(
                 id,
                 Announcement {
@@ -483,6 +496,7 @@ impl PathManager {
                 "subflow down: retry scheduled"
             );
             path.state = PathState::Retry { at };
+            self.quiet_until = None;
         } else {
             path.state = PathState::Failed;
         }
@@ -520,6 +534,7 @@ impl PathManager {
                 path.state = PathState::Retry { at: now };
             }
         }
+        self.quiet_until = None;
         self.handle_timeout(now);
     }
 
@@ -527,6 +542,10 @@ impl PathManager {
     /// ADD_ADDR echo before the first retransmission. It applies to announcements
     /// already waiting too (the first ones go out before any RTT is measured).
     pub fn set_rto(&mut self, rto: Duration) {
+        if self.rto != Some(rto) && !self.announcements.is_empty() {
+            // The echo waits move with it.
+            self.quiet_until = None;
+        }
         self.rto = Some(rto);
     }
 
@@ -541,6 +560,7 @@ impl PathManager {
     /// may need the address to survive the failure; the connection puts it on a
     /// healthy subflow.
     pub fn resend_unechoed(&mut self, now: Instant) {
+        self.quiet_until = None;
         for (&id, a) in &mut self.announcements {
             a.sent = 1;
             a.last_sent = now;
@@ -563,6 +583,26 @@ impl PathManager {
     /// either host may open one), even where `open_subflows` is off; one that fails
     /// is not retried.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.quiet_until.is_some_and(|t| now < t) {
+            return;
+        }
+        self.run_due(now);
+        self.quiet_until = Some(self.next_due().unwrap_or(NEVER));
+    }
+
+    /// The earliest echo wait or retry, whether or not a subflow slot is free (unlike
+    /// [`PathManager::poll_timeout`]): a retry due but blocked keeps
+    /// [`PathManager::handle_timeout`] looking.
+    fn next_due(&self) -> Option<Instant> {
+        let announce = self
+            .announcements
+            .values()
+            .map(|a| a.last_sent + self.echo_timeout(a.sent));
+        let retry = self.pending_retries().map(|(_, at)| at);
+        announce.chain(retry).min()
+    }
+
+    fn run_due(&mut self, now: Instant) {
         let limit = self.config.add_addr_retransmits;
         let (max, rto) = (self.config.add_addr_timeout, self.rto);
         let mut gave_up: ArrayVec<AddrId, 8> = ArrayVec::new();

@@ -717,6 +717,51 @@ impl TcpConnection {
         }
     }
 
+    // Single figures of [`TcpConnection::stats`] for the per-segment paths of the
+    // MPTCP layer (scheduler views, timers, path manager): the whole snapshot copies a
+    // few hundred bytes and asks the congestion controller and the RTT filters for
+    // everything each time.
+
+    /// The current retransmission timeout (RFC 6298), as [`TcpStats::rto`].
+    pub fn rto(&self) -> Duration {
+        self.rtt.rto()
+    }
+
+    /// The smoothed RTT, as [`TcpStats::srtt`].
+    pub fn srtt(&self) -> Option<Duration> {
+        self.rtt.srtt()
+    }
+
+    /// The RTT variation, as [`TcpStats::rttvar`].
+    pub fn rttvar(&self) -> Duration {
+        self.rtt.rttvar()
+    }
+
+    /// Bytes in the network by RFC 6675's pipe estimate, as [`TcpStats::bytes_in_flight`].
+    pub fn bytes_in_flight(&self) -> u64 {
+        self.sent.pipe()
+    }
+
+    /// The congestion window in bytes, as [`TcpStats::cwnd`].
+    pub fn cwnd(&self) -> u64 {
+        self.cc.window()
+    }
+
+    /// The MSS the sender uses, as [`TcpStats::send_mss`].
+    pub fn send_mss(&self) -> u32 {
+        self.send_mss
+    }
+
+    /// Retransmission timeouts so far, as [`TcpStats::rto_count`].
+    pub fn rto_count(&self) -> u64 {
+        self.stats.rto_count
+    }
+
+    /// Bytes the peer acknowledged so far, as [`TcpStats::bytes_delivered`].
+    pub fn bytes_delivered(&self) -> u64 {
+        self.stats.bytes_delivered
+    }
+
     pub fn stats(&self) -> TcpStats {
         let mut s = self.stats;
         s.srtt = self.rtt.srtt();

@@ -11,8 +11,9 @@ use super::{AckState, TcpConnection, TcpEvent, TcpState};
 impl TcpConnection {
     /// When [`TcpConnection::handle_timeout`] should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        // A plain fold (polled after every segment, by the endpoint and by the MPTCP
+        // connection for each subflow) rather than a flattening iterator.
         [
-            self.rto_at,
             self.tlp_at,
             self.reorder_at,
             self.delack_at,
@@ -22,8 +23,7 @@ impl TcpConnection {
             self.pace_at,
         ]
         .into_iter()
-        .flatten()
-        .min()
+        .fold(self.rto_at, earliest)
     }
 
     /// Runs every timer whose deadline is at or before `now`.
@@ -214,5 +214,13 @@ impl TcpConnection {
             Some(rto) => pto.min(rto),
             None => pto,
         });
+    }
+}
+
+/// The earlier of two optional deadlines.
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }

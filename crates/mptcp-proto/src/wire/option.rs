@@ -116,6 +116,17 @@ impl<'a> OptionIter<'a> {
         }
     }
 
+    /// Steps over NOPs without yielding them: a parser that ignores them saves moving
+    /// an option value out per padding byte (two to four on every segment).
+    pub(crate) fn skip_nops(&mut self) {
+        if self.done {
+            return;
+        }
+        while self.area.get(self.offset) == Some(&kind::NOP) {
+            self.offset += 1;
+        }
+    }
+
     fn next_option(&mut self) -> Result<Option<TcpOption<'a>>, OptionError> {
         let rest = &self.area[self.offset..];
         let Some(&kind) = rest.first() else {

@@ -439,15 +439,19 @@ pub fn pseudo_header_sum(src: IpAddr, dst: IpAddr, tcp_len: usize) -> Result<Che
     match (src, dst) {
         (IpAddr::V4(src), IpAddr::V4(dst)) => {
             let len = u16::try_from(tcp_len).map_err(|_| TcpError::SegmentTooLong(tcp_len))?;
-            sum.add_bytes(&src.octets())
-                .add_bytes(&dst.octets())
+            sum.add_u32(u32::from(src))
+                .add_u32(u32::from(dst))
                 .add_u16(u16::from(IP_PROTOCOL_TCP))
                 .add_u16(len);
         }
         (IpAddr::V6(src), IpAddr::V6(dst)) => {
             let len = u32::try_from(tcp_len).map_err(|_| TcpError::SegmentTooLong(tcp_len))?;
-            sum.add_bytes(&src.octets())
-                .add_bytes(&dst.octets())
+            let (src, dst) = (u128::from(src), u128::from(dst));
+            // The halves of the big-endian addresses; truncation keeps the low ones.
+            sum.add_u64((src >> 64) as u64)
+                .add_u64(src as u64)
+                .add_u64((dst >> 64) as u64)
+                .add_u64(dst as u64)
                 .add_u32(len)
                 .add_u32(u32::from(IP_PROTOCOL_TCP));
         }
@@ -468,7 +472,13 @@ impl<'a> TcpOptions<'a> {
     /// duplicated options).
     pub fn parse(area: &'a [u8]) -> Result<TcpOptions<'a>, TcpError> {
         let mut options = TcpOptions::default();
-        for option in OptionIter::new(area) {
+        let mut iter = OptionIter::new(area);
+        loop {
+            // NOPs carry nothing (they are ignored below too).
+            iter.skip_nops();
+            let Some(option) = iter.next() else {
+                break;
+            };
             match option? {
                 TcpOption::EndOfList | TcpOption::NoOperation | TcpOption::Unknown { .. } => {}
                 TcpOption::MaxSegmentSize(mss) => {
