@@ -11,7 +11,8 @@ use common::{Action, Pair, Side, SplitMix};
 use mptcp_proto::SeqNum;
 use mptcp_proto::crypto::MptcpKey;
 use mptcp_proto::endpoint::{
-    ConnHandle, DropReason, Endpoint, EndpointConfig, Event, SYN_COOKIE_PERIOD, SynCookies,
+    ConnHandle, DropReason, Endpoint, EndpointConfig, Event, ListenerHandle, SYN_COOKIE_PERIOD,
+    SynCookies,
 };
 use mptcp_proto::mptcp::{ConnMode, MptcpConfig};
 use mptcp_proto::tcp::TcpEvent;
@@ -446,14 +447,16 @@ fn a_lost_third_ack_is_replaced_by_the_first_data_with_mp_capable() {
     }
 }
 
-fn lost_third_ack(checksums: bool, piggybacked: bool) {
+/// An MPTCP client connected to a SYN-cookie server whose listener is returned; the
+/// client's second packet (the pure third ACK, or the first data with the ACK) will
+/// be lost. Runs until the client is synchronized.
+fn connected_losing_the_third_ack(checksums: bool) -> (Pair, ListenerHandle, ConnHandle) {
     let client_config = EndpointConfig {
         mptcp: Some(mptcp_config(checksums)),
         ..EndpointConfig::default()
     };
     let mut pair = Pair::new(client_config, server_config(SynCookies::Always));
     pair.record = true;
-    // The client's second packet: the pure third ACK, or the first data with the ACK.
     pair.filter = Some(Box::new(|side, index, _| match (side, index) {
         (Side::Client, 1) => Action::Drop,
         _ => Action::Deliver,
@@ -467,6 +470,11 @@ fn lost_third_ack(checksums: bool, piggybacked: bool) {
     pair.run_until(Duration::from_millis(100), |p| {
         p.client.state(client).is_ok_and(|s| s.is_synchronized())
     });
+    (pair, listener, client)
+}
+
+fn lost_third_ack(checksums: bool, piggybacked: bool) {
+    let (mut pair, listener, client) = connected_losing_the_third_ack(checksums);
     if !piggybacked {
         // Let the pure third ACK go out (and be lost) before any data.
         pair.run_until(Duration::from_millis(30), |_| false);
@@ -600,25 +608,7 @@ impl App {
 /// (`server_first` false) or wait for the server to speak first. The keys must
 /// still reach the server (RFC 8684 §3.1), and both ends close cleanly.
 fn lost_third_ack_without_client_data(server_first: bool) {
-    let client_config = EndpointConfig {
-        mptcp: Some(mptcp_config(false)),
-        ..EndpointConfig::default()
-    };
-    let mut pair = Pair::new(client_config, server_config(SynCookies::Always));
-    pair.record = true;
-    pair.filter = Some(Box::new(|side, index, _| match (side, index) {
-        (Side::Client, 1) => Action::Drop,
-        _ => Action::Deliver,
-    }));
-    let listener = pair.server.listen(addr(SERVER)).expect("free");
-    let now = pair.now;
-    let handle = pair
-        .client
-        .connect_mptcp(now, addr("10.0.0.1:0"), addr(SERVER), &[])
-        .expect("connect");
-    pair.run_until(Duration::from_millis(100), |p| {
-        p.client.state(handle).is_ok_and(|s| s.is_synchronized())
-    });
+    let (mut pair, listener, handle) = connected_losing_the_third_ack(false);
     // The pure third ACK goes out (and is lost).
     pair.run_until(Duration::from_millis(30), |_| false);
     assert_eq!(pair.server.connection_count(), 0, "the ACK was lost");
