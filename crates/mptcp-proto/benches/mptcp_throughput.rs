@@ -11,9 +11,17 @@
 //! counting allocator reports allocations per data segment in the steady state (after
 //! the handshakes and the first `WARMUP` bytes).
 //!
+//! The first table moves one wire-sized segment per packet: every segment pays the
+//! whole per-segment path. The second runs as the TUN runtime does with offload
+//! (`max_segment_payload`): the sender emits super-segments of up to 65,000 bytes and
+//! the receiver takes them whole, as a device with TSO and GRO would cut and merge them.
+//! Checksums are still computed over every byte on both sides there (no checksum
+//! offload), so only the per-segment protocol work is amortised.
+//!
 //! Run with `cargo bench -p mptcp-proto --bench mptcp_throughput`
 //! (`BENCH_BYTES=...` changes the bytes moved per row, default 1 GB;
-//! `BENCH_ONLY=1500x2` runs one row, MTU x subflows, e.g. under a profiler).
+//! `BENCH_ONLY=1500x2` runs one row, MTU x subflows, `BENCH_ONLY=1500x2+gso` one row of
+//! the second table, e.g. under a profiler).
 
 mod common;
 
@@ -42,9 +50,14 @@ struct Outcome {
     subflows_used: usize,
 }
 
-fn config(mss: u16) -> EndpointConfig {
+/// Payload of one super-segment in the offload table (the TUN runtime's bound too:
+/// headers and payload fit a 64 KiB IP packet).
+const SUPER_SEGMENT: usize = 65_000;
+
+fn config(mss: u16, super_segments: bool) -> EndpointConfig {
     let tcp = TcpConfig {
         mss,
+        max_segment_payload: super_segments.then_some(SUPER_SEGMENT),
         send_buffer: 4 << 20,
         recv_buffer: 4 << 20,
         pacing: bench_pacing(),
@@ -62,9 +75,9 @@ fn config(mss: u16) -> EndpointConfig {
     }
 }
 
-fn transfer(subflows: usize, mss: u16, total: u64) -> Outcome {
-    let mut client = Endpoint::new(config(mss), [1; 32]);
-    let mut server = Endpoint::new(config(mss), [2; 32]);
+fn transfer(subflows: usize, mss: u16, super_segments: bool, total: u64) -> Outcome {
+    let mut client = Endpoint::new(config(mss, super_segments), [1; 32]);
+    let mut server = Endpoint::new(config(mss, super_segments), [2; 32]);
     let listener = server
         .listen("10.9.0.1:5001".parse().expect("address"))
         .expect("listen");
@@ -175,28 +188,43 @@ fn main() {
             "off"
         }
     );
-    println!(
-        "{:<6} {:>8} {:>6} {:>13} {:>12} {:>14} {:>11} {:>10} {:>12}",
-        "MTU",
-        "subflows",
-        "used",
-        "Gbit/s/core",
-        "wall Gbit/s",
-        "segments/s",
-        "ns/segment",
-        "acks/seg",
-        "allocs/seg"
-    );
     let only = std::env::var("BENCH_ONLY").ok();
-    for (mtu, mss) in [(1500, 1460u16), (9000, 8960u16)] {
-        for subflows in [1usize, 2, 4] {
-            if only
-                .as_ref()
-                .is_some_and(|o| *o != format!("{mtu}x{subflows}"))
-            {
-                continue;
-            }
-            let o = transfer(subflows, mss, total.max(2 * WARMUP));
+    for super_segments in [false, true] {
+        let suffix = if super_segments { "+gso" } else { "" };
+        let rows: Vec<(u16, u16, usize)> = [(1500, 1460u16), (9000, 8960u16)]
+            .into_iter()
+            .flat_map(|(mtu, mss)| [1usize, 2, 4].map(|subflows| (mtu, mss, subflows)))
+            .filter(|(mtu, _, subflows)| {
+                only.as_ref()
+                    .is_none_or(|o| *o == format!("{mtu}x{subflows}{suffix}"))
+            })
+            .collect();
+        if rows.is_empty() {
+            continue;
+        }
+        println!();
+        if super_segments {
+            println!(
+                "super-segments of up to {SUPER_SEGMENT} payload bytes each way (TSO/GRO, as \
+                 the TUN runtime with offload); segments = super-segments"
+            );
+        } else {
+            println!("one wire segment per packet");
+        }
+        println!(
+            "{:<6} {:>8} {:>6} {:>13} {:>12} {:>14} {:>11} {:>10} {:>12}",
+            "MTU",
+            "subflows",
+            "used",
+            "Gbit/s/core",
+            "wall Gbit/s",
+            "segments/s",
+            "ns/segment",
+            "acks/seg",
+            "allocs/seg"
+        );
+        for (mtu, mss, subflows) in rows {
+            let o = transfer(subflows, mss, super_segments, total.max(2 * WARMUP));
             let gbps = o.bytes as f64 * 8.0 / o.cpu_seconds / 1e9;
             let wall_gbps = o.bytes as f64 * 8.0 / o.wall_seconds / 1e9;
             let sps = o.segments as f64 / o.cpu_seconds;
