@@ -517,17 +517,19 @@ impl<'a> TcpOptions<'a> {
         let mut writer = OptionWriter {
             area,
             at: 0,
-            needed: options_len(self),
+            options: self,
         };
+        // The small standard options go through `TcpOption::emit`; they cost nothing
+        // to build. What must not be copied per segment is the MPTCP options (below).
         if let Some(mss) = self.mss {
-            writer.put(OptionItem::Mss, &[TcpOption::MaxSegmentSize(mss)])?;
+            writer.put_all(OptionItem::Mss, &[TcpOption::MaxSegmentSize(mss)])?;
         }
         match (self.timestamps, self.sack_permitted) {
-            (Some(ts), true) => writer.put(
+            (Some(ts), true) => writer.put_all(
                 OptionItem::Timestamps,
                 &[TcpOption::SackPermitted, TcpOption::Timestamps(ts)],
             )?,
-            (Some(ts), false) => writer.put(
+            (Some(ts), false) => writer.put_all(
                 OptionItem::Timestamps,
                 &[
                     TcpOption::NoOperation,
@@ -535,7 +537,7 @@ impl<'a> TcpOptions<'a> {
                     TcpOption::Timestamps(ts),
                 ],
             )?,
-            (None, true) => writer.put(
+            (None, true) => writer.put_all(
                 OptionItem::SackPermitted,
                 &[
                     TcpOption::NoOperation,
@@ -546,7 +548,7 @@ impl<'a> TcpOptions<'a> {
             (None, false) => {}
         }
         if let Some(shift) = self.window_scale {
-            writer.put(
+            writer.put_all(
                 OptionItem::WindowScale,
                 &[
                     TcpOption::NoOperation,
@@ -555,7 +557,7 @@ impl<'a> TcpOptions<'a> {
             )?;
         }
         if !self.sack_blocks.is_empty() {
-            writer.put(
+            writer.put_all(
                 OptionItem::SackBlocks(self.sack_blocks.len()),
                 &[
                     TcpOption::NoOperation,
@@ -566,10 +568,9 @@ impl<'a> TcpOptions<'a> {
         }
         for (index, option) in self.mptcp.iter().enumerate() {
             let len = option.wire_len();
-            writer.put(
-                OptionItem::Mptcp { index, len },
-                &[TcpOption::Mptcp(option.clone())],
-            )?;
+            writer.put(OptionItem::Mptcp { index, len }, len, |b| {
+                option.emit_sized(b);
+            })?;
         }
         // Pad to the 32-bit boundary the data offset needs; cannot overflow because 40 is
         // itself a multiple of 4.
@@ -581,25 +582,43 @@ impl<'a> TcpOptions<'a> {
     }
 }
 
-struct OptionWriter<'b> {
+/// Writes option items one after another straight into the option area; an item that
+/// would not fit fails the whole emission, naming it.
+struct OptionWriter<'b, 'o> {
     area: &'b mut [u8; MAX_OPTIONS_LEN],
     at: usize,
-    needed: usize,
+    /// For the error only: what the whole set needs.
+    options: &'o TcpOptions<'o>,
 }
 
-impl OptionWriter<'_> {
-    fn put(&mut self, item: OptionItem, options: &[TcpOption<'_>]) -> Result<(), TcpError> {
-        let len: usize = options.iter().map(TcpOption::wire_len).sum();
-        if self.at + len > MAX_OPTIONS_LEN {
+impl OptionWriter<'_, '_> {
+    fn put(
+        &mut self,
+        item: OptionItem,
+        len: usize,
+        write: impl FnOnce(&mut [u8]),
+    ) -> Result<(), TcpError> {
+        let end = self.at + len;
+        if end > MAX_OPTIONS_LEN {
             return Err(TcpError::OptionsTooLong {
-                needed: self.needed,
+                needed: options_len(self.options),
                 item,
             });
         }
-        for option in options {
-            self.at += option.emit(&mut self.area[self.at..]);
-        }
+        write(&mut self.area[self.at..end]);
+        self.at = end;
         Ok(())
+    }
+
+    /// Puts `options` as one item (NOP padding and the option it aligns).
+    fn put_all(&mut self, item: OptionItem, options: &[TcpOption<'_>]) -> Result<(), TcpError> {
+        let len = options.iter().map(TcpOption::wire_len).sum();
+        self.put(item, len, |mut b| {
+            for option in options {
+                let written = option.emit(b);
+                b = &mut b[written..];
+            }
+        })
     }
 }
 

@@ -215,7 +215,15 @@ impl<'a> MptcpOption<'a> {
     /// If `buf` is shorter than `wire_len()` (a caller bug). Nothing else panics.
     pub fn emit(&self, buf: &mut [u8]) -> usize {
         let len = self.wire_len();
-        let out = &mut buf[..len];
+        self.emit_sized(&mut buf[..len]);
+        len
+    }
+
+    /// [`MptcpOption::emit`] into a buffer of exactly `wire_len()` bytes, for a caller
+    /// that has the length already.
+    pub(crate) fn emit_sized(&self, out: &mut [u8]) {
+        let len = out.len();
+        debug_assert_eq!(len, self.wire_len());
         out.fill(0);
         out[0] = KIND;
         // wire_len() <= 255 by construction of every variant.
@@ -232,7 +240,6 @@ impl<'a> MptcpOption<'a> {
             MptcpOption::MpTcpRst(o) => o.emit_body(out),
             MptcpOption::Experimental(o) => o.emit_body(out),
         }
-        len
     }
 }
 
