@@ -20,7 +20,9 @@ use crate::wire::mptcp::{
     AddAddr, AddrIdList, DsnWire, Dss, DssMapping, MpCapable, MpCapableKeys, MpFail, MpFastclose,
     MpJoin, MpPrio, MpTcpRst, MptcpOption, RemoveAddr, TcpRstFlags,
 };
+use crate::wire::option::MAX_OPTIONS_LEN;
 use crate::wire::plan::{MptcpPriority, Omitted, OptionRequest, plan};
+use crate::wire::tcp::{TcpRepr, options_len};
 
 /// Every address id as a one-byte slice, so a REMOVE_ADDR option can borrow its list
 /// for any lifetime.
@@ -499,14 +501,6 @@ fn decorate<'a>(
         }
         return;
     }
-    let mut request: OptionRequest<'a> = OptionRequest {
-        mss: seg.options.mss,
-        window_scale: seg.options.window_scale,
-        sack_permitted: seg.options.sack_permitted,
-        timestamps: seg.options.timestamps,
-        sack_blocks: seg.options.sack_blocks.clone(),
-        mptcp: ArrayVec::new(),
-    };
     let local_key = core.local_key.key;
     let essential = MptcpPriority::Essential;
     if core.mode == ConnMode::Fallback {
@@ -515,6 +509,7 @@ fn decorate<'a>(
         if let Some((offset, dsn)) = s.mp.infinite_pending
             && !seg.flags.syn()
         {
+            let mut request = request_for(seg);
             request.mptcp.push((
                 essential,
                 MptcpOption::Dss(Dss {
@@ -567,6 +562,7 @@ fn decorate<'a>(
                 })
             }
         };
+        let mut request = request_for(seg);
         request.mptcp.push((essential, option));
         apply_plan(core, s, seg, &request, 0);
         return;
@@ -581,6 +577,7 @@ fn decorate<'a>(
     };
     match s.mp.phase {
         MpPhase::AwaitFourthAck { .. } => {
+            let mut request = request_for(seg);
             // RFC 8684 §3.2: the initiator's third ACK carries the full HMAC.
             if let SubflowKind::JoinOut {
                 nonce,
@@ -677,6 +674,35 @@ fn decorate<'a>(
             }),
         },
     };
+    if core.data_level_ready() {
+        // RFC 8684 §3.3.4: one window for the connection, relative to the data ACK.
+        let shift = s.tcp.window_shifts().0;
+        // Receiver SWS avoidance as the subflows' engines do it (min(buffer / 2, our
+        // MSS)), except that an emptied buffer is offered whole.
+        let capacity = core.recv.capacity();
+        let sws = if core.recv.window() >= capacity {
+            0
+        } else {
+            (capacity as u64 / 2).min(u64::from(core.config.tcp.mss))
+        };
+        seg.window = core.seq.window_field(core.recv.right_edge(), shift, sws);
+        s.tcp.note_window_field(seg.window);
+    }
+    let signals_pending = s.mp.fail_pending.is_some()
+        || s.mp.prio_pending
+        || !core.echo_out.is_empty()
+        || (announce_here && !core.add_addr_out.is_empty())
+        || !core.remove_out.is_empty();
+    if !signals_pending
+        && seg.options.mptcp.is_empty()
+        && options_len(&seg.options) + main.wire_len().next_multiple_of(4) <= MAX_OPTIONS_LEN
+    {
+        // Nearly every segment: one MPTCP option and room for it. The planner would
+        // take the whole request; this skips building and copying it.
+        seg.options.mptcp.push(main);
+        return;
+    }
+    let mut request = request_for(seg);
     request.mptcp.push((essential, main));
     let mut deferrable = 0;
     if let Some(dsn) = s.mp.fail_pending {
@@ -733,21 +759,19 @@ fn decorate<'a>(
         ));
         deferrable |= 8;
     }
-    if core.data_level_ready() {
-        // RFC 8684 §3.3.4: one window for the connection, relative to the data ACK.
-        let shift = s.tcp.window_shifts().0;
-        // Receiver SWS avoidance as the subflows' engines do it (min(buffer / 2, our
-        // MSS)), except that an emptied buffer is offered whole.
-        let capacity = core.recv.capacity();
-        let sws = if core.recv.window() >= capacity {
-            0
-        } else {
-            (capacity as u64 / 2).min(u64::from(core.config.tcp.mss))
-        };
-        seg.window = core.seq.window_field(core.recv.right_edge(), shift, sws);
-        s.tcp.note_window_field(seg.window);
-    }
     apply_plan(core, s, seg, &request, deferrable);
+}
+
+/// What the engine put on `seg`, as a request to the planner.
+fn request_for<'a>(seg: &TcpRepr<'a>) -> OptionRequest<'a> {
+    OptionRequest {
+        mss: seg.options.mss,
+        window_scale: seg.options.window_scale,
+        sack_permitted: seg.options.sack_permitted,
+        timestamps: seg.options.timestamps,
+        sack_blocks: seg.options.sack_blocks.clone(),
+        mptcp: ArrayVec::new(),
+    }
 }
 
 /// Runs the planner and dequeues the signals that made it onto the segment.
