@@ -943,22 +943,24 @@ impl MptcpConnection {
         // help until both DATA_FINs are through.
         let may_open = (self.core.role == Role::Server || self.core.fully_established)
             && !self.core.subflows_closing;
-        if may_open {
+        if may_open && !self.core.deferred_opens.is_empty() {
             let deferred = core::mem::take(&mut self.core.deferred_opens);
             self.core.actions.extend(deferred);
         }
-        // RFC 8684 §3.4.1: ADD_ADDR is repeated until echoed; the first wait is the
-        // RTO of the live subflows (the largest, as Linux's ADD_ADDR timer).
-        let rto = self
-            .subflows
-            .iter()
-            .filter(|s| s.mp.carries_data() && !s.mp.stale)
-            .map(|s| s.rto())
-            .max();
         let Some(pm) = self.core.pm.as_mut() else {
             return;
         };
-        if let Some(rto) = rto {
+        // RFC 8684 §3.4.1: ADD_ADDR is repeated until echoed; the first wait is the
+        // RTO of the live subflows (the largest, as Linux's ADD_ADDR timer). Only an
+        // announcement waiting for its echo uses it, and this runs on every segment.
+        if pm.awaiting_echo()
+            && let Some(rto) = self
+                .subflows
+                .iter()
+                .filter(|s| s.mp.carries_data() && !s.mp.stale)
+                .map(|s| s.rto())
+                .max()
+        {
             pm.set_rto(rto);
         }
         pm.handle_timeout(now);

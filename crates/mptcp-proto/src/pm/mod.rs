@@ -541,6 +541,11 @@ impl PathManager {
     /// The connection's current retransmission timeout (RFC 6298): the wait for an
     /// ADD_ADDR echo before the first retransmission. It applies to announcements
     /// already waiting too (the first ones go out before any RTT is measured).
+    /// Some announcement waits for its echo (its wait follows [`PathManager::set_rto`]).
+    pub fn awaiting_echo(&self) -> bool {
+        !self.announcements.is_empty()
+    }
+
     pub fn set_rto(&mut self, rto: Duration) {
         if self.rto != Some(rto) && !self.announcements.is_empty() {
             // The echo waits move with it.
