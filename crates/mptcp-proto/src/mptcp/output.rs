@@ -356,7 +356,12 @@ impl MptcpConnection {
                     (pending, self.core.seq.send_window(), None)
                 }
             };
-            if pending == 0 {
+            if pending == 0
+                || !self
+                    .subflows
+                    .iter()
+                    .any(|s| s.schedulable() && s.space() > 0)
+            {
                 return;
             }
             let views = self.views();

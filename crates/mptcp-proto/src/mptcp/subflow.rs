@@ -213,6 +213,22 @@ impl Subflow {
         self.mp.tx.end().saturating_sub(self.tcp.sent_offset())
     }
 
+    /// Bytes the scheduler may still map to it ([`crate::sched::SubflowView::space`]):
+    /// the free congestion window, bounded by the peer's window, both net of what is
+    /// mapped and unsent.
+    pub fn space(&self) -> u64 {
+        let unsent = self.unsent();
+        let outstanding = self
+            .tcp
+            .sent_offset()
+            .saturating_sub(self.tcp.acked_offset())
+            + unsent;
+        self.tcp
+            .cwnd()
+            .saturating_sub(self.tcp.bytes_in_flight() + unsent)
+            .min(self.tcp.send_window().saturating_sub(outstanding))
+    }
+
     /// Bytes mapped to the subflow and not acknowledged by its ACK (sent or not).
     pub fn outstanding(&self) -> u64 {
         self.tcp

@@ -160,6 +160,9 @@ impl Decision {
 pub trait Scheduler: core::fmt::Debug + Send {
     fn name(&self) -> &'static str;
 
+    /// Assigns pending bytes to subflows, each at most its [`SubflowView::space`].
+    /// The connection asks only when some subflow has window space: between ACKs,
+    /// with every window full, no assignment could be made.
     fn schedule(&mut self, input: &SchedInput<'_>) -> Decision;
 
     /// Every subflow should carry every byte the data ACK does not cover yet: before
