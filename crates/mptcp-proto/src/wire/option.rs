@@ -127,6 +127,7 @@ impl<'a> OptionIter<'a> {
         }
     }
 
+    #[inline]
     fn next_option(&mut self) -> Result<Option<TcpOption<'a>>, OptionError> {
         let rest = &self.area[self.offset..];
         let Some(&kind) = rest.first() else {
@@ -169,6 +170,7 @@ impl<'a> OptionIter<'a> {
 impl<'a> Iterator for OptionIter<'a> {
     type Item = Result<TcpOption<'a>, OptionError>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if self.done {
             return None;
@@ -190,6 +192,7 @@ impl<'a> Iterator for OptionIter<'a> {
 impl core::iter::FusedIterator for OptionIter<'_> {}
 
 /// Parses one option whose `option.len()` equals its length byte (at least 2).
+#[inline]
 fn parse_one(kind: u8, option: &[u8]) -> Result<TcpOption<'_>, OptionError> {
     let len = option[1];
     let expect = |expected: u8| {
@@ -255,6 +258,7 @@ fn be32(bytes: &[u8]) -> u32 {
 
 impl TcpOption<'_> {
     /// Bytes the option occupies on the wire, kind and length included.
+    #[inline]
     pub fn wire_len(&self) -> usize {
         match self {
             TcpOption::EndOfList | TcpOption::NoOperation => 1,
@@ -273,6 +277,9 @@ impl TcpOption<'_> {
     /// Panics if `buf` is shorter than `wire_len()`, or if an `Unknown` option's data is
     /// longer than 253 bytes: both are caller bugs, never consequences of parsed input
     /// (a parsed option always fits its own length byte).
+    // Inlined so that emitting a known option (the timestamps on every segment) folds
+    // to its one arm.
+    #[inline]
     pub fn emit(&self, buf: &mut [u8]) -> usize {
         let len = self.wire_len();
         let buf = &mut buf[..len];

@@ -611,6 +611,7 @@ impl OptionWriter<'_, '_> {
     }
 
     /// Puts `options` as one item (NOP padding and the option it aligns).
+    #[inline]
     fn put_all(&mut self, item: OptionItem, options: &[TcpOption<'_>]) -> Result<(), TcpError> {
         let len = options.iter().map(TcpOption::wire_len).sum();
         self.put(item, len, |mut b| {
