@@ -94,6 +94,9 @@ pub struct TxMappings {
     /// Whether the last mapping has gone on the wire, so it must not grow any more: a
     /// receiver that saw it would see a conflicting mapping (RFC 8684 §3.3.1).
     last_frozen: bool,
+    /// Index of the mapping the last transmission came from: the next one comes from it
+    /// or the one after, so most lookups need no search.
+    hint: usize,
 }
 
 impl TxMappings {
@@ -179,15 +182,35 @@ impl TxMappings {
 
     /// The mapping that contains subflow `offset`, in O(log n).
     pub fn lookup(&self, offset: u64) -> Option<TxMapping> {
-        let idx = self.maps.partition_point(|m| m.offset_end() <= offset);
+        let idx = self.index_for(offset);
         self.maps.get(idx).filter(|m| m.offset <= offset).copied()
+    }
+
+    /// Where `offset` is or would be: at the hint or just after it (transmissions
+    /// walk the mappings in order), else found by binary search.
+    fn index_for(&self, offset: u64) -> usize {
+        let contains = |i: usize| {
+            self.maps
+                .get(i)
+                .is_some_and(|m| m.offset <= offset && offset < m.offset_end())
+        };
+        if contains(self.hint) {
+            self.hint
+        } else if contains(self.hint + 1) {
+            self.hint + 1
+        } else {
+            self.maps.partition_point(|m| m.offset_end() <= offset)
+        }
     }
 
     /// [`TxMappings::lookup`] for a segment about to be (re)transmitted: from now on the
     /// mapping is on the wire and never grows.
     pub fn for_transmit(&mut self, offset: u64) -> Option<TxMapping> {
-        let idx = self.maps.partition_point(|m| m.offset_end() <= offset);
+        let idx = self.index_for(offset);
         let found = self.maps.get(idx).filter(|m| m.offset <= offset).copied();
+        if found.is_some() {
+            self.hint = idx;
+        }
         if found.is_some() && idx + 1 == self.maps.len() {
             self.last_frozen = true;
         }
@@ -202,6 +225,7 @@ impl TxMappings {
         while let Some(front) = self.maps.front() {
             if front.offset_end() <= subflow_acked && dsn_at_or_before(front.dsn_end(), data_ack) {
                 self.maps.pop_front();
+                self.hint = self.hint.saturating_sub(1);
                 dropped += 1;
             } else {
                 break;
