@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 
 use mptcp_proto::SeqNum;
-use mptcp_proto::wire::fuzzing::{MPTCP_SAMPLES, fuzz_ip_packet, fuzz_tcp_options};
+use mptcp_proto::wire::fuzzing::{MPTCP_SAMPLES, fuzz_ip_packet, fuzz_offload, fuzz_tcp_options};
 use mptcp_proto::wire::mptcp::MptcpOption;
 use mptcp_proto::wire::tcp::{SackBlock, TcpFlags, TcpOptions, Timestamps};
 use mptcp_proto::wire::{IpRepr, IpTcpRepr, Ipv4Repr, Ipv6Repr, TcpRepr};
@@ -96,6 +96,11 @@ proptest! {
     }
 
     #[test]
+    fn offload_target_on_arbitrary_bytes(data in vec(any::<u8>(), 0..1500)) {
+        fuzz_offload(&data);
+    }
+
+    #[test]
     fn ip_packet_target_on_mutated_valid_packets(
         seed: Index,
         edits in vec((any::<Index>(), any::<u8>()), 0..6),
@@ -111,6 +116,7 @@ proptest! {
             packet.truncate(cut.index(packet.len() + 1));
         }
         fuzz_ip_packet(&packet);
+        fuzz_offload(&packet);
         // The TCP option area alone (after the IP and fixed TCP headers), too.
         let options_start = if packet.first().map(|b| b >> 4) == Some(6) { 60 } else { 40 };
         fuzz_tcp_options(packet.get(options_start..).unwrap_or(&[]));

@@ -159,3 +159,73 @@ pub fn fuzz_ip_packet(data: &[u8]) {
         }
     }
 }
+
+/// Runs `data` through software segmentation (at a size taken from its first byte) and
+/// the receive coalescer, alone and as the pieces it cuts into.
+///
+/// Invariants: no panic; a segmentable packet's pieces carry its payload in order, each
+/// within `max_piece_len`, and parse with their checksums verified whenever the packet
+/// parses; everything the coalescer hands over as trusted has consistent IP and TCP
+/// lengths, and it hands over every payload byte it was given exactly once.
+pub fn fuzz_offload(data: &[u8]) {
+    use crate::wire::gro::Coalescer;
+    use crate::wire::gso::Segmenter;
+    let size = u16::from(data.first().copied().unwrap_or(1).max(1)) * 8;
+    let mut pieces: Vec<Vec<u8>> = Vec::new();
+    if let Ok(mut segmenter) = Segmenter::new(data, size) {
+        let mut buf = vec![0u8; segmenter.max_piece_len()];
+        while let Some(len) = segmenter.next_into(&mut buf) {
+            pieces.push(buf[..len].to_vec());
+        }
+        if let Ok(whole) = IpTcpRepr::parse(data, false) {
+            let mut payload = Vec::new();
+            for piece in &pieces {
+                let repr =
+                    IpTcpRepr::parse(piece, true).expect("a piece of a valid packet verifies");
+                payload.extend_from_slice(repr.tcp.payload);
+            }
+            assert_eq!(payload, whole.tcp.payload);
+        }
+    }
+    let offered: usize = pieces
+        .iter()
+        .chain([&data.to_vec()])
+        .map(|p| tcp_payload_len(p).unwrap_or(0))
+        .sum();
+    let mut gro = Coalescer::new();
+    let mut handed = 0;
+    let mut deliver = |p: &[u8], trusted: bool| {
+        let len = tcp_payload_len(p);
+        assert!(
+            !trusted || len.is_some(),
+            "a trusted packet has consistent lengths"
+        );
+        handed += len.unwrap_or(0);
+    };
+    gro.push(data, &mut deliver);
+    for piece in &pieces {
+        gro.push(piece, &mut deliver);
+    }
+    gro.flush(&mut deliver);
+    assert_eq!(handed, offered);
+}
+
+/// Payload bytes of a TCP packet whose IP and TCP lengths agree with its size.
+fn tcp_payload_len(packet: &[u8]) -> Option<usize> {
+    let (ip_header, total) = match packet.first()? >> 4 {
+        4 => {
+            let ip = Ipv4Packet::new_checked(packet).ok()?;
+            (ip.header_len(), usize::from(ip.total_len()))
+        }
+        6 => {
+            let ip = Ipv6Packet::new_checked(packet).ok()?;
+            (40, 40 + usize::from(ip.payload_len()))
+        }
+        _ => return None,
+    };
+    if total != packet.len() {
+        return None;
+    }
+    let tcp = TcpPacket::new_checked(&packet[ip_header..]).ok()?;
+    Some(packet.len() - ip_header - tcp.header_len())
+}

@@ -12,6 +12,8 @@
 
 pub mod checksum;
 pub mod fuzzing;
+pub mod gro;
+pub mod gso;
 pub mod ipv4;
 pub mod ipv6;
 pub mod mptcp;
