@@ -139,7 +139,7 @@ impl<'a> Segmenter<'a> {
         out[self.headers_len..]
             .copy_from_slice(&self.packet[self.headers_len + start..self.headers_len + end]);
         let (ip, tcp) = out.split_at_mut(self.ip_header_len);
-        if let IpAddr::V4(_) = self.src {
+        if self.src.is_ipv4() {
             let mut ip = Ipv4Packet::new_unchecked(ip);
             // Lengths fit: no piece is longer than the packet, whose length fit.
             ip.set_total_len(len as u16);
