@@ -11,28 +11,40 @@
 //! counting allocator reports allocations per data segment in the steady state (after
 //! the handshakes and the first `WARMUP` bytes).
 //!
-//! The first table moves one wire-sized segment per packet: every segment pays the
-//! whole per-segment path. The second runs as the TUN runtime does with offload
-//! (`max_segment_payload`): the sender emits super-segments of up to 65,000 bytes and
-//! the receiver takes them whole, as a device with TSO and GRO would cut and merge them.
-//! Checksums are still computed over every byte on both sides there (no checksum
-//! offload), so only the per-segment protocol work is amortised.
+//! Three tables, three ways the link carries segments:
+//! - `wire`: one wire-sized segment per packet, every segment paying the whole
+//!   per-segment path of both endpoints;
+//! - `soft-gso`: wire-sized packets on the link, made and merged in software as the
+//!   kernel does without hardware offload: the sender emits super-segments of up to
+//!   65,000 bytes (`max_segment_payload`) which `wire::gso::Segmenter` cuts into wire
+//!   packets (headers copied, checksums computed per packet), and the receiver's
+//!   `wire::gro::Coalescer` verifies each packet's checksums and merges runs back
+//!   before the endpoint sees them;
+//! - `super`: the super-segments themselves on the link, as between the TUN runtime
+//!   and a kernel doing TSO and GRO (checksums still computed and verified over every
+//!   byte by the endpoints, so only the per-segment protocol work is amortised).
+//!
+//! `segments/s` counts packets on the link (super-segments in the last table).
 //!
 //! Run with `cargo bench -p mptcp-proto --bench mptcp_throughput`
 //! (`BENCH_BYTES=...` changes the bytes moved per row, default 1 GB;
-//! `BENCH_ONLY=1500x2` runs one row, MTU x subflows, `BENCH_ONLY=1500x2+gso` one row of
-//! the second table, e.g. under a profiler).
+//! `BENCH_ONLY=1500x2` runs one row of the first table, MTU x subflows, and
+//! `BENCH_ONLY=1500x2+soft-gso` or `BENCH_ONLY=1500x2+super` one of the others, e.g.
+//! under a profiler).
 
 mod common;
 
 use std::time::Instant as WallClock;
 
-use common::{Counting, alloc_snapshot, bench_bytes, bench_pacing, thread_cpu_seconds};
+use common::{
+    Counting, Link, alloc_snapshot, bench_bytes, bench_pacing, carry, thread_cpu_seconds,
+};
 use core::net::IpAddr;
 use mptcp_proto::endpoint::{Endpoint, EndpointConfig, Event};
 use mptcp_proto::mptcp::MptcpConfig;
 use mptcp_proto::tcp::{TcpConfig, TcpEvent};
 use mptcp_proto::time::{Duration, Instant};
+use mptcp_proto::wire::gro::Coalescer;
 
 #[global_allocator]
 static ALLOC: Counting = Counting;
@@ -50,20 +62,15 @@ struct Outcome {
     subflows_used: usize,
 }
 
-/// Payload of one super-segment in the offload table (the TUN runtime's bound too:
-/// headers and payload fit a 64 KiB IP packet).
-const SUPER_SEGMENT: usize = 65_000;
-
-fn config(mss: u16, super_segments: bool) -> EndpointConfig {
+fn config(mss: u16, link: Link) -> EndpointConfig {
     let tcp = TcpConfig {
         mss,
-        max_segment_payload: super_segments.then_some(SUPER_SEGMENT),
         send_buffer: 4 << 20,
         recv_buffer: 4 << 20,
         pacing: bench_pacing(),
         ..TcpConfig::default()
     };
-    EndpointConfig {
+    let mut config = EndpointConfig {
         tcp: tcp.clone(),
         mptcp: Some(MptcpConfig {
             tcp,
@@ -72,12 +79,16 @@ fn config(mss: u16, super_segments: bool) -> EndpointConfig {
             ..MptcpConfig::default()
         }),
         ..EndpointConfig::default()
-    }
+    };
+    link.configure(&mut config);
+    config
 }
 
-fn transfer(subflows: usize, mss: u16, super_segments: bool, total: u64) -> Outcome {
-    let mut client = Endpoint::new(config(mss, super_segments), [1; 32]);
-    let mut server = Endpoint::new(config(mss, super_segments), [2; 32]);
+fn transfer(subflows: usize, mss: u16, link: Link, total: u64) -> Outcome {
+    let mut client = Endpoint::new(config(mss, link), [1; 32]);
+    let mut server = Endpoint::new(config(mss, link), [2; 32]);
+    let mut piece = vec![0u8; 65_536];
+    let mut gro = Coalescer::new();
     let listener = server
         .listen("10.9.0.1:5001".parse().expect("address"))
         .expect("listen");
@@ -119,12 +130,17 @@ fn transfer(subflows: usize, mss: u16, super_segments: bool, total: u64) -> Outc
             let want = (total - written).min(chunk.len() as u64) as usize;
             written += client.write(conn, &chunk[..want]).unwrap_or(0) as u64;
         }
-        let mut moved = false;
-        while let Some(len) = client.poll_transmit(now, &mut packet) {
-            let _ = server.handle_packet(now, &packet[..len]);
-            segments += 1;
-            moved = true;
-        }
+        let sent = carry(
+            now,
+            link,
+            &mut client,
+            &mut server,
+            &mut packet,
+            &mut piece,
+            &mut gro,
+        );
+        segments += sent;
+        let mut moved = sent > 0;
         while let Some(event) = server.poll_event() {
             if let Event::Incoming(l) = event {
                 accepted = server.accept(l);
@@ -138,11 +154,17 @@ fn transfer(subflows: usize, mss: u16, super_segments: bool, total: u64) -> Outc
                 received += n as u64;
             }
         }
-        while let Some(len) = server.poll_transmit(now, &mut packet) {
-            let _ = client.handle_packet(now, &packet[..len]);
-            acks += 1;
-            moved = true;
-        }
+        let sent = carry(
+            now,
+            link,
+            &mut server,
+            &mut client,
+            &mut packet,
+            &mut piece,
+            &mut gro,
+        );
+        acks += sent;
+        moved |= sent > 0;
         while let Some(event) = client.poll_event() {
             if let Event::Connection(_, TcpEvent::Reset | TcpEvent::TimedOut) = event {
                 panic!("the benchmark connection failed");
@@ -189,8 +211,8 @@ fn main() {
         }
     );
     let only = std::env::var("BENCH_ONLY").ok();
-    for super_segments in [false, true] {
-        let suffix = if super_segments { "+gso" } else { "" };
+    for link in Link::ALL {
+        let suffix = link.suffix();
         let rows: Vec<(u16, u16, usize)> = [(1500, 1460u16), (9000, 8960u16)]
             .into_iter()
             .flat_map(|(mtu, mss)| [1usize, 2, 4].map(|subflows| (mtu, mss, subflows)))
@@ -203,14 +225,16 @@ fn main() {
             continue;
         }
         println!();
-        if super_segments {
-            println!(
-                "super-segments of up to {SUPER_SEGMENT} payload bytes each way (TSO/GRO, as \
-                 the TUN runtime with offload); segments = super-segments"
-            );
-        } else {
-            println!("one wire segment per packet");
-        }
+        println!(
+            "{}",
+            match link {
+                Link::Wire => "wire: one wire segment per packet",
+                Link::SoftGso =>
+                    "soft-gso: wire packets on the link, cut and merged in software (GSO/GRO)",
+                Link::Super =>
+                    "super: super-segments on the link (hardware TSO/GRO, as the TUN runtime with offload)",
+            }
+        );
         println!(
             "{:<6} {:>8} {:>6} {:>13} {:>12} {:>14} {:>11} {:>10} {:>12}",
             "MTU",
@@ -218,13 +242,13 @@ fn main() {
             "used",
             "Gbit/s/core",
             "wall Gbit/s",
-            "segments/s",
-            "ns/segment",
-            "acks/seg",
-            "allocs/seg"
+            "packets/s",
+            "ns/packet",
+            "acks/pkt",
+            "allocs/pkt"
         );
         for (mtu, mss, subflows) in rows {
-            let o = transfer(subflows, mss, super_segments, total.max(2 * WARMUP));
+            let o = transfer(subflows, mss, link, total.max(2 * WARMUP));
             let gbps = o.bytes as f64 * 8.0 / o.cpu_seconds / 1e9;
             let wall_gbps = o.bytes as f64 * 8.0 / o.wall_seconds / 1e9;
             let sps = o.segments as f64 / o.cpu_seconds;

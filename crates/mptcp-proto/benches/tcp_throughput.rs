@@ -3,18 +3,21 @@
 //!
 //! Every packet crosses the real wire path both ways (emit with checksums, parse and
 //! verify), so the figure is the per-core ceiling of the protocol core itself.
-//! Gbit/s and segments/s are per core (from the CPU time of the bench thread; the
+//! Gbit/s and packets/s are per core (from the CPU time of the bench thread; the
 //! wall-clock rate is printed beside them), and the counting allocator reports
-//! allocations per data segment after the first `WARMUP` bytes. The `+gso` rows send
-//! super-segments of up to 65,000 payload bytes that the receiver takes whole, as the
-//! TUN runtime does with TSO/GRO offload (checksums still computed over every byte).
+//! allocations per data segment after the first `WARMUP` bytes. Rows run over each
+//! kind of link (`common::Link`): one wire segment per packet, wire packets cut and
+//! merged in software (`+soft-gso`), and super-segments on the link (`+super`).
 //! Run with `cargo bench -p mptcp-proto --bench tcp_throughput`.
 
 mod common;
 
 use std::time::Instant as WallClock;
 
-use common::{Counting, alloc_snapshot, bench_bytes, bench_pacing, thread_cpu_seconds};
+use common::{
+    Counting, Link, alloc_snapshot, bench_bytes, bench_pacing, carry, thread_cpu_seconds,
+};
+use mptcp_proto::wire::gro::Coalescer;
 
 use mptcp_proto::endpoint::{Endpoint, EndpointConfig, Event};
 use mptcp_proto::tcp::TcpEvent;
@@ -34,10 +37,10 @@ struct Outcome {
     allocations: u64,
 }
 
-fn transfer(mss: u16, super_segments: bool, total: u64) -> Outcome {
+fn transfer(mss: u16, link: Link, total: u64) -> Outcome {
     let mut config = EndpointConfig::default();
     config.tcp.mss = mss;
-    config.tcp.max_segment_payload = super_segments.then_some(65_000);
+    link.configure(&mut config);
     config.tcp.send_buffer = 4 << 20;
     config.tcp.recv_buffer = 4 << 20;
     config.tcp.pacing = bench_pacing();
@@ -58,6 +61,8 @@ fn transfer(mss: u16, super_segments: bool, total: u64) -> Outcome {
     let chunk = vec![0x5au8; 256 * 1024];
     let mut read_buf = vec![0u8; 256 * 1024];
     let mut packet = vec![0u8; 65_536];
+    let mut piece = vec![0u8; 65_536];
+    let mut gro = Coalescer::new();
     let (mut written, mut received, mut segments) = (0u64, 0u64, 0u64);
     let mut accepted = None;
     // Set when the steady state begins: (received, segments, cpu, wall, allocations).
@@ -76,12 +81,17 @@ fn transfer(mss: u16, super_segments: bool, total: u64) -> Outcome {
             let want = (total - written).min(chunk.len() as u64) as usize;
             written += client.write(conn, &chunk[..want]).unwrap_or(0) as u64;
         }
-        let mut moved = false;
-        while let Some(len) = client.poll_transmit(now, &mut packet) {
-            let _ = server.handle_packet(now, &packet[..len]);
-            segments += 1;
-            moved = true;
-        }
+        let sent = carry(
+            now,
+            link,
+            &mut client,
+            &mut server,
+            &mut packet,
+            &mut piece,
+            &mut gro,
+        );
+        segments += sent;
+        let mut moved = sent > 0;
         while let Some(event) = server.poll_event() {
             if let Event::Incoming(l) = event {
                 accepted = server.accept(l);
@@ -95,10 +105,15 @@ fn transfer(mss: u16, super_segments: bool, total: u64) -> Outcome {
                 received += n as u64;
             }
         }
-        while let Some(len) = server.poll_transmit(now, &mut packet) {
-            let _ = client.handle_packet(now, &packet[..len]);
-            moved = true;
-        }
+        moved |= carry(
+            now,
+            link,
+            &mut server,
+            &mut client,
+            &mut packet,
+            &mut piece,
+            &mut gro,
+        ) > 0;
         while let Some(event) = client.poll_event() {
             if let Event::Connection(_, TcpEvent::Reset | TcpEvent::TimedOut) = event {
                 panic!("the benchmark connection failed");
@@ -140,28 +155,25 @@ fn main() {
         }
     );
     println!(
-        "{:<9} {:>13} {:>12} {:>14} {:>11} {:>12}",
-        "MTU", "Gbit/s/core", "wall Gbit/s", "segments/s", "ns/segment", "allocs/seg"
+        "{:<14} {:>13} {:>12} {:>14} {:>11} {:>12}",
+        "MTU", "Gbit/s/core", "wall Gbit/s", "packets/s", "ns/packet", "allocs/pkt"
     );
-    for (mtu, mss, super_segments) in [
-        (1500, 1460u16, false),
-        (9000, 8960, false),
-        (1500, 1460, true),
-        (9000, 8960, true),
-    ] {
-        let o = transfer(mss, super_segments, total.max(2 * WARMUP));
-        let gbps = o.bytes as f64 * 8.0 / o.cpu_seconds / 1e9;
-        let wall_gbps = o.bytes as f64 * 8.0 / o.wall_seconds / 1e9;
-        let sps = o.segments as f64 / o.cpu_seconds;
-        let mtu = format!("{mtu}{}", if super_segments { "+gso" } else { "" });
-        println!(
-            "{:<9} {:>13.2} {:>12.2} {:>14.0} {:>11.0} {:>12.4}",
-            mtu,
-            gbps,
-            wall_gbps,
-            sps,
-            1e9 / sps,
-            o.allocations as f64 / o.segments as f64
-        );
+    for link in Link::ALL {
+        for (mtu, mss) in [(1500, 1460u16), (9000, 8960)] {
+            let o = transfer(mss, link, total.max(2 * WARMUP));
+            let gbps = o.bytes as f64 * 8.0 / o.cpu_seconds / 1e9;
+            let wall_gbps = o.bytes as f64 * 8.0 / o.wall_seconds / 1e9;
+            let sps = o.segments as f64 / o.cpu_seconds;
+            let mtu = format!("{mtu}{}", link.suffix());
+            println!(
+                "{:<14} {:>13.2} {:>12.2} {:>14.0} {:>11.0} {:>12.4}",
+                mtu,
+                gbps,
+                wall_gbps,
+                sps,
+                1e9 / sps,
+                o.allocations as f64 / o.segments as f64
+            );
+        }
     }
 }

@@ -4,6 +4,11 @@
 #![allow(dead_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
+
+use mptcp_proto::endpoint::{Endpoint, EndpointConfig};
+use mptcp_proto::time::Instant;
+use mptcp_proto::wire::gro::Coalescer;
+use mptcp_proto::wire::gso::Segmenter;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The system allocator with counters. Each bench binary installs it with
@@ -90,4 +95,101 @@ pub fn bench_bytes(default: u64) -> u64 {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(default)
+}
+
+/// How a bench's in-memory link carries segments.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// One wire-sized segment per packet: every segment pays the whole per-segment
+    /// path of both endpoints.
+    Wire,
+    /// Wire-sized packets, made and merged in software as the kernel does without
+    /// hardware offload: the sender emits super-segments (`max_segment_payload`) with
+    /// partial checksums, `wire::gso::Segmenter` cuts them into wire packets (headers
+    /// copied, checksums computed per packet), and `wire::gro::Coalescer` verifies each
+    /// packet's checksums and merges runs back before the receiver sees them.
+    SoftGso,
+    /// The super-segments themselves, as between the TUN runtime and a kernel doing
+    /// TSO and GRO (checksums still computed and verified over every byte).
+    Super,
+}
+
+impl Link {
+    pub const ALL: [Link; 3] = [Link::Wire, Link::SoftGso, Link::Super];
+
+    /// Names a row's link in `BENCH_ONLY` and in the tables.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Link::Wire => "",
+            Link::SoftGso => "+soft-gso",
+            Link::Super => "+super",
+        }
+    }
+}
+
+impl Link {
+    /// The heading of a table of rows over this link.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Link::Wire => "wire: one wire segment per packet",
+            Link::SoftGso => {
+                "soft-gso: wire packets on the link, cut and merged in software (GSO/GRO)"
+            }
+            Link::Super => {
+                "super: super-segments on the link (hardware TSO/GRO, as the TUN runtime with offload)"
+            }
+        }
+    }
+
+    /// `max_segment_payload` and `checksum_offload` for endpoints on this link.
+    pub fn configure(self, config: &mut EndpointConfig) {
+        config.tcp.max_segment_payload = (self != Link::Wire).then_some(SUPER_SEGMENT);
+        if let Some(mptcp) = config.mptcp.as_mut() {
+            mptcp.tcp.max_segment_payload = config.tcp.max_segment_payload;
+        }
+        // The software segmenter computes each wire packet's checksum.
+        config.checksum_offload = self == Link::SoftGso;
+    }
+}
+
+/// Payload of one super-segment (the TUN runtime's bound too: headers and payload fit
+/// a 64 KiB IP packet).
+pub const SUPER_SEGMENT: usize = 65_000;
+
+/// Moves every packet `from` has to `to` over the link; returns the packets the link
+/// carried.
+pub fn carry(
+    now: Instant,
+    link: Link,
+    from: &mut Endpoint,
+    to: &mut Endpoint,
+    packet: &mut [u8],
+    piece: &mut [u8],
+    gro: &mut Coalescer,
+) -> u64 {
+    let mut carried = 0;
+    let mut deliver = |p: &[u8], trusted: bool| {
+        let _ = if trusted {
+            to.handle_packet_trusted(now, p)
+        } else {
+            to.handle_packet(now, p)
+        };
+    };
+    while let Some(sent) = from.poll_transmit_gso(now, packet) {
+        let emitted = &packet[..sent.len];
+        if link != Link::SoftGso {
+            deliver(emitted, false);
+            carried += 1;
+            continue;
+        }
+        let size = sent.gso_size.unwrap_or(u16::MAX);
+        let mut segmenter =
+            Segmenter::new(emitted, size).expect("the endpoint emits valid packets");
+        while let Some(len) = segmenter.next_into(piece) {
+            gro.push(&piece[..len], &mut deliver);
+            carried += 1;
+        }
+    }
+    gro.flush(&mut deliver);
+    carried
 }
