@@ -303,19 +303,7 @@ fn set_psh(packet: &mut [u8], ip_header_len: usize) {
 mod tests {
     use super::*;
     use crate::wire::IpTcpRepr;
-    use crate::wire::gso::Segmenter;
-    use crate::wire::gso::test_packets::{segment, v4, v6};
-
-    /// Cuts `packet` into wire pieces of `size` payload bytes.
-    fn cut(packet: &[u8], size: u16) -> Vec<Vec<u8>> {
-        let mut segmenter = Segmenter::new(packet, size).expect("segmentable");
-        let mut buf = vec![0u8; segmenter.max_piece_len()];
-        let mut out = Vec::new();
-        while let Some(len) = segmenter.next_into(&mut buf) {
-            out.push(buf[..len].to_vec());
-        }
-        out
-    }
+    use crate::wire::gso::test_packets::{cut, segment, v4, v6};
 
     fn coalesce(packets: &[Vec<u8>]) -> Vec<(Vec<u8>, bool)> {
         let mut gro = Coalescer::new();

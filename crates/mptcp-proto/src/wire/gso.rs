@@ -245,17 +245,10 @@ pub(crate) mod test_packets {
     pub(crate) fn v6_data_packet(len: usize) -> Vec<u8> {
         segment(v6(), 1000, len, TcpFlags::ACK.union(TcpFlags::PSH))
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::test_packets::{data_packet, v6_data_packet};
-    use super::*;
-    use crate::wire::IpTcpRepr;
-    use crate::wire::ipv4::IPV4_HEADER_LEN;
-
-    fn pieces(packet: &[u8], size: u16) -> Vec<Vec<u8>> {
-        let mut segmenter = Segmenter::new(packet, size).expect("segmentable");
+    /// Every piece [`super::Segmenter`] cuts `packet` into at `size` payload bytes.
+    pub(crate) fn cut(packet: &[u8], size: u16) -> Vec<Vec<u8>> {
+        let mut segmenter = super::Segmenter::new(packet, size).expect("segmentable");
         let mut buf = vec![0u8; segmenter.max_piece_len()];
         let mut out = Vec::new();
         while let Some(len) = segmenter.next_into(&mut buf) {
@@ -263,6 +256,14 @@ mod tests {
         }
         out
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_packets::{cut as pieces, data_packet, v6_data_packet};
+    use super::*;
+    use crate::wire::IpTcpRepr;
+    use crate::wire::ipv4::IPV4_HEADER_LEN;
 
     #[test]
     fn pieces_carry_the_payload_in_order_with_valid_checksums() {
