@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use mptcp_proto::cc::CcAlgorithm;
-use mptcp_proto::endpoint::{EndpointStats, Shard};
+use mptcp_proto::endpoint::{EndpointStats, Shard, SynCookies};
 use mptcp_proto::mptcp::MptcpConfig;
 use mptcp_proto::pm::PathPolicy;
 use mptcp_proto::sched::SchedulerKind;
@@ -49,6 +49,7 @@ pub struct StackBuilder {
     pcap_path: Option<PathBuf>,
     tcp: TcpConfig,
     listen_backlog: usize,
+    syn_cookies: SynCookies,
     linger: Duration,
     /// MPTCP settings; `None` makes the stack plain TCP.
     mptcp: Option<MptcpConfig>,
@@ -78,6 +79,7 @@ impl Default for StackBuilder {
                 ..TcpConfig::default()
             },
             listen_backlog: 128,
+            syn_cookies: SynCookies::default(),
             linger: Duration::from_secs(10),
             mptcp: Some(MptcpConfig {
                 // As the TCP buffers above: the connection-level buffers bound the
@@ -251,6 +253,14 @@ impl StackBuilder {
         self
     }
 
+    /// When listeners answer SYNs with SYN cookies (default: when a listener's
+    /// backlog is full, as Linux's `tcp_syncookies = 1`). MPTCP connections accepted
+    /// through a cookie stay MPTCP, with any number of workers.
+    pub fn syn_cookies(mut self, when: SynCookies) -> Self {
+        self.syn_cookies = when;
+        self
+    }
+
     /// How long dropping the last [`Stack`] handle waits for closed connections to
     /// deliver their remaining data and FIN (default 10 s).
     pub fn linger(mut self, linger: Duration) -> Self {
@@ -321,6 +331,7 @@ impl StackBuilder {
                     tcp: tcp.clone(),
                     local_addrs: self.device.addresses.clone(),
                     listen_backlog: self.listen_backlog,
+                    syn_cookies: self.syn_cookies,
                     mptcp: mptcp.clone(),
                     checksum_offload: offload,
                     // u16: n is at most MAX_WORKERS.
