@@ -12,7 +12,7 @@ use mptcp_proto::SeqNum;
 use mptcp_proto::crypto::MptcpKey;
 use mptcp_proto::endpoint::{
     ConnHandle, DropReason, Endpoint, EndpointConfig, Event, ListenerHandle, SYN_COOKIE_PERIOD,
-    Shard, SynCookies,
+    Shard, SteerKey, SynCookies,
 };
 use mptcp_proto::mptcp::{ConnMode, MptcpConfig};
 use mptcp_proto::tcp::TcpEvent;
@@ -310,7 +310,7 @@ fn an_mptcp_connection_opened_during_a_flood_negotiates_options_moves_data_and_j
 #[test]
 fn a_sharded_server_keeps_cookie_connections_mptcp_with_tokens_it_owns() {
     for index in 0..3 {
-        let shard = Shard::new(index, 3).expect("valid");
+        let shard = Shard::new(index, 3, SteerKey([5; 16])).expect("valid");
         let client_config = EndpointConfig {
             mptcp: Some(mptcp_config(false)),
             ..EndpointConfig::default()

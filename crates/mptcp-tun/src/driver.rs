@@ -308,7 +308,7 @@ fn handle(
     if let Some(workers) = workers
         && let Some(s) = steer::parse(packet)
         && s.join_token.is_some()
-        && Shard::of_tuple(s.local, s.remote, workers.steering.shard.count()) != workers.me()
+        && workers.steering.shard.tuple_owner(s.local, s.remote) != workers.me()
         && workers.steering.joins.get(s.local, s.remote).is_none()
     {
         workers

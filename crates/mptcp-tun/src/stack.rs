@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use mptcp_proto::cc::CcAlgorithm;
-use mptcp_proto::endpoint::{EndpointStats, Shard, SynCookies};
+use mptcp_proto::endpoint::{EndpointStats, Shard, SteerKey, SynCookies};
 use mptcp_proto::mptcp::MptcpConfig;
 use mptcp_proto::pm::PathPolicy;
 use mptcp_proto::sched::SchedulerKind;
@@ -320,6 +320,11 @@ impl StackBuilder {
             config
         });
         let clock = Clock::new();
+        // Keys the tuple hash, so that peers cannot aim their connections at one
+        // worker.
+        let mut steer_key = SteerKey::default();
+        getrandom::fill(&mut steer_key.0)
+            .map_err(|e| io::Error::other(format!("no OS randomness for the steering key: {e}")))?;
         let mut shards = Vec::with_capacity(n);
         for i in 0..n {
             let mut secret = [0u8; 32];
@@ -335,7 +340,7 @@ impl StackBuilder {
                     mptcp: mptcp.clone(),
                     checksum_offload: offload,
                     // u16: n is at most MAX_WORKERS.
-                    shard: Shard::new(i as u16, n as u16).filter(|_| n > 1),
+                    shard: Shard::new(i as u16, n as u16, steer_key).filter(|_| n > 1),
                     ..EngineConfig::default()
                 },
                 secret,
@@ -355,7 +360,7 @@ impl StackBuilder {
         for (i, device) in queues.into_iter().enumerate() {
             let inbox = receivers.remove(0);
             // Shard::new only fails for i >= n, which the loop rules out.
-            let shard = Shard::new(i as u16, n as u16).filter(|_| n > 1);
+            let shard = Shard::new(i as u16, n as u16, steer_key).filter(|_| n > 1);
             let workers = shard.map(|shard| Workers {
                 steering: Steering {
                     shard,
@@ -397,6 +402,7 @@ impl StackBuilder {
                         addresses: self.device.addresses,
                         offload,
                         next_worker: AtomicUsize::new(0),
+                        steer_key,
                     });
                     return Err(e);
                 }
@@ -410,6 +416,7 @@ impl StackBuilder {
                 addresses: self.device.addresses,
                 offload,
                 next_worker: AtomicUsize::new(0),
+                steer_key,
             }),
         })
     }
@@ -437,6 +444,8 @@ pub(crate) struct StackInner {
     offload: bool,
     /// Round robin over the workers for connections with an ephemeral port.
     next_worker: AtomicUsize,
+    /// The tuple hash key every worker steers with.
+    steer_key: SteerKey,
 }
 
 impl Drop for StackInner {
@@ -572,7 +581,12 @@ impl Stack {
         if n == 1 {
             0
         } else if local.port() != 0 {
-            usize::from(Shard::of_tuple(local, remote, n as u16))
+            usize::from(Shard::of_tuple(
+                &self.inner.steer_key,
+                local,
+                remote,
+                n as u16,
+            ))
         } else {
             self.inner.next_worker.fetch_add(1, Ordering::Relaxed) % n
         }

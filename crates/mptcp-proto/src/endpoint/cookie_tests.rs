@@ -2,7 +2,7 @@
 //! collision). End-to-end behaviour is in `tests/endpoint_syncookies.rs`.
 
 use super::*;
-use crate::endpoint::{EndpointConfig, SynCookies};
+use crate::endpoint::{EndpointConfig, SteerKey, SynCookies};
 use crate::mptcp::MptcpConfig;
 use crate::wire::{IpRepr, Ipv4Repr};
 
@@ -156,7 +156,7 @@ fn a_shard_derives_a_key_whose_token_it_owns_and_finds_it_again() {
         for isn in 0..64u32 {
             let unsharded = jar.mptcp_key(&tuple(), SeqNum(isn), SeqNum(9), None);
             for index in 0..count {
-                let shard = Shard::new(index, count).expect("valid");
+                let shard = Shard::new(index, count, SteerKey([5; 16])).expect("valid");
                 let key = jar
                     .mptcp_key(&tuple(), SeqNum(isn), SeqNum(9), Some(shard))
                     .expect("one of 64 candidates is owned");
