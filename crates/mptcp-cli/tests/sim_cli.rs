@@ -122,6 +122,7 @@ fn sim_run_prints_the_summary_table() {
         "stall ms",
         "reinjected",
         "share",
+        "state",
         "srtt ms",
         "min ms",
         "flow0/sf0",
@@ -131,6 +132,58 @@ fn sim_run_prints_the_summary_table() {
     ] {
         assert!(text.contains(needle), "{needle:?} missing:\n{text}");
     }
+}
+
+/// The demo's subflow table lists closed subflows too (so per-path totals are
+/// complete) and says so: every row has a state, and the join tried during the
+/// Wi-Fi outage, which never came up, is `failed` with no bytes rather than an
+/// unexplained row of zeros.
+#[test]
+fn demo_subflow_table_says_which_subflows_are_closed_or_never_came_up() {
+    let out = mptcp(&["demo"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let header = text
+        .lines()
+        .find(|l| l.starts_with("subflow "))
+        .unwrap_or_else(|| panic!("no subflow table:\n{text}"));
+    let cols: Vec<&str> = header.split_whitespace().collect();
+    assert_eq!(
+        cols[..6],
+        ["subflow", "path", "(sender's", "view)", "state", "bytes"]
+    );
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .filter(|l| l.starts_with("flow0/sf"))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert!(rows.len() >= 2, "{text}");
+    // Columns: name, local, "->", remote, state, bytes, ...
+    for row in &rows {
+        let (state, bytes) = (row[4], row[5].parse::<u64>().expect("bytes"));
+        assert!(
+            ["up", "stale", "joining", "closed", "failed"].contains(&state),
+            "{row:?}"
+        );
+        if state == "failed" {
+            assert_eq!(
+                bytes, 0,
+                "a subflow that never came up carried nothing: {row:?}"
+            );
+        }
+    }
+    assert!(
+        rows.iter().any(|r| r[4] == "failed"),
+        "the demo's unanswered join shows as failed:\n{text}"
+    );
+    // The JSON summary names the same states.
+    let v = json(&["sim", "run", "demo", "--json"]);
+    let states: Vec<&str> = subflows(&v["connections"][0])
+        .iter()
+        .map(|s| s["state"].as_str().expect("state"))
+        .collect();
+    let table: Vec<&str> = rows.iter().map(|r| r[4]).collect();
+    assert_eq!(states, table);
 }
 
 #[test]

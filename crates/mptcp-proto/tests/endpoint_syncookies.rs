@@ -12,7 +12,7 @@ use mptcp_proto::SeqNum;
 use mptcp_proto::crypto::MptcpKey;
 use mptcp_proto::endpoint::{
     ConnHandle, DropReason, Endpoint, EndpointConfig, Event, ListenerHandle, SYN_COOKIE_PERIOD,
-    SynCookies,
+    Shard, SteerKey, SynCookies,
 };
 use mptcp_proto::mptcp::{ConnMode, MptcpConfig};
 use mptcp_proto::tcp::TcpEvent;
@@ -302,6 +302,75 @@ fn an_mptcp_connection_opened_during_a_flood_negotiates_options_moves_data_and_j
             .len(),
         2
     );
+}
+
+/// A server that is one shard of several derives its cookie keys so that their
+/// tokens are its own (MP_JOINs are steered by token): every connection through a
+/// cookie stays MPTCP and takes a join, whichever shard the server is.
+#[test]
+fn a_sharded_server_keeps_cookie_connections_mptcp_with_tokens_it_owns() {
+    for index in 0..3 {
+        let shard = Shard::new(index, 3, SteerKey([5; 16])).expect("valid");
+        let client_config = EndpointConfig {
+            mptcp: Some(mptcp_config(false)),
+            ..EndpointConfig::default()
+        };
+        let server_config = EndpointConfig {
+            shard: Some(shard),
+            ..server_config(SynCookies::Always)
+        };
+        let mut pair = Pair::new(client_config, server_config);
+        let listener = pair.server.listen(addr(SERVER)).expect("free");
+        for i in 0..6u64 {
+            let now = pair.now;
+            let client = pair
+                .client
+                .connect_mptcp(
+                    now,
+                    addr("10.0.0.1:0"),
+                    addr(SERVER),
+                    &["10.0.1.1".parse().expect("ip")],
+                )
+                .expect("connect");
+            let mut server: Option<ConnHandle> = None;
+            assert!(pair.run_until(Duration::from_secs(5), |p| {
+                server = server.or_else(|| p.server.accept(listener));
+                server.is_some()
+            }));
+            let server = server.expect("accepted");
+            // A byte each way makes MPTCP fully established, which the join waits for.
+            let (mut up, mut down) = (
+                common::Stream::new(Side::Client, client, vec![1]),
+                common::Stream::new(Side::Server, server, vec![2]),
+            );
+            up.close_when_written = false;
+            down.close_when_written = false;
+            let joined = pair.run_until(Duration::from_secs(10), |p| {
+                up.pump(p);
+                down.pump(p);
+                let established = |e: &Endpoint, h| {
+                    e.mptcp_stats(h).map_or(0, |st| {
+                        st.subflows.iter().filter(|sf| sf.established).count()
+                    })
+                };
+                established(&p.server, server) == 2 && established(&p.client, client) == 2
+            });
+            let s = pair.server.mptcp(server).expect("MPTCP, not a fallback");
+            assert_eq!(s.stats().mode, ConnMode::Mptcp, "{shard:?}, connection {i}");
+            assert!(
+                shard.owns_token(s.local_token()),
+                "{shard:?}: token {:?}",
+                s.local_token()
+            );
+            assert!(
+                joined,
+                "{shard:?}, connection {i}: the join did not complete"
+            );
+        }
+        let stats = pair.server.stats();
+        assert_eq!(stats.syn_cookies_accepted, 6, "{shard:?}");
+        assert_eq!(stats.syn_cookie_token_fallbacks, 0, "{shard:?}");
+    }
 }
 
 #[test]

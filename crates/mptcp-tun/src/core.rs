@@ -66,9 +66,34 @@ struct ConnSlot {
     readers: Wakers,
     /// Writers and `connect` waiters.
     writers: Wakers,
+    /// Free send buffer space at which blocked writers are woken, and buffered
+    /// received bytes from which a read wakes the loop (see [`Core::thresholds`]).
+    thresholds: Thresholds,
     /// Multipath events for the application: sent to the subscriber, or kept (up to
     /// [`EVENT_BACKLOG`]) until one subscribes.
     events: EventSink,
+}
+
+/// A receive window this open never holds a sender up (sender-side silly window
+/// avoidance waits for a full segment, 64 KiB with offload).
+const AMPLE_WINDOW: usize = 128 * 1024;
+
+/// See [`Core::thresholds`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Thresholds {
+    /// Free send buffer bytes.
+    wake_writers: usize,
+    /// Buffered received bytes before a read.
+    window_update: usize,
+}
+
+impl Thresholds {
+    fn for_buffers(send: usize, recv: usize) -> Thresholds {
+        Thresholds {
+            wake_writers: send / 3,
+            window_update: recv.saturating_sub((recv / 2).max(AMPLE_WINDOW)),
+        }
+    }
 }
 
 /// Events kept for a connection nobody subscribed to yet; older ones are dropped.
@@ -212,8 +237,11 @@ impl Shared {
             .engine
             .addresses(h)
             .map_or((local, remote), |t| (t.local, t.remote));
-        core.conns
-            .insert(h, ConnSlot::new(Phase::Connecting, local, remote));
+        let thresholds = core.thresholds(h);
+        core.conns.insert(
+            h,
+            ConnSlot::new(Phase::Connecting, local, remote, thresholds),
+        );
         drop(core);
         self.notifier.notify();
         Ok(h)
@@ -256,12 +284,16 @@ impl Shared {
         if slot.read_shut {
             return Poll::Ready(Ok(0));
         }
+        let buffered = core.engine.readable(h).unwrap_or(0);
         // A connection that is closed and read dry is gone from the endpoint: nothing
         // more to read.
         let n = core.engine.read(h, buf).unwrap_or(0);
         if n > 0 {
-            // Reading opened the receive window: the loop may owe the peer an update.
-            self.notifier.notify();
+            if buffered >= slot.thresholds.window_update {
+                // Reading opened a window that was half closed or more: the loop may
+                // owe the peer an update.
+                self.notifier.notify();
+            }
             return Poll::Ready(Ok(n));
         }
         match slot.phase {
@@ -457,8 +489,9 @@ impl Shared {
         let core = &mut *core;
         if let Some(h) = core.engine.accept(l) {
             let t = core.engine.addresses(h).map_err(io_error)?;
+            let thresholds = core.thresholds(h);
             core.conns
-                .insert(h, ConnSlot::new(Phase::Open, t.local, t.remote));
+                .insert(h, ConnSlot::new(Phase::Open, t.local, t.remote, thresholds));
             if core.engine.is_mptcp(h).unwrap_or(false) {
                 let now = self.clock.now();
                 for &addr in &core.announce {
@@ -509,6 +542,17 @@ impl Core {
                 }
                 EngineEvent::Connection(h, ev) => {
                     if let Some(slot) = self.conns.get_mut(&h) {
+                        if ev == TcpEvent::Writable
+                            && !slot.writers.0.is_empty()
+                            && self
+                                .engine
+                                .send_capacity(h)
+                                .is_ok_and(|free| free < slot.thresholds.wake_writers)
+                        {
+                            // Too little room yet: every later ACK that frees more
+                            // reports Writable again, and a failure wakes everyone.
+                            continue;
+                        }
                         slot.on_event(h, ev, wake);
                     } else if self.lingering.contains(&h) {
                         match ev {
@@ -555,6 +599,29 @@ impl Core {
         }
     }
 
+    /// When application calls wake the other side, from the connection's buffer
+    /// sizes. Each wake-up costs a futex or eventfd call, a context switch and a
+    /// turn on the lock the other side needs; with many connections per worker they
+    /// add up, so they are saved where nothing waits on them:
+    ///
+    /// - a writer blocked on a full send buffer is woken once a third of it is free
+    ///   (as Linux's `sk_stream_write_space`: free space at least half of what is
+    ///   queued), not on every ACK, while the two thirds still queued keep the
+    ///   connection busy;
+    /// - a read wakes the event loop for a window update only if less than half the
+    ///   receive buffer (and less than [`AMPLE_WINDOW`]) was free: with more open the
+    ///   peer is not held up, and the next ACK carries the larger window anyway
+    ///   (Linux's `tcp_cleanup_rbuf` similarly sends an update only once the window
+    ///   can grow substantially). Small buffers notify on every read.
+    fn thresholds(&self, h: ConnHandle) -> Thresholds {
+        let config = self.engine.config();
+        let (send, recv) = match (&config.mptcp, self.engine.is_mptcp(h)) {
+            (Some(mptcp), Ok(true)) => (mptcp.send_buffer, mptcp.recv_buffer),
+            _ => (config.tcp.send_buffer, config.tcp.recv_buffer),
+        };
+        Thresholds::for_buffers(send, recv)
+    }
+
     /// `local` must be one of the stack's addresses (the endpoint has no routing
     /// table and would send from anything).
     fn check_local(&self, local: SocketAddr) -> io::Result<()> {
@@ -586,8 +653,14 @@ impl Core {
 }
 
 impl ConnSlot {
-    fn new(phase: Phase, local: SocketAddr, remote: SocketAddr) -> ConnSlot {
+    fn new(
+        phase: Phase,
+        local: SocketAddr,
+        remote: SocketAddr,
+        thresholds: Thresholds,
+    ) -> ConnSlot {
         ConnSlot {
+            thresholds,
             phase,
             peer_closed: false,
             read_shut: false,
@@ -673,4 +746,138 @@ fn gone() -> io::Error {
         io::ErrorKind::NotConnected,
         "the connection is no longer known to the stack",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+
+    use mptcp_proto::tcp::TcpConfig;
+    use mptcp_proto::{Duration, Instant};
+
+    use crate::engine::EngineConfig;
+
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Packets `from` has to send, in order.
+    fn drain(from: &mut Engine, now: Instant) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 2048];
+        while let Some(n) = from.poll_transmit(now, &mut buf) {
+            out.push(buf[..n].to_vec());
+        }
+        out
+    }
+
+    fn deliver(to: &mut Engine, now: Instant, packets: &[Vec<u8>]) {
+        for p in packets {
+            // Every packet here is well formed; drops would show in the assertions.
+            let _ = to.handle_packet(now, p);
+        }
+    }
+
+    #[test]
+    fn reads_wake_the_loop_only_when_the_window_was_half_closed_or_small() {
+        // The runtime's 4 MiB buffers: a read notifies once 2 MiB were buffered.
+        let big = Thresholds::for_buffers(4 << 20, 4 << 20);
+        assert_eq!(big.window_update, 2 << 20);
+        assert_eq!(big.wake_writers, (4 << 20) / 3);
+        // 192 KiB: at least AMPLE_WINDOW must stay open.
+        assert_eq!(
+            Thresholds::for_buffers(1, 192 << 10).window_update,
+            64 << 10
+        );
+        // Small buffers notify on every read, as before.
+        assert_eq!(Thresholds::for_buffers(1, 128 << 10).window_update, 0);
+        assert_eq!(Thresholds::for_buffers(1, 1000).window_update, 0);
+    }
+
+    #[test]
+    fn a_blocked_writer_wakes_once_a_third_of_the_send_buffer_is_free() {
+        const BUFFER: usize = 48 * 1024;
+        let tcp = TcpConfig {
+            send_buffer: BUFFER,
+            recv_buffer: 1 << 20,
+            ..TcpConfig::default()
+        };
+        let config = EngineConfig {
+            tcp,
+            ..EngineConfig::default()
+        };
+        let client = Shared::new(
+            Engine::new(
+                EngineConfig {
+                    local_addrs: vec!["10.0.0.1".parse().expect("literal")],
+                    ..config.clone()
+                },
+                [1; 32],
+            ),
+            Notifier::new().expect("eventfd"),
+            Clock::new(),
+            Vec::new(),
+        );
+        let mut server = Engine::new(config, [2; 32]);
+        let at: SocketAddr = "10.0.0.2:80".parse().expect("literal");
+        server.listen(at).expect("listen");
+        let h = client
+            .connect("10.0.0.1:0".parse().expect("literal"), at, &[])
+            .expect("connect");
+        let mut now = client.clock.now();
+        let mut wake = Vec::new();
+        // Handshake.
+        for _ in 0..3 {
+            let out = drain(&mut client.lock().engine, now);
+            deliver(&mut server, now, &out);
+            let back = drain(&mut server, now);
+            deliver(&mut client.lock().engine, now, &back);
+        }
+        client.lock().dispatch_events(&mut wake);
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(Arc::clone(&count));
+        let data = vec![7u8; 4096];
+        while let Poll::Ready(r) = client.poll_write(h, &data, &waker) {
+            r.expect("write");
+        }
+        // The buffer is full; the first segment's ACK frees less than a third of it.
+        let out = drain(&mut client.lock().engine, now);
+        assert!(out.len() > 3, "{} segments", out.len());
+        deliver(&mut server, now, &out[..1]);
+        now += Duration::from_millis(500);
+        server.handle_timeout(now);
+        let ack = drain(&mut server, now);
+        assert!(!ack.is_empty(), "the server ACKs the first segment");
+        deliver(&mut client.lock().engine, now, &ack);
+        client.lock().dispatch_events(&mut wake);
+        assert!(wake.is_empty(), "woken with little room");
+        assert!(client.lock().engine.send_capacity(h).expect("open") < BUFFER / 3);
+        // The rest flows and is acknowledged: the writer is woken once, when a third
+        // is free.
+        deliver(&mut server, now, &out[1..]);
+        for _ in 0..50 {
+            now += Duration::from_millis(200);
+            server.handle_timeout(now);
+            let acks = drain(&mut server, now);
+            let mut core = client.lock();
+            deliver(&mut core.engine, now, &acks);
+            core.dispatch_events(&mut wake);
+            if !wake.is_empty() {
+                assert!(core.engine.send_capacity(h).expect("open") >= BUFFER / 3);
+                break;
+            }
+            let out = drain(&mut core.engine, now);
+            drop(core);
+            deliver(&mut server, now, &out);
+        }
+        assert_eq!(wake.len(), 1, "the writer is woken");
+        wake.drain(..).for_each(Waker::wake);
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+    }
 }

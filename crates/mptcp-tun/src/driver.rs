@@ -27,8 +27,6 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::task::Waker;
 use std::time::{Duration, Instant as StdInstant};
 
-use mptcp_proto::endpoint::Shard;
-
 use crate::core::Shared;
 use crate::device::TunDevice;
 use crate::notify::wait_readable;
@@ -212,7 +210,6 @@ impl Driver {
                 };
                 (n_tx, core.engine.poll_timeout(), finished)
             };
-            wake.drain(..).for_each(Waker::wake);
 
             for i in 0..n_tx {
                 let (head, packet) = tx[i][..headroom + tx_len[i]].split_at_mut(headroom);
@@ -231,6 +228,9 @@ impl Driver {
                     tracing::debug!(tx_dropped, "TUN queue full: packet dropped");
                 }
             }
+            // After the writes: a woken thread often preempts the one that woke it,
+            // and the batch's packets should not wait for the application's turn.
+            wake.drain(..).for_each(Waker::wake);
 
             if finished && n_tx == 0 {
                 return Ok(());
@@ -308,7 +308,7 @@ fn handle(
     if let Some(workers) = workers
         && let Some(s) = steer::parse(packet)
         && s.join_token.is_some()
-        && Shard::of_tuple(s.local, s.remote, workers.steering.shard.count()) != workers.me()
+        && workers.steering.shard.tuple_owner(s.local, s.remote) != workers.me()
         && workers.steering.joins.get(s.local, s.remote).is_none()
     {
         workers

@@ -26,7 +26,7 @@ pub use blocking::{MptcpListener, MptcpStream};
 pub use stack::{MAX_WORKERS, Stack, StackBuilder};
 pub use tokio_io::{AsyncMptcpListener, AsyncMptcpStream};
 
-pub use mptcp_proto::endpoint::{DropReason, EndpointStats};
+pub use mptcp_proto::endpoint::{DropReason, EndpointStats, SynCookies};
 pub use mptcp_proto::mptcp::{
     CloseReason, ConnMode, ConnStats, FallbackReason, MptcpConfig, MptcpEvent, SubflowDownReason,
     SubflowId, SubflowStats,

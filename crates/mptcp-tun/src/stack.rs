@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use mptcp_proto::cc::CcAlgorithm;
-use mptcp_proto::endpoint::{EndpointStats, Shard};
+use mptcp_proto::endpoint::{EndpointStats, Shard, SteerKey, SynCookies};
 use mptcp_proto::mptcp::MptcpConfig;
 use mptcp_proto::pm::PathPolicy;
 use mptcp_proto::sched::SchedulerKind;
@@ -49,6 +49,7 @@ pub struct StackBuilder {
     pcap_path: Option<PathBuf>,
     tcp: TcpConfig,
     listen_backlog: usize,
+    syn_cookies: SynCookies,
     linger: Duration,
     /// MPTCP settings; `None` makes the stack plain TCP.
     mptcp: Option<MptcpConfig>,
@@ -78,6 +79,7 @@ impl Default for StackBuilder {
                 ..TcpConfig::default()
             },
             listen_backlog: 128,
+            syn_cookies: SynCookies::default(),
             linger: Duration::from_secs(10),
             mptcp: Some(MptcpConfig {
                 // As the TCP buffers above: the connection-level buffers bound the
@@ -251,6 +253,14 @@ impl StackBuilder {
         self
     }
 
+    /// When listeners answer SYNs with SYN cookies (default: when a listener's
+    /// backlog is full, as Linux's `tcp_syncookies = 1`). MPTCP connections accepted
+    /// through a cookie stay MPTCP, with any number of workers.
+    pub fn syn_cookies(mut self, when: SynCookies) -> Self {
+        self.syn_cookies = when;
+        self
+    }
+
     /// How long dropping the last [`Stack`] handle waits for closed connections to
     /// deliver their remaining data and FIN (default 10 s).
     pub fn linger(mut self, linger: Duration) -> Self {
@@ -310,6 +320,11 @@ impl StackBuilder {
             config
         });
         let clock = Clock::new();
+        // Keys the tuple hash, so that peers cannot aim their connections at one
+        // worker.
+        let mut steer_key = SteerKey::default();
+        getrandom::fill(&mut steer_key.0)
+            .map_err(|e| io::Error::other(format!("no OS randomness for the steering key: {e}")))?;
         let mut shards = Vec::with_capacity(n);
         for i in 0..n {
             let mut secret = [0u8; 32];
@@ -321,10 +336,11 @@ impl StackBuilder {
                     tcp: tcp.clone(),
                     local_addrs: self.device.addresses.clone(),
                     listen_backlog: self.listen_backlog,
+                    syn_cookies: self.syn_cookies,
                     mptcp: mptcp.clone(),
                     checksum_offload: offload,
                     // u16: n is at most MAX_WORKERS.
-                    shard: Shard::new(i as u16, n as u16).filter(|_| n > 1),
+                    shard: Shard::new(i as u16, n as u16, steer_key).filter(|_| n > 1),
                     ..EngineConfig::default()
                 },
                 secret,
@@ -344,7 +360,7 @@ impl StackBuilder {
         for (i, device) in queues.into_iter().enumerate() {
             let inbox = receivers.remove(0);
             // Shard::new only fails for i >= n, which the loop rules out.
-            let shard = Shard::new(i as u16, n as u16).filter(|_| n > 1);
+            let shard = Shard::new(i as u16, n as u16, steer_key).filter(|_| n > 1);
             let workers = shard.map(|shard| Workers {
                 steering: Steering {
                     shard,
@@ -386,6 +402,7 @@ impl StackBuilder {
                         addresses: self.device.addresses,
                         offload,
                         next_worker: AtomicUsize::new(0),
+                        steer_key,
                     });
                     return Err(e);
                 }
@@ -399,6 +416,7 @@ impl StackBuilder {
                 addresses: self.device.addresses,
                 offload,
                 next_worker: AtomicUsize::new(0),
+                steer_key,
             }),
         })
     }
@@ -426,6 +444,8 @@ pub(crate) struct StackInner {
     offload: bool,
     /// Round robin over the workers for connections with an ephemeral port.
     next_worker: AtomicUsize,
+    /// The tuple hash key every worker steers with.
+    steer_key: SteerKey,
 }
 
 impl Drop for StackInner {
@@ -561,7 +581,12 @@ impl Stack {
         if n == 1 {
             0
         } else if local.port() != 0 {
-            usize::from(Shard::of_tuple(local, remote, n as u16))
+            usize::from(Shard::of_tuple(
+                &self.inner.steer_key,
+                local,
+                remote,
+                n as u16,
+            ))
         } else {
             self.inner.next_worker.fetch_add(1, Ordering::Relaxed) % n
         }

@@ -16,6 +16,8 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use mptcp_proto::crypto::Token;
 use mptcp_proto::endpoint::Shard;
+#[cfg(test)]
+use mptcp_proto::endpoint::SteerKey;
 use mptcp_proto::wire::Ipv6Packet;
 use mptcp_proto::wire::ipv6::IPV6_HEADER_LEN;
 
@@ -174,7 +176,7 @@ impl Steering {
         }
         self.joins
             .get(s.local, s.remote)
-            .unwrap_or_else(|| Shard::of_tuple(s.local, s.remote, count))
+            .unwrap_or_else(|| self.shard.tuple_owner(s.local, s.remote))
     }
 }
 
@@ -278,7 +280,7 @@ mod tests {
     fn owner_is_the_token_for_join_syns_the_table_then_the_tuple() {
         let joins = Arc::new(JoinTable::default());
         let steering = Steering {
-            shard: Shard::new(0, 2).expect("valid"),
+            shard: Shard::new(0, 2, SteerKey([9; 16])).expect("valid"),
             joins: Arc::clone(&joins),
         };
         let join = parse(&v4(
@@ -293,7 +295,7 @@ mod tests {
             join_token: None,
             ..join
         };
-        let hashed = Shard::of_tuple(data.local, data.remote, 2);
+        let hashed = steering.shard.tuple_owner(data.local, data.remote);
         assert_eq!(steering.owner(&data), hashed);
         joins.insert(data.local, data.remote, 1 - hashed);
         assert_eq!(steering.owner(&data), 1 - hashed);

@@ -3,7 +3,9 @@
 //! stack of ours. Every connection carries data both ways at once, checked byte for
 //! byte, and both workers must own connections. The connections cover what steering
 //! has to get right: MPTCP with joins we open (ports chosen per worker), joins the
-//! peer opens (the token decides, the join table follows), and plain TCP.
+//! peer opens (the token decides, the join table follows), plain TCP, and MPTCP
+//! connections accepted through SYN cookies (whose derived key must name the worker
+//! that rebuilt the connection).
 //!
 //! Needs root (namespaces, TUN); see tests/netns/mod.rs. Namespace tag prefix `wk`.
 
@@ -13,7 +15,7 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use mptcp_tun::{MptcpEvent, MptcpStream, Stack};
+use mptcp_tun::{ConnMode, MptcpEvent, MptcpStream, Stack, SynCookies};
 use netns::{Netns, our_addr, peer_addr, require_root};
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -346,4 +348,67 @@ fn wk2_two_workers_on_both_ends() {
     }
     report("client", &client);
     report("server", &server);
+}
+
+/// Every connection the kernel opens to a two-worker stack that answers each SYN with
+/// a cookie: each is rebuilt by the worker its tuple hashes to, from a key derived so
+/// that its token names that worker too, so all stay MPTCP and the kernel's joins
+/// (steered by token) reach them.
+#[test]
+fn wk3_cookie_connections_stay_mptcp_and_take_joins() {
+    if !require_root("wk3_cookie_connections_stay_mptcp_and_take_joins") {
+        return;
+    }
+    let ns = Netns::with_paths("wk3", 2);
+    ns.exec(&ns.peer, "ip mptcp endpoint add 10.99.2.1 dev vp2 subflow");
+    let (a1, a2) = (our_addr(1, false), our_addr(2, false));
+    let stack = ns.in_ours(move || {
+        Stack::builder()
+            .addresses([a1, a2])
+            .syn_cookies(SynCookies::Always)
+            .workers(2)
+            .build()
+            .expect("stack starts")
+    });
+    let listener = stack.bind(SocketAddr::new(a1, 7004)).expect("bind");
+    let mut pairs = Vec::new();
+    for _ in 0..8 {
+        let to = SocketAddr::new(a1, 7004);
+        let (kernel, ours) = std::thread::scope(|s| {
+            let k = s.spawn(|| kernel_connect(&ns, to));
+            let (ours, _) = listener.accept().expect("accept");
+            (k.join().expect("kernel connect thread"), ours)
+        });
+        pairs.push((End::Kernel(kernel), End::Ours(ours)));
+    }
+    assert_spread("cookies", &stack);
+    let stats = stack.endpoint_stats();
+    assert!(
+        stats.syn_cookies_accepted >= 8,
+        "every connection through a cookie: {stats:?}"
+    );
+    assert_eq!(stats.syn_cookie_token_fallbacks, 0, "{stats:?}");
+    let ours = pairs.iter().map(|(_, b)| match b {
+        End::Ours(s) => s,
+        End::Kernel(_) => unreachable!("ours accepted"),
+    });
+    for s in ours.clone() {
+        let st = s.mptcp_stats().expect("an MPTCP connection");
+        assert_eq!(st.mode, ConnMode::Mptcp, "{:?}", s.peer_addr());
+    }
+    for (a, b) in &pairs {
+        End::ping(a, b);
+    }
+    wait_for_joins("cookie connections", ours.clone());
+    transfer_all(&pairs);
+    for s in ours {
+        let seen: Vec<MptcpEvent> = s.events().expect("events").try_iter().collect();
+        assert!(
+            !seen
+                .iter()
+                .any(|e| matches!(e, MptcpEvent::Fallback { .. })),
+            "no fallback: {seen:?}"
+        );
+    }
+    report("ours (cookies)", &stack);
 }

@@ -30,7 +30,8 @@
 //! v1 request and the client's checksum flag A. Our MPTCP key is not stored: it is
 //! derived from the cookie (HMAC of the 4-tuple and both ISNs under the cookie key),
 //! so the SYN/ACK's key is re-derived at the ACK, and the key the ACK echoes must
-//! match it. What is lost: data on the SYN (never accepted here anyway), the exact
+//! match it (an endpoint that is one shard of several takes the first of up to 64
+//! derivations whose token it owns, see [`CookieJar::mptcp_key`]). What is lost: data on the SYN (never accepted here anyway), the exact
 //! MSS, and the SYN/ACK's retransmission (the client retransmits its SYN instead; and
 //! if the third ACK is lost and the client has nothing to send, the server learns of
 //! the connection only with the client's first segment, as with Linux's cookies).
@@ -44,7 +45,7 @@ use core::net::IpAddr;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
-use crate::crypto::{LocalKey, MptcpKey};
+use crate::crypto::{LocalKey, MAX_KEY_ATTEMPTS, MptcpKey};
 use crate::mptcp::{MptcpConnection, SynKind, classify_syn};
 use crate::seq::SeqNum;
 use crate::tcp::{TcpConnection, TcpSocket};
@@ -56,6 +57,7 @@ use crate::wire::mptcp::{
 use crate::wire::tcp::{TcpFlags, TcpOptions, TcpRepr, Timestamps};
 
 use super::conn::Conn;
+use super::shard::Shard;
 use super::slab::Key;
 use super::{ConnHandle, DropReason, Endpoint, FourTuple, PendingReset, SynCookies, ip_header};
 
@@ -260,13 +262,33 @@ impl CookieJar {
     }
 
     /// Our MPTCP key for the connection with these ISNs: derived, never stored.
-    pub fn mptcp_key(&self, tuple: &FourTuple, client_isn: SeqNum, iss: SeqNum) -> MptcpKey {
-        let mut mac = self.mac(b"mptcp key", tuple, client_isn);
-        mac.update(&iss.0.to_be_bytes());
-        let digest = mac.finalize().into_bytes();
-        let mut key = [0u8; 8];
-        key.copy_from_slice(&digest[..8]);
-        MptcpKey(u64::from_be_bytes(key))
+    ///
+    /// A shard (`shard.rs`) must own the key's token, or MP_JOINs naming it would be
+    /// steered to another shard; the derivation is a pure function of the cookie, so
+    /// it takes the first of up to [`MAX_KEY_ATTEMPTS`] candidates whose token the
+    /// shard owns, and the ACK finds the same one again without any state. `None` when
+    /// no candidate is owned: probability (1 - 1/count)^64, 2e-4 with 8 shards.
+    pub fn mptcp_key(
+        &self,
+        tuple: &FourTuple,
+        client_isn: SeqNum,
+        iss: SeqNum,
+        shard: Option<Shard>,
+    ) -> Option<MptcpKey> {
+        let mut base = self.mac(b"mptcp key", tuple, client_isn);
+        base.update(&iss.0.to_be_bytes());
+        (0..MAX_KEY_ATTEMPTS)
+            .map(|attempt| {
+                let digest = base
+                    .clone()
+                    .chain_update(attempt.to_be_bytes())
+                    .finalize()
+                    .into_bytes();
+                let mut key = [0u8; 8];
+                key.copy_from_slice(&digest[..8]);
+                MptcpKey(u64::from_be_bytes(key))
+            })
+            .find(|key| shard.is_none_or(|s| s.owns_token(key.token())))
     }
 }
 
@@ -314,12 +336,26 @@ impl Endpoint {
         let mut iss = self.cookies.encode(&tuple, client_isn, now, params);
         let segment = match (mptcp_config, params.mptcp) {
             (Some(config), CookieMptcp::Capable { .. }) => {
-                let key = self.cookies.mptcp_key(&tuple, client_isn, iss);
-                if self.token_unavailable(key.token()) {
+                let key = self
+                    .cookies
+                    .mptcp_key(&tuple, client_isn, iss, self.config.shard)
+                    .filter(|key| !self.token_unavailable(key.token()));
+                if let Some(key) = key {
+                    MptcpConnection::stateless_syn_ack(
+                        &config,
+                        now,
+                        tuple.local,
+                        tuple.remote,
+                        syn,
+                        iss,
+                        key,
+                    )
+                    .map_err(|_| ())
+                } else {
                     // RFC 8684 §3.1: our token must be unique, and a derived key cannot
                     // be drawn again: answer with plain TCP, as Linux falls back when
-                    // it finds no free token. Sharded, a token another shard owns is
-                    // unavailable too (a join naming it would be steered there).
+                    // it finds no free token. (Sharded, no candidate owned by this
+                    // shard ends here too.)
                     tracing::debug!(local = %tuple.local, remote = %tuple.remote, "cookie key's token in use: plain TCP");
                     self.stats.syn_cookie_token_fallbacks += 1;
                     params.mptcp = CookieMptcp::Plain;
@@ -331,17 +367,6 @@ impl Endpoint {
                         syn,
                         now,
                         iss,
-                    )
-                    .map_err(|_| ())
-                } else {
-                    MptcpConnection::stateless_syn_ack(
-                        &config,
-                        now,
-                        tuple.local,
-                        tuple.remote,
-                        syn,
-                        iss,
-                        key,
                     )
                     .map_err(|_| ())
                 }
@@ -388,8 +413,8 @@ impl Endpoint {
         let seg = &packet.tcp;
         let client_isn = seg.seq - 1;
         let iss = seg.ack - 1;
-        let params = match self.validate_cookie(&tuple, client_isn, iss, seg, now) {
-            Ok(params) => params,
+        let (params, cookie_key) = match self.validate_cookie(&tuple, client_isn, iss, seg, now) {
+            Ok(valid) => valid,
             Err(err) => {
                 tracing::debug!(%err, local = %tuple.local, remote = %tuple.remote, "cookie rejected");
                 // RFC 9293 §3.10.7.2: an ACK at LISTEN gets <SEQ=SEG.ACK><CTL=RST>
@@ -417,7 +442,10 @@ impl Endpoint {
         let mut syn = rebuilt_syn(seg, client_isn, &params);
         let conn = match (params.mptcp, self.mptcp_listen_config()) {
             (CookieMptcp::Capable { checksums }, Some(config)) => {
-                let key = self.cookies.mptcp_key(&tuple, client_isn, iss);
+                let Some(key) = cookie_key else {
+                    // validate_cookie finds the key of every MPTCP cookie.
+                    return Err(self.drop(DropReason::InvalidCookie));
+                };
                 let (token, idsn) = key.token_and_idsn();
                 if self.token_unavailable(token) {
                     // Another connection took the token since the SYN/ACK. The client
@@ -512,7 +540,7 @@ impl Endpoint {
         iss: SeqNum,
         seg: &TcpRepr<'_>,
         now: Instant,
-    ) -> Result<CookieParams, CookieError> {
+    ) -> Result<(CookieParams, Option<MptcpKey>), CookieError> {
         let params = self.cookies.decode(tuple, client_isn, iss, now)?;
         // With timestamps negotiated the ACK echoes our SYN/ACK's TSval: it must be a
         // value this cookie's connection could have sent within the cookie's life.
@@ -525,8 +553,15 @@ impl Endpoint {
                 return Err(CookieError::BadEcho { tsecr });
             }
         }
+        let mut key = None;
         if let CookieMptcp::Capable { .. } = params.mptcp {
-            let ours = self.cookies.mptcp_key(tuple, client_isn, iss);
+            // The SYN/ACK carried MP_CAPABLE only with a key, and the same cookie
+            // derives the same one.
+            let ours = self
+                .cookies
+                .mptcp_key(tuple, client_isn, iss, self.config.shard)
+                .ok_or(CookieError::BadKeyEcho)?;
+            key = Some(ours);
             for option in &seg.options.mptcp {
                 if let MptcpOption::MpCapable(MpCapable {
                     keys:
@@ -540,7 +575,7 @@ impl Endpoint {
                 }
             }
         }
-        Ok(params)
+        Ok((params, key))
     }
 
     /// (ready, all) children of a listener.

@@ -2,7 +2,7 @@
 //! collision). End-to-end behaviour is in `tests/endpoint_syncookies.rs`.
 
 use super::*;
-use crate::endpoint::{EndpointConfig, SynCookies};
+use crate::endpoint::{EndpointConfig, SteerKey, SynCookies};
 use crate::mptcp::MptcpConfig;
 use crate::wire::{IpRepr, Ipv4Repr};
 
@@ -139,13 +139,39 @@ fn the_peer_mss_rounds_down_to_the_table() {
 #[test]
 fn the_derived_key_depends_on_both_isns_and_the_tuple() {
     let jar = CookieJar::new(&[1; 32]);
-    let k = jar.mptcp_key(&tuple(), SeqNum(1), SeqNum(2));
-    assert_eq!(k, jar.mptcp_key(&tuple(), SeqNum(1), SeqNum(2)));
-    assert_ne!(k, jar.mptcp_key(&tuple(), SeqNum(1), SeqNum(3)));
-    assert_ne!(k, jar.mptcp_key(&tuple(), SeqNum(2), SeqNum(2)));
+    let k = jar.mptcp_key(&tuple(), SeqNum(1), SeqNum(2), None);
+    assert_eq!(k, jar.mptcp_key(&tuple(), SeqNum(1), SeqNum(2), None));
+    assert_ne!(k, jar.mptcp_key(&tuple(), SeqNum(1), SeqNum(3), None));
+    assert_ne!(k, jar.mptcp_key(&tuple(), SeqNum(2), SeqNum(2), None));
     let mut other = tuple();
     other.local.set_port(81);
-    assert_ne!(k, jar.mptcp_key(&other, SeqNum(1), SeqNum(2)));
+    assert_ne!(k, jar.mptcp_key(&other, SeqNum(1), SeqNum(2), None));
+}
+
+#[test]
+fn a_shard_derives_a_key_whose_token_it_owns_and_finds_it_again() {
+    let jar = CookieJar::new(&[3; 32]);
+    for count in [2u16, 3, 8] {
+        let mut moved = 0;
+        for isn in 0..64u32 {
+            let unsharded = jar.mptcp_key(&tuple(), SeqNum(isn), SeqNum(9), None);
+            for index in 0..count {
+                let shard = Shard::new(index, count, SteerKey([5; 16])).expect("valid");
+                let key = jar
+                    .mptcp_key(&tuple(), SeqNum(isn), SeqNum(9), Some(shard))
+                    .expect("one of 64 candidates is owned");
+                assert!(shard.owns_token(key.token()), "{shard:?}");
+                // Deterministic: the ACK re-derives the SYN/ACK's key.
+                assert_eq!(
+                    Some(key),
+                    jar.mptcp_key(&tuple(), SeqNum(isn), SeqNum(9), Some(shard))
+                );
+                moved += usize::from(Some(key) != unsharded);
+            }
+        }
+        // Every shard but the unsharded key's owner had to look further.
+        assert_eq!(moved, 64 * usize::from(count - 1), "{count} shards");
+    }
 }
 
 fn ip_packet(tcp: TcpRepr<'static>) -> Vec<u8> {
@@ -290,7 +316,8 @@ fn a_token_taken_between_syn_ack_and_third_ack_resets_with_transient_mp_tcprst()
     let ack = third_ack(&syn_ack, MptcpKey(0x1111));
     let key = server
         .cookies
-        .mptcp_key(&tuple(), SeqNum(1000), syn_ack.seq);
+        .mptcp_key(&tuple(), SeqNum(1000), syn_ack.seq, None)
+        .expect("unsharded: the first candidate");
     // Force the collision: another live connection now owns the cookie's token.
     let other = server
         .connect_mptcp(
@@ -336,7 +363,10 @@ fn a_syn_whose_cookie_key_token_is_taken_gets_plain_tcp() {
     let now = Instant::from_secs(10);
     // Learn the key the cookie would give (same secret), then take its token first.
     let syn_ack = syn_ack_for(&mut probe, now, capable_syn(77));
-    let key = probe.cookies.mptcp_key(&tuple(), SeqNum(77), syn_ack.seq);
+    let key = probe
+        .cookies
+        .mptcp_key(&tuple(), SeqNum(77), syn_ack.seq, None)
+        .expect("unsharded: the first candidate");
     let other = server
         .connect_mptcp(
             now,

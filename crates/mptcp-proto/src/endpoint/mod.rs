@@ -75,7 +75,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 pub use config::{EndpointConfig, SynCookies};
 pub use cookie::{COUNTER_PERIOD as SYN_COOKIE_PERIOD, MSS_TABLE as SYN_COOKIE_MSS_TABLE};
-pub use shard::Shard;
+pub use shard::{Shard, SteerKey};
 pub use stats::{DropReason, EndpointStats};
 
 use crate::crypto::Token;

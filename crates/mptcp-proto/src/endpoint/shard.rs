@@ -13,24 +13,42 @@
 //! those tuples itself (the only state it shares, and only written when a join
 //! arrives).
 //!
-//! The hash is not keyed: a peer that knows it can aim its connections at one shard,
-//! which costs balance, not correctness.
+//! The tuple hash is keyed ([`SteerKey`], SipHash-1-3): a peer that could compute it
+//! could choose tuples that all land on one shard and so undo the sharding. The key
+//! is a parameter (the runtime draws it from the OS, a test passes a constant); every
+//! shard of one runtime has the same.
 
+use core::fmt;
+use core::hash::Hasher;
 use core::net::{IpAddr, SocketAddr};
+
+use siphasher::sip::SipHasher13;
 
 use crate::crypto::Token;
 
-/// This endpoint is shard `index` of `count`.
+/// The secret key of the tuple hash, shared by the shards of one runtime.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct SteerKey(pub [u8; 16]);
+
+impl fmt::Debug for SteerKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A secret: logs and panics must not reveal it.
+        f.write_str("SteerKey(..)")
+    }
+}
+
+/// This endpoint is shard `index` of `count`, with the runtime's tuple hash key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Shard {
     index: u16,
     count: u16,
+    key: SteerKey,
 }
 
 impl Shard {
     /// `None` unless `index < count`.
-    pub fn new(index: u16, count: u16) -> Option<Shard> {
-        (index < count).then_some(Shard { index, count })
+    pub fn new(index: u16, count: u16, key: SteerKey) -> Option<Shard> {
+        (index < count).then_some(Shard { index, count, key })
     }
 
     pub fn index(self) -> u16 {
@@ -41,22 +59,49 @@ impl Shard {
         self.count
     }
 
+    pub fn key(self) -> SteerKey {
+        self.key
+    }
+
     /// The shard (of `count`) that owns the segments of the connection or subflow
-    /// `local` <-> `remote` (seen from this host). `count` 0 is taken as 1.
-    pub fn of_tuple(local: SocketAddr, remote: SocketAddr, count: u16) -> u16 {
+    /// `local` <-> `remote` (seen from this host) under `key`. `count` 0 is taken as 1.
+    pub fn of_tuple(key: &SteerKey, local: SocketAddr, remote: SocketAddr, count: u16) -> u16 {
         if count <= 1 {
             return 0;
         }
-        let ports = u64::from(local.port()) << 16 | u64::from(remote.port());
-        let h = mix(fold(local.ip()) ^ mix(fold(remote.ip()).rotate_left(17) ^ ports));
+        // One write of the packed tuple: 12 bytes for IPv4, 36 for IPv6.
+        let mut buf = [0u8; 36];
+        let mut len = 0;
+        for addr in [local, remote] {
+            match addr.ip() {
+                IpAddr::V4(ip) => {
+                    buf[len..len + 4].copy_from_slice(&ip.octets());
+                    len += 4;
+                }
+                IpAddr::V6(ip) => {
+                    buf[len..len + 16].copy_from_slice(&ip.octets());
+                    len += 16;
+                }
+            }
+            buf[len..len + 2].copy_from_slice(&addr.port().to_be_bytes());
+            len += 2;
+        }
+        let mut hasher = SipHasher13::new_with_key(&key.0);
+        hasher.write(&buf[..len]);
+        let h = hasher.finish();
         // Multiply-shift maps the hash onto 0..count without the bias of a modulo on
         // the low bits.
         ((u128::from(h) * u128::from(count)) >> 64) as u16
     }
 
+    /// The shard of this one's set that owns the tuple (see [`Shard::of_tuple`]).
+    pub fn tuple_owner(self, local: SocketAddr, remote: SocketAddr) -> u16 {
+        Shard::of_tuple(&self.key, local, remote, self.count)
+    }
+
     /// The shard (of `count`) that owns the MPTCP connection with this local token,
     /// and so the MP_JOIN SYNs that name it. Tokens are hash output (RFC 8684 §3.2),
-    /// so a plain modulo spreads them evenly.
+    /// so a plain modulo spreads them evenly, and the peer cannot choose ours.
     pub fn of_token(token: Token, count: u16) -> u16 {
         if count <= 1 {
             return 0;
@@ -65,33 +110,12 @@ impl Shard {
     }
 
     pub fn owns_tuple(self, local: SocketAddr, remote: SocketAddr) -> bool {
-        Shard::of_tuple(local, remote, self.count) == self.index
+        self.tuple_owner(local, remote) == self.index
     }
 
     pub fn owns_token(self, token: Token) -> bool {
         Shard::of_token(token, self.count) == self.index
     }
-}
-
-/// An address folded into 64 bits (IPv4 and IPv6 never meet in one tuple).
-fn fold(ip: IpAddr) -> u64 {
-    match ip {
-        IpAddr::V4(v4) => u64::from(u32::from(v4)),
-        IpAddr::V6(v6) => {
-            let bits = u128::from(v6);
-            (bits as u64) ^ ((bits >> 64) as u64).rotate_left(29)
-        }
-    }
-}
-
-/// A 64-bit finalizer (SplitMix64's): every input bit affects every output bit, so
-/// consecutive ports spread evenly over the shards.
-fn mix(mut x: u64) -> u64 {
-    x ^= x >> 30;
-    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x ^= x >> 27;
-    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
 }
 
 #[cfg(test)]
@@ -102,26 +126,34 @@ mod tests {
         s.parse().expect("test address literal")
     }
 
+    const KEY: SteerKey = SteerKey([7; 16]);
+
     #[test]
     fn new_checks_the_index() {
-        assert_eq!(Shard::new(0, 0), None);
-        assert_eq!(Shard::new(2, 2), None);
-        let s = Shard::new(1, 2).expect("valid");
+        assert_eq!(Shard::new(0, 0, KEY), None);
+        assert_eq!(Shard::new(2, 2, KEY), None);
+        let s = Shard::new(1, 2, KEY).expect("valid");
         assert_eq!((s.index(), s.count()), (1, 2));
     }
 
     #[test]
     fn one_shard_owns_everything() {
         let (l, r) = (sa("10.0.0.1:80"), sa("10.0.0.2:49152"));
-        assert_eq!(Shard::of_tuple(l, r, 1), 0);
-        assert_eq!(Shard::of_tuple(l, r, 0), 0);
+        assert_eq!(Shard::of_tuple(&KEY, l, r, 1), 0);
+        assert_eq!(Shard::of_tuple(&KEY, l, r, 0), 0);
         assert_eq!(Shard::of_token(Token(7), 1), 0);
-        assert!(Shard::new(0, 1).expect("valid").owns_tuple(l, r));
+        assert!(Shard::new(0, 1, KEY).expect("valid").owns_tuple(l, r));
     }
 
     #[test]
     fn consecutive_ports_spread_evenly_over_shards() {
-        for count in [2u16, 3, 4, 8] {
+        for (count, key) in [
+            (2u16, KEY),
+            (2, SteerKey([0; 16])),
+            (3, SteerKey(*b"0123456789abcdef")),
+            (4, KEY),
+            (8, KEY),
+        ] {
             for (local, remote) in [
                 ("10.77.1.2", "10.99.1.1:5201"),
                 ("fd00:77:1::2", "[fd00:99:1::1]:443"),
@@ -129,7 +161,7 @@ mod tests {
                 let mut hits = vec![0u32; usize::from(count)];
                 for port in 49_152..49_152 + 4096u16 {
                     let l = SocketAddr::new(local.parse().expect("literal"), port);
-                    let s = Shard::of_tuple(l, sa(remote), count);
+                    let s = Shard::of_tuple(&key, l, sa(remote), count);
                     assert!(s < count);
                     hits[usize::from(s)] += 1;
                 }
@@ -148,18 +180,21 @@ mod tests {
     fn the_tuple_decides_and_both_ends_of_it_matter() {
         let l = sa("10.77.1.2:50000");
         let owners: Vec<u16> = (0..64u16)
-            .map(|i| Shard::of_tuple(l, sa(&format!("10.99.1.1:{}", 5000 + i)), 2))
+            .map(|i| Shard::of_tuple(&KEY, l, sa(&format!("10.99.1.1:{}", 5000 + i)), 2))
             .collect();
         assert!(owners.contains(&0) && owners.contains(&1), "{owners:?}");
         // Deterministic: the same tuple, the same shard.
         let r = sa("10.99.1.1:5000");
-        assert_eq!(Shard::of_tuple(l, r, 4), Shard::of_tuple(l, r, 4));
+        assert_eq!(
+            Shard::of_tuple(&KEY, l, r, 4),
+            Shard::of_tuple(&KEY, l, r, 4)
+        );
         // Swapping the ends is another tuple (the owner is computed from one host's
         // view only).
         let swapped: Vec<bool> = (0..64u16)
             .map(|p| {
                 let (a, b) = (sa(&format!("10.0.0.1:{}", 1000 + p)), sa("10.0.0.2:2000"));
-                Shard::of_tuple(a, b, 2) != Shard::of_tuple(b, a, 2)
+                Shard::of_tuple(&KEY, a, b, 2) != Shard::of_tuple(&KEY, b, a, 2)
             })
             .collect();
         assert!(swapped.contains(&true));
@@ -170,7 +205,7 @@ mod tests {
         use crate::endpoint::{Endpoint, EndpointConfig};
         use crate::time::Instant;
         for index in 0..3 {
-            let shard = Shard::new(index, 3).expect("valid");
+            let shard = Shard::new(index, 3, KEY).expect("valid");
             let mut ep = Endpoint::new(
                 EndpointConfig {
                     shard: Some(shard),
@@ -202,9 +237,50 @@ mod tests {
 
     #[test]
     fn tokens_go_to_their_residue() {
-        let s = Shard::new(1, 3).expect("valid");
+        let s = Shard::new(1, 3, KEY).expect("valid");
         assert!(s.owns_token(Token(4)));
         assert!(!s.owns_token(Token(5)));
         assert_eq!(Shard::of_token(Token(u32::MAX), 2), 1);
+    }
+
+    #[test]
+    fn another_key_places_tuples_elsewhere() {
+        // What an attacker who learnt one key's placement gets under another: about
+        // half the tuples (of 2 shards) move, whatever the keys.
+        let remote = sa("10.99.1.1:5201");
+        let tuples: Vec<SocketAddr> = (0..4096u16)
+            .map(|p| SocketAddr::new("10.77.1.2".parse().expect("literal"), 40_000 + p))
+            .collect();
+        for (a, b) in [
+            ([0u8; 16], [1u8; 16]),
+            ([7; 16], [8; 16]),
+            ([1; 16], [0x80; 16]),
+        ] {
+            let (a, b) = (SteerKey(a), SteerKey(b));
+            let moved = tuples
+                .iter()
+                .filter(|&&l| {
+                    Shard::of_tuple(&a, l, remote, 2) != Shard::of_tuple(&b, l, remote, 2)
+                })
+                .count();
+            assert!(
+                moved.abs_diff(2048) < 205,
+                "{moved} of 4096 tuples moved between two keys, want about half"
+            );
+        }
+        // The same key, the same placement.
+        let k = SteerKey([3; 16]);
+        assert!(
+            tuples
+                .iter()
+                .all(|&l| Shard::of_tuple(&k, l, remote, 8) == Shard::of_tuple(&k, l, remote, 8))
+        );
+    }
+
+    #[test]
+    fn the_key_stays_out_of_debug_output() {
+        let s = Shard::new(0, 2, SteerKey([0xab; 16])).expect("valid");
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("171") && !shown.contains("ab"), "{shown}");
     }
 }

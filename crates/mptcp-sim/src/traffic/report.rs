@@ -4,7 +4,9 @@
 use std::fmt;
 use std::net::SocketAddr;
 
-use mptcp_proto::mptcp::{ConnMode, ConnStats, FallbackReason, MptcpEvent, SubflowStats};
+use mptcp_proto::mptcp::{
+    ConnMode, ConnStats, FallbackReason, MptcpEvent, SubflowId, SubflowStats,
+};
 use mptcp_proto::tcp::TcpStats;
 use mptcp_proto::{Duration, Instant};
 
@@ -74,6 +76,8 @@ pub struct MptcpReport {
     pub reinjected_bytes: u64,
     /// The sender's subflows, closed ones included, by id.
     pub subflows: Vec<SubflowStats>,
+    /// Which of `subflows` are closed (their figures are final).
+    pub closed_subflows: Vec<SubflowId>,
     /// The receiver's subflows, closed ones included, by id.
     pub peer_subflows: Vec<SubflowStats>,
     /// The sender's MPTCP events with their times.
@@ -106,6 +110,9 @@ impl MptcpReport {
                     .sum()
             }),
             subflows: stats.as_ref().map(all_subflows).unwrap_or_default(),
+            closed_subflows: stats.as_ref().map_or_else(Vec::new, |s| {
+                s.closed_subflows.iter().map(|sf| sf.id).collect()
+            }),
             peer_subflows: peer_stats.map(all_subflows).unwrap_or_default(),
             events: log.events.clone(),
             peer_events: peer.map(|p| p.events.clone()).unwrap_or_default(),

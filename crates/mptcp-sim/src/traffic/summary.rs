@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 
-use mptcp_proto::mptcp::ConnMode;
+use mptcp_proto::mptcp::{ConnMode, SubflowStats};
 use mptcp_proto::{Duration, Instant};
 use serde::Serialize;
 
@@ -182,6 +182,8 @@ pub struct ConnSummary {
 ///
 /// - `id` (the sender's subflow id, 0 for a TCP connection), `local`, `remote`
 ///   (address:port at the sender), `backup` (MP_PRIO / MP_JOIN backup flag);
+/// - `state` at the end: `up`, `stale`, `joining`, `closed`, `failed` (closed
+///   without completing its handshake), `tcp` (a plain TCP connection);
 /// - `bytes`: payload bytes that reached the receiver on this subflow, each sequence
 ///   byte once (reinjected copies count on each subflow that carried them);
 ///   `share_pct`: `bytes` over all the connection's subflows, percent;
@@ -193,6 +195,8 @@ pub struct SubflowSummary {
     pub id: u32,
     pub local: String,
     pub remote: String,
+    /// At the end of the run (see [`SubflowState`]).
+    pub state: SubflowState,
     pub backup: bool,
     pub bytes: u64,
     pub share_pct: f64,
@@ -207,6 +211,50 @@ pub struct SubflowSummary {
     pub goodput_series: String,
     #[serde(skip)]
     pub cwnd_series: String,
+}
+
+/// A subflow's state at the end of a run, as the summary names it. The table lists
+/// closed subflows too, so that per-path totals are complete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SubflowState {
+    /// Open and carrying data at the MPTCP level.
+    Up,
+    /// Open and carrying data, but stale (RTOs without progress): the scheduler
+    /// avoids it.
+    Stale,
+    /// Open, handshake (MP_JOIN) not completed yet.
+    Joining,
+    /// Closed after its handshake completed.
+    Closed,
+    /// Closed without ever completing its handshake (no RTT sample): e.g. a join
+    /// whose SYN went unanswered.
+    Failed,
+    /// A plain TCP connection's only path (its state is the connection's).
+    Tcp,
+}
+
+impl SubflowState {
+    fn of(sf: &SubflowStats, closed: bool) -> SubflowState {
+        match (closed, sf.srtt.is_some(), sf.established, sf.stale) {
+            (true, true, _, _) => SubflowState::Closed,
+            (true, false, _, _) => SubflowState::Failed,
+            (false, _, true, false) => SubflowState::Up,
+            (false, _, true, true) => SubflowState::Stale,
+            (false, _, false, _) => SubflowState::Joining,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SubflowState::Up => "up",
+            SubflowState::Stale => "stale",
+            SubflowState::Joining => "joining",
+            SubflowState::Closed => "closed",
+            SubflowState::Failed => "failed",
+            SubflowState::Tcp => "-",
+        }
+    }
 }
 
 fn ms(d: Duration) -> f64 {
@@ -297,6 +345,7 @@ impl ConnSummary {
                     id: sf.id.0,
                     local: sf.local.to_string(),
                     remote: sf.remote.to_string(),
+                    state: SubflowState::of(sf, m.closed_subflows.contains(&sf.id)),
                     backup: sf.backup,
                     bytes: network_bytes(flows, sf.local, sf.remote),
                     share_pct: 0.0,
@@ -317,6 +366,7 @@ impl ConnSummary {
                     id: 0,
                     local: local.map_or_else(|| "-".into(), |l| l.to_string()),
                     remote: flow.remote.to_string(),
+                    state: SubflowState::Tcp,
                     backup: false,
                     bytes: local.map_or(0, |l| network_bytes(flows, l, flow.remote)),
                     share_pct: 0.0,
@@ -418,9 +468,10 @@ impl fmt::Display for Summary {
         writeln!(f)?;
         writeln!(
             f,
-            "{:<9} {:<44} {:>11} {:>6} {:>8} {:>8} {:>9} {:>10}",
+            "{:<9} {:<44} {:<7} {:>11} {:>6} {:>8} {:>8} {:>9} {:>10}",
             "subflow",
             "path (sender's view)",
+            "state",
             "bytes",
             "share",
             "srtt ms",
@@ -436,7 +487,7 @@ impl fmt::Display for Summary {
                 };
                 writeln!(
                     f,
-                    "{:<9} {:<44} {:>11} {:>5.1}% {:>8} {:>8} {:>9} {:>10}",
+                    "{:<9} {:<44} {:<7} {:>11} {:>5.1}% {:>8} {:>8} {:>9} {:>10}",
                     name,
                     format!(
                         "{} -> {}{}",
@@ -444,6 +495,7 @@ impl fmt::Display for Summary {
                         sf.remote,
                         if sf.backup { " (backup)" } else { "" }
                     ),
+                    sf.state.name(),
                     sf.bytes,
                     sf.share_pct,
                     opt_ms(sf.srtt_ms),
