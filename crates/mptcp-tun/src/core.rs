@@ -66,34 +66,12 @@ struct ConnSlot {
     readers: Wakers,
     /// Writers and `connect` waiters.
     writers: Wakers,
-    /// Free send buffer space at which blocked writers are woken, and buffered
-    /// received bytes from which a read wakes the loop (see [`Core::thresholds`]).
-    thresholds: Thresholds,
+    /// Free send buffer space at which blocked writers are woken (see
+    /// [`Core::write_low_water`]).
+    write_low_water: usize,
     /// Multipath events for the application: sent to the subscriber, or kept (up to
     /// [`EVENT_BACKLOG`]) until one subscribes.
     events: EventSink,
-}
-
-/// A receive window this open never holds a sender up (sender-side silly window
-/// avoidance waits for a full segment, 64 KiB with offload).
-const AMPLE_WINDOW: usize = 128 * 1024;
-
-/// See [`Core::thresholds`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Thresholds {
-    /// Free send buffer bytes.
-    wake_writers: usize,
-    /// Buffered received bytes before a read.
-    window_update: usize,
-}
-
-impl Thresholds {
-    fn for_buffers(send: usize, recv: usize) -> Thresholds {
-        Thresholds {
-            wake_writers: send / 3,
-            window_update: recv.saturating_sub((recv / 2).max(AMPLE_WINDOW)),
-        }
-    }
 }
 
 /// Events kept for a connection nobody subscribed to yet; older ones are dropped.
@@ -237,10 +215,10 @@ impl Shared {
             .engine
             .addresses(h)
             .map_or((local, remote), |t| (t.local, t.remote));
-        let thresholds = core.thresholds(h);
+        let low_water = core.write_low_water(h);
         core.conns.insert(
             h,
-            ConnSlot::new(Phase::Connecting, local, remote, thresholds),
+            ConnSlot::new(Phase::Connecting, local, remote, low_water),
         );
         drop(core);
         self.notifier.notify();
@@ -284,16 +262,12 @@ impl Shared {
         if slot.read_shut {
             return Poll::Ready(Ok(0));
         }
-        let buffered = core.engine.readable(h).unwrap_or(0);
         // A connection that is closed and read dry is gone from the endpoint: nothing
         // more to read.
         let n = core.engine.read(h, buf).unwrap_or(0);
         if n > 0 {
-            if buffered >= slot.thresholds.window_update {
-                // Reading opened a window that was half closed or more: the loop may
-                // owe the peer an update.
-                self.notifier.notify();
-            }
+            // Reading opened the receive window: the loop may owe the peer an update.
+            self.notifier.notify();
             return Poll::Ready(Ok(n));
         }
         match slot.phase {
@@ -489,9 +463,9 @@ impl Shared {
         let core = &mut *core;
         if let Some(h) = core.engine.accept(l) {
             let t = core.engine.addresses(h).map_err(io_error)?;
-            let thresholds = core.thresholds(h);
+            let low_water = core.write_low_water(h);
             core.conns
-                .insert(h, ConnSlot::new(Phase::Open, t.local, t.remote, thresholds));
+                .insert(h, ConnSlot::new(Phase::Open, t.local, t.remote, low_water));
             if core.engine.is_mptcp(h).unwrap_or(false) {
                 let now = self.clock.now();
                 for &addr in &core.announce {
@@ -547,7 +521,7 @@ impl Core {
                             && self
                                 .engine
                                 .send_capacity(h)
-                                .is_ok_and(|free| free < slot.thresholds.wake_writers)
+                                .is_ok_and(|free| free < slot.write_low_water)
                         {
                             // Too little room yet: every later ACK that frees more
                             // reports Writable again, and a failure wakes everyone.
@@ -599,27 +573,18 @@ impl Core {
         }
     }
 
-    /// When application calls wake the other side, from the connection's buffer
-    /// sizes. Each wake-up costs a futex or eventfd call, a context switch and a
-    /// turn on the lock the other side needs; with many connections per worker they
-    /// add up, so they are saved where nothing waits on them:
-    ///
-    /// - a writer blocked on a full send buffer is woken once a third of it is free
-    ///   (as Linux's `sk_stream_write_space`: free space at least half of what is
-    ///   queued), not on every ACK, while the two thirds still queued keep the
-    ///   connection busy;
-    /// - a read wakes the event loop for a window update only if less than half the
-    ///   receive buffer (and less than [`AMPLE_WINDOW`]) was free: with more open the
-    ///   peer is not held up, and the next ACK carries the larger window anyway
-    ///   (Linux's `tcp_cleanup_rbuf` similarly sends an update only once the window
-    ///   can grow substantially). Small buffers notify on every read.
-    fn thresholds(&self, h: ConnHandle) -> Thresholds {
+    /// A writer blocked on a full send buffer is woken once a third of it is free
+    /// (as Linux's `sk_stream_write_space`: free space at least half of what is
+    /// queued), not on every ACK: each wake-up costs a futex call, a context switch
+    /// and a turn on the lock the event loop needs, for a few KiB of room, while the
+    /// two thirds still queued keep the connection busy.
+    fn write_low_water(&self, h: ConnHandle) -> usize {
         let config = self.engine.config();
-        let (send, recv) = match (&config.mptcp, self.engine.is_mptcp(h)) {
-            (Some(mptcp), Ok(true)) => (mptcp.send_buffer, mptcp.recv_buffer),
-            _ => (config.tcp.send_buffer, config.tcp.recv_buffer),
+        let buffer = match (&config.mptcp, self.engine.is_mptcp(h)) {
+            (Some(mptcp), Ok(true)) => mptcp.send_buffer,
+            _ => config.tcp.send_buffer,
         };
-        Thresholds::for_buffers(send, recv)
+        buffer / 3
     }
 
     /// `local` must be one of the stack's addresses (the endpoint has no routing
@@ -657,10 +622,10 @@ impl ConnSlot {
         phase: Phase,
         local: SocketAddr,
         remote: SocketAddr,
-        thresholds: Thresholds,
+        write_low_water: usize,
     ) -> ConnSlot {
         ConnSlot {
-            thresholds,
+            write_low_water,
             phase,
             peer_closed: false,
             read_shut: false,
@@ -782,22 +747,6 @@ mod tests {
             // Every packet here is well formed; drops would show in the assertions.
             let _ = to.handle_packet(now, p);
         }
-    }
-
-    #[test]
-    fn reads_wake_the_loop_only_when_the_window_was_half_closed_or_small() {
-        // The runtime's 4 MiB buffers: a read notifies once 2 MiB were buffered.
-        let big = Thresholds::for_buffers(4 << 20, 4 << 20);
-        assert_eq!(big.window_update, 2 << 20);
-        assert_eq!(big.wake_writers, (4 << 20) / 3);
-        // 192 KiB: at least AMPLE_WINDOW must stay open.
-        assert_eq!(
-            Thresholds::for_buffers(1, 192 << 10).window_update,
-            64 << 10
-        );
-        // Small buffers notify on every read, as before.
-        assert_eq!(Thresholds::for_buffers(1, 128 << 10).window_update, 0);
-        assert_eq!(Thresholds::for_buffers(1, 1000).window_update, 0);
     }
 
     #[test]
