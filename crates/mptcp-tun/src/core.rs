@@ -66,9 +66,6 @@ struct ConnSlot {
     readers: Wakers,
     /// Writers and `connect` waiters.
     writers: Wakers,
-    /// Free send buffer space at which blocked writers are woken (see
-    /// [`Core::write_low_water`]).
-    write_low_water: usize,
     /// Multipath events for the application: sent to the subscriber, or kept (up to
     /// [`EVENT_BACKLOG`]) until one subscribes.
     events: EventSink,
@@ -215,11 +212,8 @@ impl Shared {
             .engine
             .addresses(h)
             .map_or((local, remote), |t| (t.local, t.remote));
-        let low_water = core.write_low_water(h);
-        core.conns.insert(
-            h,
-            ConnSlot::new(Phase::Connecting, local, remote, low_water),
-        );
+        core.conns
+            .insert(h, ConnSlot::new(Phase::Connecting, local, remote));
         drop(core);
         self.notifier.notify();
         Ok(h)
@@ -463,9 +457,8 @@ impl Shared {
         let core = &mut *core;
         if let Some(h) = core.engine.accept(l) {
             let t = core.engine.addresses(h).map_err(io_error)?;
-            let low_water = core.write_low_water(h);
             core.conns
-                .insert(h, ConnSlot::new(Phase::Open, t.local, t.remote, low_water));
+                .insert(h, ConnSlot::new(Phase::Open, t.local, t.remote));
             if core.engine.is_mptcp(h).unwrap_or(false) {
                 let now = self.clock.now();
                 for &addr in &core.announce {
@@ -516,17 +509,6 @@ impl Core {
                 }
                 EngineEvent::Connection(h, ev) => {
                     if let Some(slot) = self.conns.get_mut(&h) {
-                        if ev == TcpEvent::Writable
-                            && !slot.writers.0.is_empty()
-                            && self
-                                .engine
-                                .send_capacity(h)
-                                .is_ok_and(|free| free < slot.write_low_water)
-                        {
-                            // Too little room yet: every later ACK that frees more
-                            // reports Writable again, and a failure wakes everyone.
-                            continue;
-                        }
                         slot.on_event(h, ev, wake);
                     } else if self.lingering.contains(&h) {
                         match ev {
@@ -573,20 +555,6 @@ impl Core {
         }
     }
 
-    /// A writer blocked on a full send buffer is woken once a third of it is free
-    /// (as Linux's `sk_stream_write_space`: free space at least half of what is
-    /// queued), not on every ACK: each wake-up costs a futex call, a context switch
-    /// and a turn on the lock the event loop needs, for a few KiB of room, while the
-    /// two thirds still queued keep the connection busy.
-    fn write_low_water(&self, h: ConnHandle) -> usize {
-        let config = self.engine.config();
-        let buffer = match (&config.mptcp, self.engine.is_mptcp(h)) {
-            (Some(mptcp), Ok(true)) => mptcp.send_buffer,
-            _ => config.tcp.send_buffer,
-        };
-        buffer / 3
-    }
-
     /// `local` must be one of the stack's addresses (the endpoint has no routing
     /// table and would send from anything).
     fn check_local(&self, local: SocketAddr) -> io::Result<()> {
@@ -618,14 +586,8 @@ impl Core {
 }
 
 impl ConnSlot {
-    fn new(
-        phase: Phase,
-        local: SocketAddr,
-        remote: SocketAddr,
-        write_low_water: usize,
-    ) -> ConnSlot {
+    fn new(phase: Phase, local: SocketAddr, remote: SocketAddr) -> ConnSlot {
         ConnSlot {
-            write_low_water,
             phase,
             peer_closed: false,
             read_shut: false,
@@ -711,122 +673,4 @@ fn gone() -> io::Error {
         io::ErrorKind::NotConnected,
         "the connection is no longer known to the stack",
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::task::Wake;
-
-    use mptcp_proto::tcp::TcpConfig;
-    use mptcp_proto::{Duration, Instant};
-
-    use crate::engine::EngineConfig;
-
-    struct Count(AtomicUsize);
-
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    /// Packets `from` has to send, in order.
-    fn drain(from: &mut Engine, now: Instant) -> Vec<Vec<u8>> {
-        let mut out = Vec::new();
-        let mut buf = vec![0u8; 2048];
-        while let Some(n) = from.poll_transmit(now, &mut buf) {
-            out.push(buf[..n].to_vec());
-        }
-        out
-    }
-
-    fn deliver(to: &mut Engine, now: Instant, packets: &[Vec<u8>]) {
-        for p in packets {
-            // Every packet here is well formed; drops would show in the assertions.
-            let _ = to.handle_packet(now, p);
-        }
-    }
-
-    #[test]
-    fn a_blocked_writer_wakes_once_a_third_of_the_send_buffer_is_free() {
-        const BUFFER: usize = 48 * 1024;
-        let tcp = TcpConfig {
-            send_buffer: BUFFER,
-            recv_buffer: 1 << 20,
-            ..TcpConfig::default()
-        };
-        let config = EngineConfig {
-            tcp,
-            ..EngineConfig::default()
-        };
-        let client = Shared::new(
-            Engine::new(
-                EngineConfig {
-                    local_addrs: vec!["10.0.0.1".parse().expect("literal")],
-                    ..config.clone()
-                },
-                [1; 32],
-            ),
-            Notifier::new().expect("eventfd"),
-            Clock::new(),
-            Vec::new(),
-        );
-        let mut server = Engine::new(config, [2; 32]);
-        let at: SocketAddr = "10.0.0.2:80".parse().expect("literal");
-        server.listen(at).expect("listen");
-        let h = client
-            .connect("10.0.0.1:0".parse().expect("literal"), at, &[])
-            .expect("connect");
-        let mut now = client.clock.now();
-        let mut wake = Vec::new();
-        // Handshake.
-        for _ in 0..3 {
-            let out = drain(&mut client.lock().engine, now);
-            deliver(&mut server, now, &out);
-            let back = drain(&mut server, now);
-            deliver(&mut client.lock().engine, now, &back);
-        }
-        client.lock().dispatch_events(&mut wake);
-        let count = Arc::new(Count(AtomicUsize::new(0)));
-        let waker = Waker::from(Arc::clone(&count));
-        let data = vec![7u8; 4096];
-        while let Poll::Ready(r) = client.poll_write(h, &data, &waker) {
-            r.expect("write");
-        }
-        // The buffer is full; the first segment's ACK frees less than a third of it.
-        let out = drain(&mut client.lock().engine, now);
-        assert!(out.len() > 3, "{} segments", out.len());
-        deliver(&mut server, now, &out[..1]);
-        now += Duration::from_millis(500);
-        server.handle_timeout(now);
-        let ack = drain(&mut server, now);
-        assert!(!ack.is_empty(), "the server ACKs the first segment");
-        deliver(&mut client.lock().engine, now, &ack);
-        client.lock().dispatch_events(&mut wake);
-        assert!(wake.is_empty(), "woken with little room");
-        assert!(client.lock().engine.send_capacity(h).expect("open") < BUFFER / 3);
-        // The rest flows and is acknowledged: the writer is woken once, when a third
-        // is free.
-        deliver(&mut server, now, &out[1..]);
-        for _ in 0..50 {
-            now += Duration::from_millis(200);
-            server.handle_timeout(now);
-            let acks = drain(&mut server, now);
-            let mut core = client.lock();
-            deliver(&mut core.engine, now, &acks);
-            core.dispatch_events(&mut wake);
-            if !wake.is_empty() {
-                assert!(core.engine.send_capacity(h).expect("open") >= BUFFER / 3);
-                break;
-            }
-            let out = drain(&mut core.engine, now);
-            drop(core);
-            deliver(&mut server, now, &out);
-        }
-        assert_eq!(wake.len(), 1, "the writer is woken");
-        wake.drain(..).for_each(Waker::wake);
-        assert_eq!(count.0.load(Ordering::SeqCst), 1);
-    }
 }

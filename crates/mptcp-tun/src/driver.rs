@@ -27,6 +27,8 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::task::Waker;
 use std::time::{Duration, Instant as StdInstant};
 
+use mptcp_proto::endpoint::Shard;
+
 use crate::core::Shared;
 use crate::device::TunDevice;
 use crate::notify::wait_readable;
@@ -210,6 +212,7 @@ impl Driver {
                 };
                 (n_tx, core.engine.poll_timeout(), finished)
             };
+            wake.drain(..).for_each(Waker::wake);
 
             for i in 0..n_tx {
                 let (head, packet) = tx[i][..headroom + tx_len[i]].split_at_mut(headroom);
@@ -228,9 +231,6 @@ impl Driver {
                     tracing::debug!(tx_dropped, "TUN queue full: packet dropped");
                 }
             }
-            // After the writes: a woken thread often preempts the one that woke it,
-            // and the batch's packets should not wait for the application's turn.
-            wake.drain(..).for_each(Waker::wake);
 
             if finished && n_tx == 0 {
                 return Ok(());
