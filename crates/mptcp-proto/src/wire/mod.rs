@@ -4,7 +4,8 @@
 //!
 //! Each format is a view (`Ipv4Packet`, `Ipv6Packet`, `TcpPacket`: `new_checked`, one
 //! accessor per field) plus a `Repr` with `parse` and `emit`. [`packet`] joins them into a
-//! whole IP + TCP packet; [`plan`] decides which options fit a segment's 40 bytes.
+//! whole IP + TCP packet; [`plan`] decides which options fit a segment's 40 bytes;
+//! [`gso`] and [`gro`] cut super-segments into wire packets and merge them back.
 //!
 //! Not supported, by design: IP fragments (rejected, never reassembled), IPv6 jumbograms,
 //! IPv4 source routing (options are skipped), IPv6 routing through this host (a Routing
