@@ -27,8 +27,6 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::task::Waker;
 use std::time::{Duration, Instant as StdInstant};
 
-use mptcp_proto::endpoint::Shard;
-
 use crate::core::Shared;
 use crate::device::TunDevice;
 use crate::notify::wait_readable;
