@@ -356,7 +356,17 @@ impl StackBuilder {
         let joins = Arc::new(JoinTable::default());
         let (senders, mut receivers): (Vec<_>, Vec<_>) =
             (0..n).map(|_| std::sync::mpsc::channel()).unzip();
-        let mut threads = Vec::with_capacity(n);
+        // Built before the workers start: dropping it on a failed spawn stops those
+        // already running.
+        let mut inner = StackInner {
+            shards,
+            threads: Vec::with_capacity(n),
+            name,
+            addresses: self.device.addresses,
+            offload,
+            next_worker: AtomicUsize::new(0),
+            steer_key,
+        };
         for (i, device) in queues.into_iter().enumerate() {
             let inbox = receivers.remove(0);
             // Shard::new only fails for i >= n, which the loop rules out.
@@ -368,7 +378,7 @@ impl StackBuilder {
                 },
                 peers: senders
                     .iter()
-                    .zip(&shards)
+                    .zip(&inner.shards)
                     .map(|(tx, shared)| Peer {
                         inbox: tx.clone(),
                         shared: Arc::clone(shared),
@@ -377,47 +387,24 @@ impl StackBuilder {
                 inbox,
             });
             let driver = Driver {
-                shared: Arc::clone(&shards[i]),
+                shared: Arc::clone(&inner.shards[i]),
                 device,
                 pcap: pcap.clone(),
                 workers,
                 linger: self.linger,
             };
             let thread_name = if n > 1 {
-                format!("mptcp-tun {name} {i}")
+                format!("mptcp-tun {} {i}", inner.name)
             } else {
-                format!("mptcp-tun {name}")
+                format!("mptcp-tun {}", inner.name)
             };
             let spawned = std::thread::Builder::new()
                 .name(thread_name)
                 .spawn(move || driver.run());
-            match spawned {
-                Ok(t) => threads.push(t),
-                Err(e) => {
-                    // Stop the workers already running before reporting.
-                    drop(StackInner {
-                        shards,
-                        threads,
-                        name,
-                        addresses: self.device.addresses,
-                        offload,
-                        next_worker: AtomicUsize::new(0),
-                        steer_key,
-                    });
-                    return Err(e);
-                }
-            }
+            inner.threads.push(spawned?);
         }
         Ok(Stack {
-            inner: Arc::new(StackInner {
-                shards,
-                threads,
-                name,
-                addresses: self.device.addresses,
-                offload,
-                next_worker: AtomicUsize::new(0),
-                steer_key,
-            }),
+            inner: Arc::new(inner),
         })
     }
 }

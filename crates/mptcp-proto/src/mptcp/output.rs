@@ -305,8 +305,6 @@ impl MptcpConnection {
         // they are all the connection has.
         let healthy = self.subflows.iter().any(|s| s.schedulable() && !s.mp.stale);
         for s in self.subflows.iter().filter(|s| s.schedulable()) {
-            let unsent = s.unsent();
-            let outstanding = s.tcp.sent_offset().saturating_sub(s.tcp.acked_offset()) + unsent;
             let view = SubflowView {
                 id: s.id,
                 established: true,
@@ -315,8 +313,8 @@ impl MptcpConnection {
                 srtt: s.tcp.srtt(),
                 rttvar: s.tcp.rttvar(),
                 cwnd: s.tcp.cwnd(),
-                in_flight: s.tcp.bytes_in_flight() + unsent,
-                send_window: s.tcp.send_window().saturating_sub(outstanding),
+                in_flight: s.scheduled_in_flight(),
+                send_window: s.send_window_left(),
                 mss: s.tcp.send_mss(),
             };
             if views.try_push(view).is_err() {

@@ -217,16 +217,21 @@ impl Subflow {
     /// the free congestion window, bounded by the peer's window, both net of what is
     /// mapped and unsent.
     pub fn space(&self) -> u64 {
-        let unsent = self.unsent();
-        let outstanding = self
-            .tcp
-            .sent_offset()
-            .saturating_sub(self.tcp.acked_offset())
-            + unsent;
         self.tcp
             .cwnd()
-            .saturating_sub(self.tcp.bytes_in_flight() + unsent)
-            .min(self.tcp.send_window().saturating_sub(outstanding))
+            .saturating_sub(self.scheduled_in_flight())
+            .min(self.send_window_left())
+    }
+
+    /// In flight as the scheduler counts it: sent and unacknowledged, plus mapped and
+    /// not yet sent.
+    pub fn scheduled_in_flight(&self) -> u64 {
+        self.tcp.bytes_in_flight() + self.unsent()
+    }
+
+    /// The peer's window left after everything mapped to the subflow.
+    pub fn send_window_left(&self) -> u64 {
+        self.tcp.send_window().saturating_sub(self.outstanding())
     }
 
     /// Bytes mapped to the subflow and not acknowledged by its ACK (sent or not).
