@@ -172,3 +172,44 @@ fn connections_take_turns_in_poll_transmit() {
         while pair.client.poll_transmit(at, &mut buf).is_some() {}
     }
 }
+
+/// Deadlines are recomputed lazily (once per batch, not per packet): whatever mix of
+/// changed and settled connections the endpoint holds, more than it lets wait, its
+/// deadline is still the earliest of theirs.
+#[test]
+fn the_deadline_stays_the_earliest_with_many_changed_connections() {
+    let mut pair = Pair::new(EndpointConfig::default(), EndpointConfig::default());
+    // Nobody listens: every SYN is answered by a RST or lost, so each connection keeps
+    // a retransmission timer of its own.
+    let mut buf = vec![0u8; 2048];
+    let mut handles = Vec::new();
+    for round in 0..5u64 {
+        pair.now += Duration::from_millis(7 * round + 1);
+        let now = pair.now;
+        for _ in 0..40 {
+            let h = pair
+                .client
+                .connect(now, addr("10.0.0.1:0"), addr("10.0.0.2:9"))
+                .expect("free");
+            handles.push(h);
+        }
+        while pair.client.poll_transmit(now, &mut buf).is_some() {}
+        let earliest = handles
+            .iter()
+            .filter_map(|&h| pair.client.socket(h).ok()?.poll_timeout())
+            .min();
+        assert!(earliest.is_some(), "round {round}: SYNs are retransmitted");
+        assert_eq!(pair.client.poll_timeout(), earliest, "round {round}");
+    }
+    for _ in 0..4 {
+        let earliest = handles
+            .iter()
+            .filter_map(|&h| pair.client.socket(h).ok()?.poll_timeout())
+            .min();
+        assert_eq!(pair.client.poll_timeout(), earliest);
+        let Some(at) = earliest else { break };
+        pair.now = at;
+        pair.client.handle_timeout(at);
+        while pair.client.poll_transmit(at, &mut buf).is_some() {}
+    }
+}

@@ -207,6 +207,8 @@ struct ConnEntry {
     in_transmit_queue: bool,
     /// The deadline registered in the timer set.
     timer: Option<Instant>,
+    /// Changed since `timer` was computed: listed in `Endpoint::stale_timers`.
+    timer_stale: bool,
     /// A Readable / Writable event for it sits in the event queue.
     readable_queued: bool,
     writable_queued: bool,
@@ -233,6 +235,10 @@ struct PendingReset {
     tcp: TcpRepr<'static>,
 }
 
+/// How many changed connections may wait before their deadlines are recomputed:
+/// it bounds what [`Endpoint::poll_timeout`] looks at.
+const STALE_TIMER_LIMIT: usize = 64;
+
 /// The connection table, listeners and demultiplexer. See the module documentation.
 #[derive(Debug)]
 pub struct Endpoint {
@@ -251,6 +257,11 @@ pub struct Endpoint {
     /// SYN cookies (RFC 4987 §3.6).
     cookies: CookieJar,
     timers: BTreeSet<(Instant, Key)>,
+    /// Connections whose deadline in `timers` may be out of date. Recomputing a
+    /// deadline walks every subflow's timers, and a connection changes with every
+    /// packet, so it is done when a deadline is asked for, once per batch rather
+    /// than once per packet.
+    stale_timers: Vec<Key>,
     /// Reused by `handle_timeout` to avoid an allocation per call.
     due: Vec<Key>,
     events: VecDeque<Event>,
@@ -287,6 +298,7 @@ impl Endpoint {
             syn_acks: VecDeque::new(),
             cookies: CookieJar::new(&secret),
             timers: BTreeSet::new(),
+            stale_timers: Vec::new(),
             due: Vec::new(),
             events: VecDeque::new(),
             tokens: BTreeMap::new(),
@@ -615,14 +627,60 @@ impl Endpoint {
     }
 
     /// When [`Endpoint::handle_timeout`] should next be called: the earliest deadline
-    /// of any connection. Constant time.
+    /// of any connection. Its cost does not grow with the number of connections: it
+    /// looks at the earliest registered deadlines and at the connections changed since
+    /// the last refresh (at most 64).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.first().map(|&(deadline, _)| deadline)
+        let changed = self
+            .stale_timers
+            .iter()
+            .filter_map(|&key| self.conns.get(key))
+            .filter(|entry| !entry.conn.is_closed())
+            .filter_map(|entry| entry.conn.poll_timeout())
+            .min();
+        // A stale connection's registered deadline is not its deadline any more.
+        let registered = self
+            .timers
+            .iter()
+            .find(|&&(_, key)| self.conns.get(key).is_none_or(|e| !e.timer_stale))
+            .map(|&(deadline, _)| deadline);
+        match (changed, registered) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Brings every changed connection's registered deadline up to date.
+    fn refresh_timers(&mut self) {
+        let mut stale = core::mem::take(&mut self.stale_timers);
+        for &key in &stale {
+            let Some(entry) = self.conns.get_mut(key) else {
+                continue;
+            };
+            entry.timer_stale = false;
+            let deadline = if entry.conn.is_closed() {
+                None
+            } else {
+                entry.conn.poll_timeout()
+            };
+            if deadline != entry.timer {
+                if let Some(old) = entry.timer {
+                    self.timers.remove(&(old, key));
+                }
+                if let Some(new) = deadline {
+                    self.timers.insert((new, key));
+                }
+                entry.timer = deadline;
+            }
+        }
+        stale.clear();
+        self.stale_timers = stale;
     }
 
     /// Runs every connection timer due at or before `now`, earliest first.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = self.now.max(now);
+        self.refresh_timers();
         let mut due = core::mem::take(&mut self.due);
         while let Some(&(deadline, key)) = self.timers.first() {
             if deadline > now {
@@ -752,6 +810,7 @@ impl Endpoint {
             held_events: Vec::new(),
             in_transmit_queue: false,
             timer: None,
+            timer_stale: false,
             readable_queued: false,
             writable_queued: false,
             discarded: false,
@@ -806,19 +865,9 @@ impl Endpoint {
                 }
             }
         }
-        let deadline = if closed {
-            None
-        } else {
-            entry.conn.poll_timeout()
-        };
-        if deadline != entry.timer {
-            if let Some(old) = entry.timer {
-                self.timers.remove(&(old, key));
-            }
-            if let Some(new) = deadline {
-                self.timers.insert((new, key));
-            }
-            entry.timer = deadline;
+        if !entry.timer_stale {
+            entry.timer_stale = true;
+            self.stale_timers.push(key);
         }
         // Finished: closed, its last packet (a RST after abort) sent, and nothing left
         // for the user to read (a connection nobody accepted has no reader).
@@ -827,6 +876,9 @@ impl Endpoint {
             && (entry.listener.is_some() || entry.discarded || entry.conn.readable() == 0);
         if finished {
             self.remove(key);
+        }
+        if self.stale_timers.len() > STALE_TIMER_LIMIT {
+            self.refresh_timers();
         }
     }
 
@@ -931,6 +983,9 @@ impl Endpoint {
         }
         if let Some(deadline) = entry.timer {
             self.timers.remove(&(deadline, key));
+        }
+        if entry.timer_stale {
+            self.stale_timers.retain(|&k| k != key);
         }
         if let Some(listener) = entry.listener
             && let Some(l) = self.listeners.get_mut(listener)
