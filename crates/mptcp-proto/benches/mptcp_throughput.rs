@@ -11,6 +11,12 @@
 //! counting allocator reports allocations per data segment in the steady state (after
 //! the handshakes and the first `WARMUP` bytes).
 //!
+//! The one bench thread runs both endpoints, so `Gbit/s/core` is the rate with the
+//! sender and the receiver sharing one core. The link moves packets in batches of 64
+//! (as the TUN runtime reads and writes them), and each side's work on a batch is
+//! charged to that side: `sender` and `receiver` are the rates one core would carry
+//! running only that endpoint, as a host talking to another stack does.
+//!
 //! Three tables, three ways the link carries segments:
 //! - `wire`: one wire-sized segment per packet, every segment paying the whole
 //!   per-segment path of both endpoints;
@@ -36,15 +42,12 @@ mod common;
 
 use std::time::Instant as WallClock;
 
-use common::{
-    Counting, Link, alloc_snapshot, bench_bytes, bench_pacing, carry, thread_cpu_seconds,
-};
+use common::{Carrier, Counting, CpuSplit, End, Link, alloc_snapshot, bench_bytes, bench_pacing};
 use core::net::IpAddr;
 use mptcp_proto::endpoint::{Endpoint, EndpointConfig, Event};
 use mptcp_proto::mptcp::MptcpConfig;
 use mptcp_proto::tcp::{TcpConfig, TcpEvent};
 use mptcp_proto::time::{Duration, Instant};
-use mptcp_proto::wire::gro::Coalescer;
 
 #[global_allocator]
 static ALLOC: Counting = Counting;
@@ -56,7 +59,9 @@ struct Outcome {
     bytes: u64,
     segments: u64,
     acks: u64,
-    cpu_seconds: f64,
+    /// CPU time of the client (sender) and server (receiver) phases.
+    client_cpu: f64,
+    server_cpu: f64,
     wall_seconds: f64,
     allocations: u64,
     subflows_used: usize,
@@ -87,8 +92,6 @@ fn config(mss: u16, link: Link) -> EndpointConfig {
 fn transfer(subflows: usize, mss: u16, link: Link, total: u64) -> Outcome {
     let mut client = Endpoint::new(config(mss, link), [1; 32]);
     let mut server = Endpoint::new(config(mss, link), [2; 32]);
-    let mut piece = vec![0u8; 65_536];
-    let mut gro = Coalescer::new();
     let listener = server
         .listen("10.9.0.1:5001".parse().expect("address"))
         .expect("listen");
@@ -107,11 +110,13 @@ fn transfer(subflows: usize, mss: u16, link: Link, total: u64) -> Outcome {
 
     let chunk = vec![0x5au8; 256 * 1024];
     let mut read_buf = vec![0u8; 256 * 1024];
-    let mut packet = vec![0u8; 65_536];
+    let mut carrier = Carrier::new(link);
+    let mut cpu = CpuSplit::new();
     let (mut written, mut received, mut segments, mut acks) = (0u64, 0u64, 0u64, 0u64);
     let mut accepted = None;
-    // Set when the steady state begins: (received, segments, acks, cpu, wall, allocs).
-    let mut start: Option<(u64, u64, u64, f64, WallClock, u64)> = None;
+    // Set when the steady state begins: (received, segments, acks, client and server
+    // CPU, wall, allocs).
+    let mut start: Option<(u64, u64, u64, (f64, f64), WallClock, u64)> = None;
     while received < total {
         if start.is_none()
             && received >= WARMUP
@@ -121,7 +126,7 @@ fn transfer(subflows: usize, mss: u16, link: Link, total: u64) -> Outcome {
                 received,
                 segments,
                 acks,
-                thread_cpu_seconds(),
+                (cpu.client, cpu.server),
                 WallClock::now(),
                 alloc_snapshot().allocations,
             ));
@@ -130,14 +135,12 @@ fn transfer(subflows: usize, mss: u16, link: Link, total: u64) -> Outcome {
             let want = (total - written).min(chunk.len() as u64) as usize;
             written += client.write(conn, &chunk[..want]).unwrap_or(0) as u64;
         }
-        let sent = carry(
+        cpu.charge(End::Client);
+        let sent = carrier.carry(
             now,
-            link,
-            &mut client,
-            &mut server,
-            &mut packet,
-            &mut piece,
-            &mut gro,
+            (End::Client, &mut client),
+            (End::Server, &mut server),
+            &mut cpu,
         );
         segments += sent;
         let mut moved = sent > 0;
@@ -154,14 +157,12 @@ fn transfer(subflows: usize, mss: u16, link: Link, total: u64) -> Outcome {
                 received += n as u64;
             }
         }
-        let sent = carry(
+        cpu.charge(End::Server);
+        let sent = carrier.carry(
             now,
-            link,
-            &mut server,
-            &mut client,
-            &mut packet,
-            &mut piece,
-            &mut gro,
+            (End::Server, &mut server),
+            (End::Client, &mut client),
+            &mut cpu,
         );
         acks += sent;
         moved |= sent > 0;
@@ -171,7 +172,9 @@ fn transfer(subflows: usize, mss: u16, link: Link, total: u64) -> Outcome {
             }
         }
         while client.poll_mptcp_event().is_some() {}
+        cpu.charge(End::Client);
         while server.poll_mptcp_event().is_some() {}
+        cpu.charge(End::Server);
         if !moved {
             // Nothing in flight: let timers (delayed ACKs, joins) fire in virtual time.
             now = client
@@ -182,7 +185,9 @@ fn transfer(subflows: usize, mss: u16, link: Link, total: u64) -> Outcome {
                 .unwrap_or(now + Duration::from_millis(1))
                 .max(now);
             client.handle_timeout(now);
+            cpu.charge(End::Client);
             server.handle_timeout(now);
+            cpu.charge(End::Server);
         }
     }
     let (r0, s0, a0, cpu0, wall0, alloc0) = start.expect("the transfer outlasts the warm-up");
@@ -192,7 +197,8 @@ fn transfer(subflows: usize, mss: u16, link: Link, total: u64) -> Outcome {
         bytes: received - r0,
         segments: segments - s0,
         acks: acks - a0,
-        cpu_seconds: thread_cpu_seconds() - cpu0,
+        client_cpu: cpu.client - cpu0.0,
+        server_cpu: cpu.server - cpu0.1,
         wall_seconds: wall0.elapsed().as_secs_f64(),
         allocations: alloc_snapshot().allocations - alloc0,
         subflows_used: stats.subflows.iter().filter(|s| s.bytes_sent > 0).count(),
@@ -225,22 +231,15 @@ fn main() {
             continue;
         }
         println!();
+        println!("{}", link.describe());
         println!(
-            "{}",
-            match link {
-                Link::Wire => "wire: one wire segment per packet",
-                Link::SoftGso =>
-                    "soft-gso: wire packets on the link, cut and merged in software (GSO/GRO)",
-                Link::Super =>
-                    "super: super-segments on the link (hardware TSO/GRO, as the TUN runtime with offload)",
-            }
-        );
-        println!(
-            "{:<6} {:>8} {:>6} {:>13} {:>12} {:>14} {:>11} {:>10} {:>12}",
+            "{:<6} {:>8} {:>6} {:>11} {:>10} {:>10} {:>12} {:>14} {:>11} {:>10} {:>12}",
             "MTU",
             "subflows",
             "used",
             "Gbit/s/core",
+            "sender",
+            "receiver",
             "wall Gbit/s",
             "packets/s",
             "ns/packet",
@@ -249,16 +248,18 @@ fn main() {
         );
         for (mtu, mss, subflows) in rows {
             let o = transfer(subflows, mss, link, total.max(2 * WARMUP));
-            let gbps = o.bytes as f64 * 8.0 / o.cpu_seconds / 1e9;
-            let wall_gbps = o.bytes as f64 * 8.0 / o.wall_seconds / 1e9;
-            let sps = o.segments as f64 / o.cpu_seconds;
+            let cpu = o.client_cpu + o.server_cpu;
+            let gbit = |seconds: f64| o.bytes as f64 * 8.0 / seconds / 1e9;
+            let sps = o.segments as f64 / cpu;
             println!(
-                "{:<6} {:>8} {:>6} {:>13.2} {:>12.2} {:>14.0} {:>11.0} {:>10.2} {:>12.4}",
+                "{:<6} {:>8} {:>6} {:>11.2} {:>10.2} {:>10.2} {:>12.2} {:>14.0} {:>11.0} {:>10.2} {:>12.4}",
                 mtu,
                 subflows,
                 o.subflows_used,
-                gbps,
-                wall_gbps,
+                gbit(cpu),
+                gbit(o.client_cpu),
+                gbit(o.server_cpu),
+                gbit(o.wall_seconds),
                 sps,
                 1e9 / sps,
                 o.acks as f64 / o.segments as f64,

@@ -5,7 +5,9 @@
 //! verify), so the figure is the per-core ceiling of the protocol core itself.
 //! Gbit/s and packets/s are per core (from the CPU time of the bench thread; the
 //! wall-clock rate is printed beside them), and the counting allocator reports
-//! allocations per data segment after the first `WARMUP` bytes. Rows run over each
+//! allocations per data segment after the first `WARMUP` bytes. Both endpoints share
+//! the bench thread; `sender` and `receiver` are each side's rate per core of its own
+//! (see `common::CpuSplit`). Rows run over each
 //! kind of link (`common::Link`): one wire segment per packet, wire packets cut and
 //! merged in software (`+soft-gso`), and super-segments on the link (`+super`).
 //! Run with `cargo bench -p mptcp-proto --bench tcp_throughput`.
@@ -14,10 +16,7 @@ mod common;
 
 use std::time::Instant as WallClock;
 
-use common::{
-    Counting, Link, alloc_snapshot, bench_bytes, bench_pacing, carry, thread_cpu_seconds,
-};
-use mptcp_proto::wire::gro::Coalescer;
+use common::{Carrier, Counting, CpuSplit, End, Link, alloc_snapshot, bench_bytes, bench_pacing};
 
 use mptcp_proto::endpoint::{Endpoint, EndpointConfig, Event};
 use mptcp_proto::tcp::TcpEvent;
@@ -32,7 +31,9 @@ const WARMUP: u64 = 20_000_000;
 struct Outcome {
     bytes: u64,
     segments: u64,
-    cpu_seconds: f64,
+    /// CPU time of the client (sender) and server (receiver) phases.
+    client_cpu: f64,
+    server_cpu: f64,
     wall_seconds: f64,
     allocations: u64,
 }
@@ -60,19 +61,19 @@ fn transfer(mss: u16, link: Link, total: u64) -> Outcome {
 
     let chunk = vec![0x5au8; 256 * 1024];
     let mut read_buf = vec![0u8; 256 * 1024];
-    let mut packet = vec![0u8; 65_536];
-    let mut piece = vec![0u8; 65_536];
-    let mut gro = Coalescer::new();
+    let mut carrier = Carrier::new(link);
+    let mut cpu = CpuSplit::new();
     let (mut written, mut received, mut segments) = (0u64, 0u64, 0u64);
     let mut accepted = None;
-    // Set when the steady state begins: (received, segments, cpu, wall, allocations).
-    let mut start: Option<(u64, u64, f64, WallClock, u64)> = None;
+    // Set when the steady state begins: (received, segments, client and server CPU,
+    // wall, allocations).
+    let mut start: Option<(u64, u64, (f64, f64), WallClock, u64)> = None;
     while received < total {
         if start.is_none() && received >= WARMUP {
             start = Some((
                 received,
                 segments,
-                thread_cpu_seconds(),
+                (cpu.client, cpu.server),
                 WallClock::now(),
                 alloc_snapshot().allocations,
             ));
@@ -81,14 +82,12 @@ fn transfer(mss: u16, link: Link, total: u64) -> Outcome {
             let want = (total - written).min(chunk.len() as u64) as usize;
             written += client.write(conn, &chunk[..want]).unwrap_or(0) as u64;
         }
-        let sent = carry(
+        cpu.charge(End::Client);
+        let sent = carrier.carry(
             now,
-            link,
-            &mut client,
-            &mut server,
-            &mut packet,
-            &mut piece,
-            &mut gro,
+            (End::Client, &mut client),
+            (End::Server, &mut server),
+            &mut cpu,
         );
         segments += sent;
         let mut moved = sent > 0;
@@ -105,14 +104,12 @@ fn transfer(mss: u16, link: Link, total: u64) -> Outcome {
                 received += n as u64;
             }
         }
-        moved |= carry(
+        cpu.charge(End::Server);
+        moved |= carrier.carry(
             now,
-            link,
-            &mut server,
-            &mut client,
-            &mut packet,
-            &mut piece,
-            &mut gro,
+            (End::Server, &mut server),
+            (End::Client, &mut client),
+            &mut cpu,
         ) > 0;
         while let Some(event) = client.poll_event() {
             if let Event::Connection(_, TcpEvent::Reset | TcpEvent::TimedOut) = event {
@@ -129,7 +126,9 @@ fn transfer(mss: u16, link: Link, total: u64) -> Outcome {
                 .unwrap_or(now + Duration::from_millis(1))
                 .max(now);
             client.handle_timeout(now);
+            cpu.charge(End::Client);
             server.handle_timeout(now);
+            cpu.charge(End::Server);
         }
         let _ = listener;
     }
@@ -137,7 +136,8 @@ fn transfer(mss: u16, link: Link, total: u64) -> Outcome {
     Outcome {
         bytes: received - r0,
         segments: segments - s0,
-        cpu_seconds: thread_cpu_seconds() - cpu0,
+        client_cpu: cpu.client - cpu0.0,
+        server_cpu: cpu.server - cpu0.1,
         wall_seconds: wall0.elapsed().as_secs_f64(),
         allocations: alloc_snapshot().allocations - alloc0,
     }
@@ -155,21 +155,30 @@ fn main() {
         }
     );
     println!(
-        "{:<14} {:>13} {:>12} {:>14} {:>11} {:>12}",
-        "MTU", "Gbit/s/core", "wall Gbit/s", "packets/s", "ns/packet", "allocs/pkt"
+        "{:<14} {:>11} {:>10} {:>10} {:>12} {:>14} {:>11} {:>12}",
+        "MTU",
+        "Gbit/s/core",
+        "sender",
+        "receiver",
+        "wall Gbit/s",
+        "packets/s",
+        "ns/packet",
+        "allocs/pkt"
     );
     for link in Link::ALL {
         for (mtu, mss) in [(1500, 1460u16), (9000, 8960)] {
             let o = transfer(mss, link, total.max(2 * WARMUP));
-            let gbps = o.bytes as f64 * 8.0 / o.cpu_seconds / 1e9;
-            let wall_gbps = o.bytes as f64 * 8.0 / o.wall_seconds / 1e9;
-            let sps = o.segments as f64 / o.cpu_seconds;
+            let cpu = o.client_cpu + o.server_cpu;
+            let gbit = |seconds: f64| o.bytes as f64 * 8.0 / seconds / 1e9;
+            let sps = o.segments as f64 / cpu;
             let mtu = format!("{mtu}{}", link.suffix());
             println!(
-                "{:<14} {:>13.2} {:>12.2} {:>14.0} {:>11.0} {:>12.4}",
+                "{:<14} {:>11.2} {:>10.2} {:>10.2} {:>12.2} {:>14.0} {:>11.0} {:>12.4}",
                 mtu,
-                gbps,
-                wall_gbps,
+                gbit(cpu),
+                gbit(o.client_cpu),
+                gbit(o.server_cpu),
+                gbit(o.wall_seconds),
                 sps,
                 1e9 / sps,
                 o.allocations as f64 / o.segments as f64

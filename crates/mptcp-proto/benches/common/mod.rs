@@ -156,40 +156,124 @@ impl Link {
 /// a 64 KiB IP packet).
 pub const SUPER_SEGMENT: usize = 65_000;
 
-/// Moves every packet `from` has to `to` over the link; returns the packets the link
-/// carried.
-pub fn carry(
-    now: Instant,
-    link: Link,
-    from: &mut Endpoint,
-    to: &mut Endpoint,
-    packet: &mut [u8],
-    piece: &mut [u8],
-    gro: &mut Coalescer,
-) -> u64 {
-    let mut carried = 0;
-    let mut deliver = |p: &[u8], trusted: bool| {
-        let _ = if trusted {
-            to.handle_packet_trusted(now, p)
-        } else {
-            to.handle_packet(now, p)
-        };
-    };
-    while let Some(sent) = from.poll_transmit_gso(now, packet) {
-        let emitted = &packet[..sent.len];
-        if link != Link::SoftGso {
-            deliver(emitted, false);
-            carried += 1;
-            continue;
-        }
-        let size = sent.gso_size.unwrap_or(u16::MAX);
-        let mut segmenter =
-            Segmenter::new(emitted, size).expect("the endpoint emits valid packets");
-        while let Some(len) = segmenter.next_into(piece) {
-            gro.push(&piece[..len], &mut deliver);
-            carried += 1;
+/// Packets the link moves per turn, as the TUN runtime reads and writes them in
+/// batches: each side's work on a batch is timed as one phase.
+pub const BATCH: usize = 64;
+
+/// One endpoint of a bench's connection.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum End {
+    Client,
+    Server,
+}
+
+/// The bench thread's CPU time split between the two endpoints it runs: each phase
+/// is charged to the endpoint that did the work, so the sender's and the receiver's
+/// cost per byte are known apart (a deployment runs only one of them per host).
+pub struct CpuSplit {
+    last: f64,
+    pub client: f64,
+    pub server: f64,
+}
+
+impl CpuSplit {
+    pub fn new() -> Self {
+        CpuSplit {
+            last: thread_cpu_seconds(),
+            client: 0.0,
+            server: 0.0,
         }
     }
-    gro.flush(&mut deliver);
-    carried
+
+    /// Charges the CPU time since the previous charge to `end`.
+    pub fn charge(&mut self, end: End) {
+        let now = thread_cpu_seconds();
+        let spent = now - self.last;
+        self.last = now;
+        match end {
+            End::Client => self.client += spent,
+            End::Server => self.server += spent,
+        }
+    }
+}
+
+/// Moves packets between two endpoints over a bench link, in batches of [`BATCH`],
+/// with buffers kept across calls (no allocation in the steady state).
+pub struct Carrier {
+    link: Link,
+    slots: Vec<Vec<u8>>,
+    lens: Vec<usize>,
+    packet: Vec<u8>,
+    gro: Coalescer,
+}
+
+impl Carrier {
+    pub fn new(link: Link) -> Self {
+        // Room for a batch and the pieces of one more super-segment.
+        let slots = BATCH + SUPER_SEGMENT / 1000 + 1;
+        Carrier {
+            link,
+            slots: (0..slots).map(|_| vec![0u8; 65_536]).collect(),
+            lens: Vec::with_capacity(slots),
+            packet: vec![0u8; 65_536],
+            gro: Coalescer::new(),
+        }
+    }
+
+    /// Moves every packet `from` has to `to`: `from` emits a batch (and, on the
+    /// soft-gso link, cuts it into wire packets), then `to` takes it in (merging runs
+    /// first on that link), until `from` has nothing left. Returns the packets the link
+    /// carried; the CPU time of each half goes to its endpoint in `cpu`.
+    pub fn carry(
+        &mut self,
+        now: Instant,
+        (from_end, from): (End, &mut Endpoint),
+        (to_end, to): (End, &mut Endpoint),
+        cpu: &mut CpuSplit,
+    ) -> u64 {
+        let mut carried = 0;
+        loop {
+            self.lens.clear();
+            while self.lens.len() < BATCH {
+                let n = self.lens.len();
+                if self.link != Link::SoftGso {
+                    let Some(sent) = from.poll_transmit_gso(now, &mut self.slots[n]) else {
+                        break;
+                    };
+                    self.lens.push(sent.len);
+                    continue;
+                }
+                let Some(sent) = from.poll_transmit_gso(now, &mut self.packet) else {
+                    break;
+                };
+                let size = sent.gso_size.unwrap_or(u16::MAX);
+                let mut segmenter = Segmenter::new(&self.packet[..sent.len], size)
+                    .expect("the endpoint emits valid packets");
+                while let Some(len) = segmenter.next_into(&mut self.slots[self.lens.len()]) {
+                    self.lens.push(len);
+                }
+            }
+            cpu.charge(from_end);
+            if self.lens.is_empty() {
+                return carried;
+            }
+            carried += self.lens.len() as u64;
+            let mut deliver = |p: &[u8], trusted: bool| {
+                let _ = if trusted {
+                    to.handle_packet_trusted(now, p)
+                } else {
+                    to.handle_packet(now, p)
+                };
+            };
+            for (slot, &len) in self.slots.iter().zip(&self.lens) {
+                if self.link == Link::SoftGso {
+                    self.gro.push(&slot[..len], &mut deliver);
+                } else {
+                    deliver(&slot[..len], false);
+                }
+            }
+            self.gro.flush(&mut deliver);
+            cpu.charge(to_end);
+        }
+    }
 }
