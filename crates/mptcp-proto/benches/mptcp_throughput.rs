@@ -114,9 +114,8 @@ fn transfer(subflows: usize, mss: u16, link: Link, total: u64) -> Outcome {
     let mut cpu = CpuSplit::new();
     let (mut written, mut received, mut segments, mut acks) = (0u64, 0u64, 0u64, 0u64);
     let mut accepted = None;
-    // Set when the steady state begins: (received, segments, acks, client and server
-    // CPU, wall, allocs).
-    let mut start: Option<(u64, u64, u64, (f64, f64), WallClock, u64)> = None;
+    // Set when the steady state begins: (received, segments, acks, CPU, wall, allocs).
+    let mut start: Option<(u64, u64, u64, CpuSplit, WallClock, u64)> = None;
     while received < total {
         if start.is_none()
             && received >= WARMUP
@@ -126,7 +125,7 @@ fn transfer(subflows: usize, mss: u16, link: Link, total: u64) -> Outcome {
                 received,
                 segments,
                 acks,
-                (cpu.client, cpu.server),
+                cpu,
                 WallClock::now(),
                 alloc_snapshot().allocations,
             ));
@@ -197,8 +196,8 @@ fn transfer(subflows: usize, mss: u16, link: Link, total: u64) -> Outcome {
         bytes: received - r0,
         segments: segments - s0,
         acks: acks - a0,
-        client_cpu: cpu.client - cpu0.0,
-        server_cpu: cpu.server - cpu0.1,
+        client_cpu: cpu.client - cpu0.client,
+        server_cpu: cpu.server - cpu0.server,
         wall_seconds: wall0.elapsed().as_secs_f64(),
         allocations: alloc_snapshot().allocations - alloc0,
         subflows_used: stats.subflows.iter().filter(|s| s.bytes_sent > 0).count(),

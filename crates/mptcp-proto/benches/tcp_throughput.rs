@@ -65,15 +65,14 @@ fn transfer(mss: u16, link: Link, total: u64) -> Outcome {
     let mut cpu = CpuSplit::new();
     let (mut written, mut received, mut segments) = (0u64, 0u64, 0u64);
     let mut accepted = None;
-    // Set when the steady state begins: (received, segments, client and server CPU,
-    // wall, allocations).
-    let mut start: Option<(u64, u64, (f64, f64), WallClock, u64)> = None;
+    // Set when the steady state begins: (received, segments, CPU, wall, allocations).
+    let mut start: Option<(u64, u64, CpuSplit, WallClock, u64)> = None;
     while received < total {
         if start.is_none() && received >= WARMUP {
             start = Some((
                 received,
                 segments,
-                (cpu.client, cpu.server),
+                cpu,
                 WallClock::now(),
                 alloc_snapshot().allocations,
             ));
@@ -136,8 +135,8 @@ fn transfer(mss: u16, link: Link, total: u64) -> Outcome {
     Outcome {
         bytes: received - r0,
         segments: segments - s0,
-        client_cpu: cpu.client - cpu0.0,
-        server_cpu: cpu.server - cpu0.1,
+        client_cpu: cpu.client - cpu0.client,
+        server_cpu: cpu.server - cpu0.server,
         wall_seconds: wall0.elapsed().as_secs_f64(),
         allocations: alloc_snapshot().allocations - alloc0,
     }

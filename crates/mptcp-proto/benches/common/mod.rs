@@ -170,6 +170,7 @@ pub enum End {
 /// The bench thread's CPU time split between the two endpoints it runs: each phase
 /// is charged to the endpoint that did the work, so the sender's and the receiver's
 /// cost per byte are known apart (a deployment runs only one of them per host).
+#[derive(Clone, Copy)]
 pub struct CpuSplit {
     last: f64,
     pub client: f64,
