@@ -13,7 +13,7 @@
 //!
 //! The one bench thread runs both endpoints, so `Gbit/s/core` is the rate with the
 //! sender and the receiver sharing one core. The link moves packets in batches of 64
-//! (as the TUN runtime reads and writes them), and each side's work on a batch is
+//! (as the TUN runtime reads and writes them; `BENCH_BATCH=n` changes it), and each side's work on a batch is
 //! charged to that side: `sender` and `receiver` are the rates one core would carry
 //! running only that endpoint, as a host talking to another stack does.
 //!

@@ -157,8 +157,16 @@ impl Link {
 pub const SUPER_SEGMENT: usize = 65_000;
 
 /// Packets the link moves per turn, as the TUN runtime reads and writes them in
-/// batches: each side's work on a batch is timed as one phase.
-pub const BATCH: usize = 64;
+/// batches: each side's work on a batch is timed as one phase. The receiver answers
+/// each batch with one ACK, so `BENCH_BATCH=2` makes it acknowledge every second
+/// segment, as a kernel peer without GRO does.
+pub fn bench_batch() -> usize {
+    std::env::var("BENCH_BATCH")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(64)
+}
 
 /// One endpoint of a bench's connection.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -198,10 +206,12 @@ impl CpuSplit {
     }
 }
 
-/// Moves packets between two endpoints over a bench link, in batches of [`BATCH`],
+/// Moves packets between two endpoints over a bench link, in batches of
+/// [`bench_batch`],
 /// with buffers kept across calls (no allocation in the steady state).
 pub struct Carrier {
     link: Link,
+    batch: usize,
     slots: Vec<Vec<u8>>,
     lens: Vec<usize>,
     packet: Vec<u8>,
@@ -211,9 +221,11 @@ pub struct Carrier {
 impl Carrier {
     pub fn new(link: Link) -> Self {
         // Room for a batch and the pieces of one more super-segment.
-        let slots = BATCH + SUPER_SEGMENT / 1000 + 1;
+        let batch = bench_batch();
+        let slots = batch + SUPER_SEGMENT / 1000 + 1;
         Carrier {
             link,
+            batch,
             slots: (0..slots).map(|_| vec![0u8; 65_536]).collect(),
             lens: Vec::with_capacity(slots),
             packet: vec![0u8; 65_536],
@@ -221,10 +233,10 @@ impl Carrier {
         }
     }
 
-    /// Moves every packet `from` has to `to`: `from` emits a batch (and, on the
-    /// soft-gso link, cuts it into wire packets), then `to` takes it in (merging runs
-    /// first on that link), until `from` has nothing left. Returns the packets the link
-    /// carried; the CPU time of each half goes to its endpoint in `cpu`.
+    /// Moves one batch from `from` to `to`: `from` emits up to a batch of packets
+    /// (cut into wire packets on the soft-gso link), then `to` takes them in (runs
+    /// merged first on that link). Returns the packets the link carried; the CPU time
+    /// of each half goes to its endpoint in `cpu`.
     pub fn carry(
         &mut self,
         now: Instant,
@@ -232,49 +244,46 @@ impl Carrier {
         (to_end, to): (End, &mut Endpoint),
         cpu: &mut CpuSplit,
     ) -> u64 {
-        let mut carried = 0;
-        loop {
-            self.lens.clear();
-            while self.lens.len() < BATCH {
-                let n = self.lens.len();
-                if self.link != Link::SoftGso {
-                    let Some(sent) = from.poll_transmit_gso(now, &mut self.slots[n]) else {
-                        break;
-                    };
-                    self.lens.push(sent.len);
-                    continue;
-                }
-                let Some(sent) = from.poll_transmit_gso(now, &mut self.packet) else {
+        self.lens.clear();
+        while self.lens.len() < self.batch {
+            let n = self.lens.len();
+            if self.link != Link::SoftGso {
+                let Some(sent) = from.poll_transmit_gso(now, &mut self.slots[n]) else {
                     break;
                 };
-                let size = sent.gso_size.unwrap_or(u16::MAX);
-                let mut segmenter = Segmenter::new(&self.packet[..sent.len], size)
-                    .expect("the endpoint emits valid packets");
-                while let Some(len) = segmenter.next_into(&mut self.slots[self.lens.len()]) {
-                    self.lens.push(len);
-                }
+                self.lens.push(sent.len);
+                continue;
             }
-            cpu.charge(from_end);
-            if self.lens.is_empty() {
-                return carried;
-            }
-            carried += self.lens.len() as u64;
-            let mut deliver = |p: &[u8], trusted: bool| {
-                let _ = if trusted {
-                    to.handle_packet_trusted(now, p)
-                } else {
-                    to.handle_packet(now, p)
-                };
+            let Some(sent) = from.poll_transmit_gso(now, &mut self.packet) else {
+                break;
             };
-            for (slot, &len) in self.slots.iter().zip(&self.lens) {
-                if self.link == Link::SoftGso {
-                    self.gro.push(&slot[..len], &mut deliver);
-                } else {
-                    deliver(&slot[..len], false);
-                }
+            let size = sent.gso_size.unwrap_or(u16::MAX);
+            let mut segmenter = Segmenter::new(&self.packet[..sent.len], size)
+                .expect("the endpoint emits valid packets");
+            while let Some(len) = segmenter.next_into(&mut self.slots[self.lens.len()]) {
+                self.lens.push(len);
             }
-            self.gro.flush(&mut deliver);
-            cpu.charge(to_end);
         }
+        cpu.charge(from_end);
+        if self.lens.is_empty() {
+            return 0;
+        }
+        let mut deliver = |p: &[u8], trusted: bool| {
+            let _ = if trusted {
+                to.handle_packet_trusted(now, p)
+            } else {
+                to.handle_packet(now, p)
+            };
+        };
+        for (slot, &len) in self.slots.iter().zip(&self.lens) {
+            if self.link == Link::SoftGso {
+                self.gro.push(&slot[..len], &mut deliver);
+            } else {
+                deliver(&slot[..len], false);
+            }
+        }
+        self.gro.flush(&mut deliver);
+        cpu.charge(to_end);
+        self.lens.len() as u64
     }
 }

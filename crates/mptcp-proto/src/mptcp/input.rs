@@ -737,11 +737,8 @@ impl MptcpConnection {
                 if s.mp.stale || s.tcp.state() == TcpState::Closed {
                     continue;
                 }
-                let sub_acked = s.tcp.acked_offset();
-                for m in s.mp.tx.iter() {
-                    if m.offset_end() > sub_acked {
-                        hold = hold.min(self.core.seq.tx_offset(m.dsn));
-                    }
+                if let Some(dsn) = s.mp.tx.earliest_unacked_dsn(s.tcp.acked_offset()) {
+                    hold = hold.min(self.core.seq.tx_offset(dsn));
                 }
             }
         }

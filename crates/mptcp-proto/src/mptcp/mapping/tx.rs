@@ -97,6 +97,10 @@ pub struct TxMappings {
     /// Index of the mapping the last transmission came from: the next one comes from it
     /// or the one after, so most lookups need no search.
     hint: usize,
+    /// Kept mappings whose DSN is below their predecessor's (reinjected or
+    /// opportunistically retransmitted data). While there are none, DSNs grow along
+    /// the subflow and the earliest unacknowledged DSN is found without a scan.
+    dsn_regressions: usize,
 }
 
 impl TxMappings {
@@ -145,6 +149,13 @@ impl TxMappings {
                 step
             } else {
                 let step = len.min(MAX_MAPPING_LEN);
+                if self
+                    .maps
+                    .back()
+                    .is_some_and(|last| !dsn_at_or_before(last.dsn, dsn))
+                {
+                    self.dsn_regressions += 1;
+                }
                 self.maps.push_back(TxMapping {
                     dsn,
                     offset: self.end,
@@ -224,6 +235,13 @@ impl TxMappings {
         let mut dropped = 0;
         while let Some(front) = self.maps.front() {
             if front.offset_end() <= subflow_acked && dsn_at_or_before(front.dsn_end(), data_ack) {
+                if self
+                    .maps
+                    .get(1)
+                    .is_some_and(|next| !dsn_at_or_before(front.dsn, next.dsn))
+                {
+                    self.dsn_regressions -= 1;
+                }
                 self.maps.pop_front();
                 self.hint = self.hint.saturating_sub(1);
                 dropped += 1;
@@ -232,6 +250,23 @@ impl TxMappings {
             }
         }
         dropped
+    }
+
+    /// The earliest DSN among the mappings not fully behind the subflow's cumulative
+    /// ACK `subflow_acked`: data the subflow may still have to retransmit, so the
+    /// connection must keep it. O(log n) while DSNs grow along the subflow (no
+    /// reinjection kept), a scan of the unacknowledged mappings otherwise.
+    pub fn earliest_unacked_dsn(&self, subflow_acked: u64) -> Option<Dsn> {
+        let first = self
+            .maps
+            .partition_point(|m| m.offset_end() <= subflow_acked);
+        if self.dsn_regressions == 0 {
+            return self.maps.get(first).map(|m| m.dsn);
+        }
+        self.maps
+            .range(first..)
+            .map(|m| m.dsn)
+            .reduce(|a, b| if dsn_at_or_before(a, b) { a } else { b })
     }
 
     /// The DSN ranges of payload this subflow carried that `data_ack` does not cover,
@@ -443,5 +478,77 @@ mod tests {
         let mut tx = TxMappings::new();
         tx.push(Dsn(0), MAX_MAPPING_LEN);
         assert!(!tx.attach_data_fin(Dsn(u64::from(MAX_MAPPING_LEN))));
+    }
+
+    /// Brute force: the earliest DSN of the mappings the subflow ACK does not cover.
+    fn earliest_by_scan(tx: &TxMappings, subflow_acked: u64) -> Option<Dsn> {
+        tx.iter()
+            .filter(|m| m.offset_end() > subflow_acked)
+            .map(|m| m.dsn)
+            .reduce(|a, b| if dsn_at_or_before(a, b) { a } else { b })
+    }
+
+    #[test]
+    fn earliest_unacked_dsn_follows_reinjections_in_and_out() {
+        let mut tx = TxMappings::new();
+        let base = u64::MAX - 3_000; // crosses the 2^64 wrap on the way
+        for i in 0..4u64 {
+            tx.push(Dsn(base.wrapping_add(i * 1000)), 1000);
+            tx.for_transmit(i * 1000);
+        }
+        assert_eq!(tx.dsn_regressions, 0);
+        assert_eq!(tx.earliest_unacked_dsn(0), Some(Dsn(base)));
+        assert_eq!(
+            tx.earliest_unacked_dsn(2500),
+            Some(Dsn(base.wrapping_add(2000)))
+        );
+        // A reinjection of older data, then fresh data again.
+        tx.push(Dsn(base.wrapping_sub(5000)), 500);
+        tx.for_transmit(4000);
+        tx.push(Dsn(base.wrapping_add(4000)), 1000);
+        assert_eq!(tx.dsn_regressions, 1);
+        for acked in [0, 1000, 3999, 4000, 4500, 5500] {
+            assert_eq!(
+                tx.earliest_unacked_dsn(acked),
+                earliest_by_scan(&tx, acked),
+                "acked {acked}"
+            );
+        }
+        assert_eq!(
+            tx.earliest_unacked_dsn(3999),
+            Some(Dsn(base.wrapping_sub(5000)))
+        );
+        // Pruned past the reinjection: the fast path is back.
+        tx.prune(4500, Dsn(base.wrapping_add(4000)));
+        assert_eq!(tx.dsn_regressions, 0);
+        assert_eq!(
+            tx.earliest_unacked_dsn(4500),
+            Some(Dsn(base.wrapping_add(4000)))
+        );
+        assert_eq!(tx.earliest_unacked_dsn(5500), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn earliest_unacked_dsn_matches_a_scan(
+            steps in proptest::collection::vec((0u64..20_000, 1u32..3_000, proptest::bool::ANY, 0u64..4_000), 1..60)
+        ) {
+            let mut tx = TxMappings::new();
+            let mut next = 1_000_000u64;
+            let mut acked = 0u64;
+            for (back, len, transmit, ack_step) in steps {
+                // Mostly fresh data; sometimes an older range (a reinjection).
+                let dsn = if back % 3 == 0 { next - back.min(next) } else { next };
+                tx.push(Dsn(dsn), len);
+                next = next.max(dsn + u64::from(len));
+                if transmit {
+                    tx.for_transmit(tx.end() - 1);
+                }
+                acked = (acked + ack_step).min(tx.end());
+                let data_ack = tx.iter().next().map_or(Dsn(0), |m| m.dsn_end());
+                tx.prune(acked, data_ack);
+                proptest::prop_assert_eq!(tx.earliest_unacked_dsn(acked), earliest_by_scan(&tx, acked));
+            }
+        }
     }
 }
