@@ -15,7 +15,9 @@
 //! sender and the receiver sharing one core. The link moves packets in batches of 64
 //! (as the TUN runtime reads and writes them; `BENCH_BATCH=n` changes it), and each side's work on a batch is
 //! charged to that side: `sender` and `receiver` are the rates one core would carry
-//! running only that endpoint, as a host talking to another stack does.
+//! running only that endpoint, as a host talking to another stack does. `ooo %` is the
+//! share of the received bytes that arrived ahead of a gap in the data sequence and
+//! waited in the receiver's reassembly buffer.
 //!
 //! Three tables, three ways the link carries segments:
 //! - `wire`: one wire-sized segment per packet, every segment paying the whole
@@ -65,6 +67,8 @@ struct Outcome {
     wall_seconds: f64,
     allocations: u64,
     subflows_used: usize,
+    /// Share of the received bytes that arrived ahead of a gap in the data sequence.
+    out_of_order: f64,
 }
 
 fn config(mss: u16, link: Link) -> EndpointConfig {
@@ -191,6 +195,9 @@ fn transfer(subflows: usize, mss: u16, link: Link, total: u64) -> Outcome {
     }
     let (r0, s0, a0, cpu0, wall0, alloc0) = start.expect("the transfer outlasts the warm-up");
     let stats = client.mptcp_stats(conn).expect("live");
+    let held = accepted
+        .and_then(|h| server.mptcp_stats(h).ok())
+        .map_or(0, |s| s.out_of_order_bytes);
     let _ = listener;
     Outcome {
         bytes: received - r0,
@@ -201,6 +208,7 @@ fn transfer(subflows: usize, mss: u16, link: Link, total: u64) -> Outcome {
         wall_seconds: wall0.elapsed().as_secs_f64(),
         allocations: alloc_snapshot().allocations - alloc0,
         subflows_used: stats.subflows.iter().filter(|s| s.bytes_sent > 0).count(),
+        out_of_order: held as f64 / received as f64,
     }
 }
 
@@ -232,7 +240,7 @@ fn main() {
         println!();
         println!("{}", link.describe());
         println!(
-            "{:<6} {:>8} {:>6} {:>11} {:>10} {:>10} {:>12} {:>14} {:>11} {:>10} {:>12}",
+            "{:<6} {:>8} {:>6} {:>11} {:>10} {:>10} {:>12} {:>14} {:>11} {:>10} {:>12} {:>6}",
             "MTU",
             "subflows",
             "used",
@@ -243,7 +251,8 @@ fn main() {
             "packets/s",
             "ns/packet",
             "acks/pkt",
-            "allocs/pkt"
+            "allocs/pkt",
+            "ooo %"
         );
         for (mtu, mss, subflows) in rows {
             let o = transfer(subflows, mss, link, total.max(2 * WARMUP));
@@ -251,7 +260,7 @@ fn main() {
             let gbit = |seconds: f64| o.bytes as f64 * 8.0 / seconds / 1e9;
             let sps = o.segments as f64 / cpu;
             println!(
-                "{:<6} {:>8} {:>6} {:>11.2} {:>10.2} {:>10.2} {:>12.2} {:>14.0} {:>11.0} {:>10.2} {:>12.4}",
+                "{:<6} {:>8} {:>6} {:>11.2} {:>10.2} {:>10.2} {:>12.2} {:>14.0} {:>11.0} {:>10.2} {:>12.4} {:>6.1}",
                 mtu,
                 subflows,
                 o.subflows_used,
@@ -262,7 +271,8 @@ fn main() {
                 sps,
                 1e9 / sps,
                 o.acks as f64 / o.segments as f64,
-                o.allocations as f64 / o.segments as f64
+                o.allocations as f64 / o.segments as f64,
+                100.0 * o.out_of_order
             );
         }
     }

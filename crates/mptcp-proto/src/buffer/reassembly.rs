@@ -34,6 +34,8 @@ pub struct InsertOutcome {
     /// New out-of-order bytes dropped because storing them would have opened more than
     /// [`Reassembly::range_limit`] out-of-order ranges.
     pub range_limit_bytes: usize,
+    /// Of `new_bytes`, those stored ahead of a gap, to wait for the bytes before them.
+    pub out_of_order_bytes: usize,
 }
 
 /// A fixed-capacity reassembly buffer addressed by stream offset.
@@ -214,6 +216,9 @@ impl Reassembly {
             new_bytes += piece.len();
         });
         outcome.new_bytes = new_bytes;
+        if !extends_contiguous {
+            outcome.out_of_order_bytes = new_bytes;
+        }
         outcome.duplicate_bytes += (hi - lo) as usize - new_bytes;
         if extends_contiguous
             && let Some((start, end)) = self.out_of_order.first()
@@ -286,6 +291,15 @@ mod tests {
             duplicate_bytes: dup,
             beyond_window_bytes: beyond,
             range_limit_bytes: limit,
+            out_of_order_bytes: 0,
+        }
+    }
+
+    /// `o` for data stored ahead of a gap: all its new bytes are out of order.
+    fn ahead(o: InsertOutcome) -> InsertOutcome {
+        InsertOutcome {
+            out_of_order_bytes: o.new_bytes,
+            ..o
         }
     }
 
@@ -337,7 +351,7 @@ mod tests {
         assert_eq!(rx.range_containing(7), Some(7..8));
         assert_eq!(rx.range_containing(6), None);
         // Bridges 4..6 and 7..8 and touches 10..12: one range 4..12.
-        assert_eq!(rx.insert(5, b"FgHij"), outcome(3, 2, 0, 0));
+        assert_eq!(rx.insert(5, b"FgHij"), ahead(outcome(3, 2, 0, 0)));
         assert_eq!(rx.ranges().collect::<Vec<_>>(), vec![4..12]);
         assert_eq!(rx.contiguous_end(), 0);
         assert_eq!(rx.window(), 20);
@@ -361,7 +375,7 @@ mod tests {
     #[test]
     fn bytes_beyond_the_right_edge_are_dropped_and_counted() {
         let mut rx = Reassembly::new(8);
-        assert_eq!(rx.insert(6, b"ghijk"), outcome(2, 0, 3, 0));
+        assert_eq!(rx.insert(6, b"ghijk"), ahead(outcome(2, 0, 3, 0)));
         assert_eq!(rx.insert(8, b"ij"), outcome(0, 0, 2, 0));
         assert_eq!(rx.insert(u64::MAX - 1, b"zzzz"), outcome(0, 0, 4, 0));
         assert_eq!(rx.insert(0, b"abcdef"), outcome(6, 0, 0, 0));
@@ -393,14 +407,14 @@ mod tests {
     fn the_range_limit_drops_only_data_that_would_open_a_new_range() {
         let mut rx = Reassembly::new(1_000);
         for k in 0..MIN_OUT_OF_ORDER_RANGES as u64 {
-            assert_eq!(rx.insert(2 + 3 * k, b"x"), outcome(1, 0, 0, 0));
+            assert_eq!(rx.insert(2 + 3 * k, b"x"), ahead(outcome(1, 0, 0, 0)));
         }
         assert_eq!(rx.ranges().count(), MIN_OUT_OF_ORDER_RANGES);
         // A 65th range is refused ...
         assert_eq!(rx.insert(500, b"yy"), outcome(0, 0, 0, 2));
         // ... but extending or bridging existing ranges, or the in-order edge, is fine.
-        assert_eq!(rx.insert(3, b"z"), outcome(1, 0, 0, 0));
-        assert_eq!(rx.insert(3, b"zzz"), outcome(1, 2, 0, 0));
+        assert_eq!(rx.insert(3, b"z"), ahead(outcome(1, 0, 0, 0)));
+        assert_eq!(rx.insert(3, b"zzz"), ahead(outcome(1, 2, 0, 0)));
         assert_eq!(rx.ranges().count(), MIN_OUT_OF_ORDER_RANGES - 1);
         assert_eq!(rx.insert(0, b"ab"), outcome(2, 0, 0, 0));
         assert_eq!(rx.contiguous_end(), 6);
@@ -444,6 +458,10 @@ mod tests {
 
         fn insert(&mut self, offset: u64, data: &[u8]) -> InsertOutcome {
             let mut out = InsertOutcome::default();
+            let mut contiguous_end = self.read;
+            while self.bytes.contains_key(&contiguous_end) {
+                contiguous_end += 1;
+            }
             let mut fresh = Vec::new();
             for (i, &b) in data.iter().enumerate() {
                 let o = offset + i as u64;
@@ -465,6 +483,9 @@ mod tests {
                 out.range_limit_bytes = fresh.len();
             } else {
                 out.new_bytes = fresh.len();
+                if offset > contiguous_end {
+                    out.out_of_order_bytes = out.new_bytes;
+                }
             }
             out
         }

@@ -154,6 +154,9 @@ pub struct ConnStats {
     pub bytes_data_acked: u64,
     /// Byte ranges reinjected onto another subflow.
     pub reinjections: u64,
+    /// Bytes received ahead of the next expected data sequence number, which waited
+    /// in the reassembly buffer for the bytes before them: reordering across subflows.
+    pub out_of_order_bytes: u64,
     /// Bytes sent again on a faster subflow because the receive window was blocked by
     /// a slower one (opportunistic retransmission).
     pub opportunistic_bytes: u64,
@@ -238,6 +241,7 @@ pub(crate) struct Core {
     pub bytes_written: u64,
     pub bytes_read: u64,
     pub reinjections: u64,
+    pub out_of_order_bytes: u64,
     pub opportunistic_bytes: u64,
     pub penalties: u64,
     pub subflows_opened: u64,
@@ -452,6 +456,7 @@ impl MptcpConnection {
             bytes_written: 0,
             bytes_read: 0,
             reinjections: 0,
+            out_of_order_bytes: 0,
             opportunistic_bytes: 0,
             penalties: 0,
             subflows_opened: 0,
@@ -977,6 +982,7 @@ impl MptcpConnection {
             bytes_read: self.core.bytes_read,
             bytes_data_acked: self.core.data_acked_total,
             reinjections: self.core.reinjections,
+            out_of_order_bytes: self.core.out_of_order_bytes,
             opportunistic_bytes: self.core.opportunistic_bytes,
             penalties: self.core.penalties,
             window_probes: self.core.window_probes,

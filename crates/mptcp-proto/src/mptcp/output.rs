@@ -7,7 +7,9 @@ use arrayvec::ArrayVec;
 
 use crate::buffer::SendBuffer;
 use crate::crypto::{DssChecksum, add_addr_hmac, join_ack_hmac, join_synack_hmac};
-use crate::mptcp::connection::{ConnMode, Core, MptcpConnection, Role, SubflowTransmit};
+use crate::mptcp::connection::{
+    ConnMode, Core, MAX_SUBFLOWS, MptcpConnection, Role, SubflowTransmit,
+};
 use crate::mptcp::data_seq::DataFinTx;
 use crate::mptcp::handshake::MPTCP_VERSION;
 use crate::mptcp::mapping::TxMapping;
@@ -196,8 +198,7 @@ impl MptcpConnection {
             .iter()
             .filter(|s| s.mp.carries_data() && !s.mp.stale)
             .count();
-        for k in 0..n {
-            let i = (core.tx_cursor + k) % n;
+        for i in TransmitOrder::new(core, &self.subflows) {
             let sub = &mut self.subflows[i];
             let announce_here = healthy == 0 || (sub.mp.carries_data() && !sub.mp.stale);
             let (data_space, control_space) = core.option_spaces(send, sub);
@@ -471,6 +472,75 @@ impl MptcpConnection {
             .max()
             .unwrap_or(self.core.config.tcp.initial_rto)
             .max(self.core.config.reinject_min)
+    }
+}
+
+/// Which subflows `poll_transmit` asks, in order: those without new data first (their
+/// ACKs, retransmissions and signals), then those with new data by the DSN of their
+/// next byte, round robin from the cursor among equals. Taking new data in
+/// data-sequence order across subflows means that over paths of equal delay the
+/// receiver sees the stream in order, instead of one scheduled chunk ahead per
+/// subflow, which it would have to hold out of order and merge (RFC 8684 leaves the
+/// order to the sender). Most calls stop at the first subflow asked, so the order is
+/// picked lazily rather than sorted.
+struct TransmitOrder {
+    /// Per subflow: 0 without new data, else 1 + the data offset of its next byte.
+    /// Empty when there are more subflows than it holds (joins being refused): those
+    /// then take plain turns.
+    keys: ArrayVec<u64, MAX_SUBFLOWS>,
+    /// Bit i: subflow i was handed out.
+    tried: u64,
+    cursor: usize,
+    n: usize,
+    asked: usize,
+}
+
+const _: () = assert!(
+    MAX_SUBFLOWS <= u64::BITS as usize,
+    "`tried` has a bit per subflow"
+);
+
+impl TransmitOrder {
+    fn new(core: &Core, subflows: &[Subflow]) -> Self {
+        let n = subflows.len();
+        let mut keys = ArrayVec::new();
+        if n <= MAX_SUBFLOWS {
+            keys.extend(subflows.iter().map(|s| {
+                s.next_unsent_dsn()
+                    .map_or(0, |dsn| 1 + core.seq.tx_offset(dsn))
+            }));
+        }
+        TransmitOrder {
+            keys,
+            tried: 0,
+            cursor: core.tx_cursor,
+            n,
+            asked: 0,
+        }
+    }
+}
+
+impl Iterator for TransmitOrder {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        if self.asked == self.n {
+            return None;
+        }
+        self.asked += 1;
+        if self.keys.is_empty() {
+            return Some((self.cursor + self.asked - 1) % self.n);
+        }
+        let mut best: Option<usize> = None;
+        for k in 0..self.n {
+            let i = (self.cursor + k) % self.n;
+            if self.tried & (1 << i) == 0 && best.is_none_or(|b| self.keys[i] < self.keys[b]) {
+                best = Some(i);
+            }
+        }
+        let i = best?;
+        self.tried |= 1 << i;
+        Some(i)
     }
 }
 

@@ -213,6 +213,15 @@ impl Subflow {
         self.mp.tx.end().saturating_sub(self.tcp.sent_offset())
     }
 
+    /// The DSN of the next new byte it would send: its first mapped and unsent byte.
+    pub fn next_unsent_dsn(&self) -> Option<Dsn> {
+        if self.unsent() == 0 {
+            return None;
+        }
+        let offset = self.tcp.sent_offset();
+        self.mp.tx.lookup(offset).map(|m| m.dsn_at(offset))
+    }
+
     /// Bytes the scheduler may still map to it ([`crate::sched::SubflowView::space`]):
     /// the free congestion window, bounded by the peer's window, both net of what is
     /// mapped and unsent.
