@@ -226,7 +226,10 @@ impl Carrier {
         Carrier {
             link,
             batch,
-            slots: (0..slots).map(|_| vec![0u8; 65_536]).collect(),
+            // Wire packets (up to MTU 9000) in the slots, except on the super link.
+            slots: (0..slots)
+                .map(|_| vec![0u8; if link == Link::Super { 65_536 } else { 16_384 }])
+                .collect(),
             lens: Vec::with_capacity(slots),
             packet: vec![0u8; 65_536],
             gro: Coalescer::new(),
