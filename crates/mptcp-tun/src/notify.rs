@@ -48,20 +48,37 @@ impl Notifier {
         }
     }
 
-    /// Called by the loop before it processes the shared state: clears the flag and the
-    /// eventfd counter.
+    /// Called by the loop before it processes the shared state: empties the eventfd,
+    /// then clears the flag, in that order. Clearing first loses wake-ups: a notify()
+    /// between the two sees the flag clear and writes the eventfd, the read then takes
+    /// that write, and the flag stays set with the eventfd empty, so every later
+    /// notify() believes a wake-up is on its way while the loop sleeps until a packet
+    /// or a timer comes (a window update owed after a read, or data just written,
+    /// waits for the peer's next probe or retransmission). Emptying first, a notify()
+    /// before the flag is cleared is seen when the loop looks at the state next, and
+    /// one after it writes the eventfd again.
     pub(crate) fn clear(&self) {
-        if self.pending.swap(false, Ordering::AcqRel) {
-            let mut value: u64 = 0;
-            // SAFETY: reads 8 bytes into a live u64 from our own non-blocking eventfd.
-            unsafe {
-                libc::read(
-                    self.fd.as_raw_fd(),
-                    (&mut value as *mut u64).cast(),
-                    std::mem::size_of::<u64>(),
-                )
-            };
-        }
+        self.drain();
+        self.rearm();
+    }
+
+    /// Empties the eventfd counter (a non-blocking read; nothing to read is fine).
+    fn drain(&self) {
+        let mut value: u64 = 0;
+        // SAFETY: reads 8 bytes into a live u64 from our own non-blocking eventfd.
+        unsafe {
+            libc::read(
+                self.fd.as_raw_fd(),
+                (&mut value as *mut u64).cast(),
+                std::mem::size_of::<u64>(),
+            )
+        };
+    }
+
+    /// Lets the next notify() write the eventfd again. AcqRel: the loop then sees the
+    /// changes made before the notify() calls it absorbs.
+    fn rearm(&self) {
+        self.pending.swap(false, Ordering::AcqRel);
     }
 }
 
@@ -138,6 +155,36 @@ mod tests {
         // SAFETY: writes one byte from a live array to our pipe.
         unsafe { libc::write(w, [1u8].as_ptr().cast(), 1) };
         assert!(wait_readable(r, n.as_raw_fd(), Some(Duration::from_secs(5))).expect("poll"));
+        // SAFETY: closing the pipe ends we created.
+        unsafe {
+            libc::close(r);
+            libc::close(w);
+        }
+    }
+
+    /// The interleaving that used to lose wake-ups: an application's notify() lands
+    /// inside the loop's clear(). The loop looks at the state right after clear(), so
+    /// that notify needs no wake-up; the next one must wake the next wait.
+    #[test]
+    fn a_notify_during_clear_does_not_silence_the_next_one() {
+        let n = Notifier::new().expect("eventfd");
+        let (r, w) = pipe();
+        n.notify();
+        // clear(), with a notify() between its two steps.
+        n.drain();
+        n.notify();
+        n.rearm();
+        // The loop has seen the state; it waits. An application changes something.
+        n.notify();
+        let start = Instant::now();
+        assert!(!wait_readable(r, n.as_raw_fd(), Some(Duration::from_secs(5))).expect("poll"));
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "the wait was not woken: the notify was lost"
+        );
+        // No spurious wake-up is left behind after a clear().
+        n.clear();
+        assert!(!wait_readable(r, n.as_raw_fd(), Some(Duration::from_millis(30))).expect("poll"));
         // SAFETY: closing the pipe ends we created.
         unsafe {
             libc::close(r);

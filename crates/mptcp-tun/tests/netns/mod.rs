@@ -278,6 +278,33 @@ impl Netns {
         }
     }
 
+    /// Captures every packet on every interface of namespace `name` into `path` (full
+    /// payloads, pcapng) with dumpcap, until the returned guard is dropped. For
+    /// kernel-only transfers, where our stack's own capture sees nothing.
+    pub fn capture(&self, name: &str, path: &std::path::Path) -> Capture {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", name, "dumpcap", "-q", "-i", "any", "-w"])
+            .arg(path)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run dumpcap: {e}"));
+        // dumpcap says "Capturing on" once it captures.
+        let mut err = std::io::BufReader::new(child.stderr.take().expect("piped"));
+        let mut line = String::new();
+        while std::io::BufRead::read_line(&mut err, &mut line).expect("dumpcap stderr") > 0 {
+            if line.contains("Capturing on") {
+                break;
+            }
+            line.clear();
+        }
+        // It prints that a little before the first packets are taken.
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        Capture {
+            child,
+            _stderr: err,
+        }
+    }
+
     /// Runs a whitespace-separated command inside namespace `name`; panics if it fails.
     pub fn exec(&self, name: &str, command: &str) {
         let mut args = vec!["ip", "netns", "exec", name];
@@ -319,6 +346,21 @@ impl Netns {
 
     pub fn in_peer<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
         Netns::within(&self.peer, f)
+    }
+}
+
+/// A running capture; dropping it stops dumpcap and waits for the file to be written.
+pub struct Capture {
+    child: std::process::Child,
+    _stderr: std::io::BufReader<std::process::ChildStderr>,
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        // SIGTERM: dumpcap finishes the file and exits.
+        // SAFETY: kill has no memory preconditions; the pid is our own child's.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
     }
 }
 

@@ -334,7 +334,25 @@ impl RxMappings {
             // §3.3.1: a mapping, once sent, is fixed. The same one again is fine (it
             // rides on every segment it covers); a different one over the same subflow
             // bytes is a protocol error.
+            let same_bytes = existing.dsn == new.dsn
+                && existing.offset == new.offset
+                && existing.len == new.len
+                && existing.subflow_seq == new.subflow_seq;
             return if *existing == new {
+                Ok(Inserted {
+                    kind: InsertKind::Duplicate,
+                    data_fin,
+                })
+            } else if same_bytes && existing.data_fin != new.data_fin {
+                // The same mapping with or without the DATA_FIN's byte of data-level
+                // length: Linux adds the DATA_FIN to a mapping whose first segments
+                // went out before the application closed, and the tail carries the
+                // mapping one longer. Same bytes at the same places; the DATA_FIN,
+                // once seen, stays (with checksums, its checksum covers the longer
+                // length).
+                if new.data_fin {
+                    self.maps[idx] = new;
+                }
                 Ok(Inserted {
                     kind: InsertKind::Duplicate,
                     data_fin,
@@ -670,6 +688,44 @@ mod tests {
             Ok(InsertKind::New)
         );
         assert_eq!(rx.pending().len(), 2);
+    }
+
+    /// Seen from Linux 6.18 at the end of a transfer: a mapping's first segment went
+    /// out, the application closed, and the tail came with the same mapping one byte
+    /// longer and DATA_FIN set. That is the same mapping, not a conflict (which resets
+    /// the subflow: the connection then hung with the peer's last bytes unacked).
+    #[test]
+    fn a_mapping_repeated_with_the_data_fin_added_is_the_same_mapping() {
+        let mut rx = RxMappings::new(false);
+        rx.insert(mapping(100, 1, 10), 0).expect("valid");
+        let with_fin = ReceivedMapping {
+            data_fin: true,
+            ..mapping(100, 1, 11)
+        };
+        assert_eq!(
+            rx.insert(with_fin, 0),
+            Ok(Inserted {
+                kind: InsertKind::Duplicate,
+                data_fin: Some(Dsn(110))
+            })
+        );
+        assert_eq!(rx.pending().len(), 1);
+        assert!(rx.pending()[0].data_fin, "the DATA_FIN is kept");
+        // The earlier form again (a retransmitted head) keeps it too.
+        assert_eq!(
+            rx.insert(mapping(100, 1, 10), 0).map(|i| i.kind),
+            Ok(InsertKind::Duplicate)
+        );
+        assert!(rx.pending()[0].data_fin);
+        // One byte longer without a DATA_FIN covers other bytes: still a conflict.
+        assert!(matches!(
+            rx.insert(mapping(100, 1, 11), 0),
+            Err(MappingError::Conflict { .. })
+        ));
+        // The payload maps to the data sequence as before.
+        let (events, outcome) = receive(&mut rx, 0, b"0123456789");
+        assert_eq!(events, vec!["data 100 0123456789"]);
+        assert_eq!(outcome.accepted, 10);
     }
 
     #[test]
