@@ -244,7 +244,7 @@ enum SimCommand {
     /// bytes_delivered, matched, longest_stall_ms, reinjected_bytes and connections[]
     /// (flow, kind, from, to, mode, bytes_sent, bytes_delivered, matched, complete,
     /// completion_s, goodput_mbps, longest_stall_ms, longest_stall_start_s,
-    /// reinjected_bytes, subflows[] (id, local, remote, backup, bytes, share_pct,
+    /// reinjected_bytes, out_of_order_bytes, subflows[] (id, local, remote, backup, bytes, share_pct,
     /// srtt_ms, min_rtt_ms, cwnd_bytes, retransmitted_bytes, reinjected_bytes, rtos)).
     ///
     /// Examples:

@@ -86,6 +86,7 @@ fn every_builtin_runs_and_delivers_exactly_what_was_sent() {
         for c in conns {
             assert_eq!(c["matched"], true, "{}: {c:#}", b.name);
             assert_eq!(c["complete"], true, "{}: {c:#}", b.name);
+            assert!(c["out_of_order_bytes"].as_u64().is_some(), "{c:#}");
             let sfs = subflows(c);
             assert!(!sfs.is_empty());
             let bytes: u64 = sfs

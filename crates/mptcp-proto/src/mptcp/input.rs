@@ -451,6 +451,7 @@ impl ReceiveSink for RxOwner<'_> {
                 if outcome.range_limit_bytes > 0 {
                     return 0;
                 }
+                self.core.out_of_order_bytes += outcome.out_of_order_bytes as u64;
                 self.mp.bytes_delivered += payload.len() as u64;
                 self.core.note_received();
                 payload.len() - outcome.beyond_window_bytes
@@ -462,6 +463,7 @@ impl ReceiveSink for RxOwner<'_> {
                     RxEvent::Data { dsn, bytes } => {
                         let at = core.seq.rx_offset(dsn);
                         let stored = core.recv.insert(at, bytes);
+                        core.out_of_order_bytes += stored.out_of_order_bytes as u64;
                         if stored.range_limit_bytes > 0 || stored.beyond_window_bytes > 0 {
                             // The subflow has taken these bytes; the connection-level
                             // retransmission timer at the sender recovers them.

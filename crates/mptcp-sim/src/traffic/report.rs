@@ -74,6 +74,9 @@ pub struct MptcpReport {
     pub reinjections: u64,
     /// Bytes the sender mapped a second time onto another subflow.
     pub reinjected_bytes: u64,
+    /// Bytes that reached the receiver ahead of a gap in the data sequence and waited
+    /// for the bytes before them: reordering across subflows.
+    pub out_of_order_bytes: u64,
     /// The sender's subflows, closed ones included, by id.
     pub subflows: Vec<SubflowStats>,
     /// Which of `subflows` are closed (their figures are final).
@@ -109,6 +112,9 @@ impl MptcpReport {
                     .map(|sf| sf.bytes_reinjected)
                     .sum()
             }),
+            out_of_order_bytes: peer_stats
+                .or_else(|| peer.and_then(|p| p.stats.as_ref()))
+                .map_or(0, |s| s.out_of_order_bytes),
             subflows: stats.as_ref().map(all_subflows).unwrap_or_default(),
             closed_subflows: stats.as_ref().map_or_else(Vec::new, |s| {
                 s.closed_subflows.iter().map(|sf| sf.id).collect()
@@ -239,20 +245,28 @@ impl fmt::Display for RunReport {
             writeln!(f)?;
             writeln!(
                 f,
-                "{:<7} {:<9} {:<9} {:>8} {:>12} {:>11} {:>9}  fallback",
-                "mptcp", "mode", "peer", "subflows", "reinjected", "reinj.range", "checksums"
+                "{:<7} {:<9} {:<9} {:>8} {:>12} {:>11} {:>12} {:>9}  fallback",
+                "mptcp",
+                "mode",
+                "peer",
+                "subflows",
+                "reinjected",
+                "reinj.range",
+                "out of order",
+                "checksums"
             )?;
             for flow in &self.flows {
                 let Some(m) = &flow.mptcp else { continue };
                 writeln!(
                     f,
-                    "{:<7} {:<9} {:<9} {:>8} {:>12} {:>11} {:>9}  {}",
+                    "{:<7} {:<9} {:<9} {:>8} {:>12} {:>11} {:>12} {:>9}  {}",
                     flow.label,
                     mode_name(m.mode),
                     mode_name(m.peer_mode),
                     m.subflows_opened,
                     m.reinjected_bytes,
                     m.reinjections,
+                    m.out_of_order_bytes,
                     if m.checksums { "on" } else { "off" },
                     m.fallback.map_or("-".into(), |r| format!("{r:?}")),
                 )?;

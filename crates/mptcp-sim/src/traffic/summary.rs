@@ -157,6 +157,9 @@ pub struct Summary {
 ///   wait for the first byte is `first_byte_ms`); `longest_stall_start_s`: when it
 ///   began;
 /// - `reinjected_bytes`: bytes the sender mapped a second time onto another subflow;
+/// - `out_of_order_bytes`: bytes that reached the receiver ahead of a gap in the data
+///   sequence and waited for the bytes before them (reordering across subflows; 0 for
+///   TCP);
 /// - `subflows`: one [`SubflowSummary`] each (a TCP connection has one).
 #[derive(Clone, Debug, Serialize)]
 pub struct ConnSummary {
@@ -175,6 +178,7 @@ pub struct ConnSummary {
     pub longest_stall_ms: f64,
     pub longest_stall_start_s: f64,
     pub reinjected_bytes: u64,
+    pub out_of_order_bytes: u64,
     pub subflows: Vec<SubflowSummary>,
 }
 
@@ -410,6 +414,7 @@ impl ConnSummary {
             longest_stall_ms: ms(flow.longest_stall.duration),
             longest_stall_start_s: secs(flow.longest_stall.from),
             reinjected_bytes: flow.mptcp.as_ref().map_or(0, |m| m.reinjected_bytes),
+            out_of_order_bytes: flow.mptcp.as_ref().map_or(0, |m| m.out_of_order_bytes),
             subflows,
         }
     }
@@ -509,7 +514,7 @@ impl fmt::Display for Summary {
         write!(
             f,
             "total {:.2} Mbit/s; {} of {} bytes delivered, {}; longest stall {:.1} ms; \
-             {} bytes reinjected",
+             {} bytes reinjected; {} bytes arrived out of order",
             self.total_goodput_mbps,
             self.bytes_delivered,
             self.bytes_sent,
@@ -519,7 +524,11 @@ impl fmt::Display for Summary {
                 "NOT all matched"
             },
             self.longest_stall_ms,
-            self.reinjected_bytes
+            self.reinjected_bytes,
+            self.connections
+                .iter()
+                .map(|c| c.out_of_order_bytes)
+                .sum::<u64>()
         )?;
         writeln!(f)
     }

@@ -1038,3 +1038,32 @@ fn subflows_with_room_at_once_send_their_new_data_in_data_sequence_order() {
         "two mappings: {dsns:?}"
     );
 }
+
+#[test]
+fn bytes_received_ahead_of_a_gap_are_counted() {
+    // Two ACK-clocked subflows: each scheduled chunk ends in a partial segment that
+    // waits on its subflow (Nagle) while the other subflow sends the data after it,
+    // so part of the stream reaches the receiver ahead of a gap.
+    let config = MptcpConfig {
+        send_buffer: 4 << 20,
+        recv_buffer: 4 << 20,
+        ..small_config()
+    };
+    let mut p = Pair::new(config.clone(), config, &[ip("10.0.1.1")]);
+    p.connect();
+    assert_bytes(&p.transfer(true, b"go", Duration::from_secs(1)), b"go");
+    p.run_for(Duration::from_millis(200));
+    let data = pattern(1_000_000, 15);
+    assert_bytes(&p.transfer(true, &data, Duration::from_secs(30)), &data);
+    let held = p.server().stats().out_of_order_bytes;
+    assert!(
+        held > 0 && held < data.len() as u64,
+        "{held} of {} bytes ahead of a gap",
+        data.len()
+    );
+    assert_eq!(
+        p.client.stats().out_of_order_bytes,
+        0,
+        "the client received nothing"
+    );
+}
