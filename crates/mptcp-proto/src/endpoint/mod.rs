@@ -216,6 +216,17 @@ struct ConnEntry {
     discarded: bool,
 }
 
+impl ConnEntry {
+    /// When its connection's next timer fires; none once it is closed.
+    fn deadline(&self) -> Option<Instant> {
+        if self.conn.is_closed() {
+            None
+        } else {
+            self.conn.poll_timeout()
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Listener {
     local: SocketAddr,
@@ -634,9 +645,7 @@ impl Endpoint {
         let changed = self
             .stale_timers
             .iter()
-            .filter_map(|&key| self.conns.get(key))
-            .filter(|entry| !entry.conn.is_closed())
-            .filter_map(|entry| entry.conn.poll_timeout())
+            .filter_map(|&key| self.conns.get(key)?.deadline())
             .min();
         // A stale connection's registered deadline is not its deadline any more.
         let registered = self
@@ -644,10 +653,7 @@ impl Endpoint {
             .iter()
             .find(|&&(_, key)| self.conns.get(key).is_none_or(|e| !e.timer_stale))
             .map(|&(deadline, _)| deadline);
-        match (changed, registered) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        changed.into_iter().chain(registered).min()
     }
 
     /// Brings every changed connection's registered deadline up to date.
@@ -658,11 +664,7 @@ impl Endpoint {
                 continue;
             };
             entry.timer_stale = false;
-            let deadline = if entry.conn.is_closed() {
-                None
-            } else {
-                entry.conn.poll_timeout()
-            };
+            let deadline = entry.deadline();
             if deadline != entry.timer {
                 if let Some(old) = entry.timer {
                     self.timers.remove(&(old, key));
